@@ -1,0 +1,38 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "asr",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "ASRKit", targets: ["ASRKit"]),
+        .executable(name: "asr", targets: ["asr"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // One system library per C dependency; each is imported by exactly one Swift file in ASRKit.
+        .systemLibrary(
+            name: "CSndFile", path: "Sources/CSndFile", pkgConfig: "sndfile",
+            providers: [.apt(["libsndfile1-dev"]), .brew(["libsndfile"])]),
+        .systemLibrary(
+            name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"]), .brew(["openblas"])]),
+        .systemLibrary(
+            name: "CFFTW", path: "Sources/CFFTW", pkgConfig: "fftw3f",
+            providers: [.apt(["libfftw3-dev"]), .brew(["fftw"])]),
+        .target(
+            name: "ASRKit",
+            dependencies: ["CSndFile", "CBLAS", "CFFTW"],
+            path: "Sources/ASRKit"),
+        .executableTarget(
+            name: "asr",
+            dependencies: ["ASRKit", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/asr"),
+        .testTarget(
+            name: "ASRKitTests", dependencies: ["ASRKit"], path: "Tests/ASRKitTests"),
+        .testTarget(
+            name: "asrTests", dependencies: ["ASRKit"], path: "Tests/asrTests"),
+    ]
+)

@@ -1,0 +1,81 @@
+import Foundation
+
+/// Every error ASRKit throws. Each case carries what a user needs to find and fix the problem: the file, the field
+/// or tensor, and what was expected.
+public enum ASRError: Error, Equatable, Sendable {
+    // MARK: Model directory and configuration
+    /// A file the model directory must contain is absent.
+    case missingModelFile(directory: String, file: String)
+    /// A JSON file of the model directory could not be parsed.
+    case malformedJSON(file: String, reason: String)
+    /// A configuration field has a value we cannot run (wrong type, out of range, inconsistent).
+    case invalidConfiguration(field: String, reason: String)
+    /// The configuration asks for a feature this engine does not implement; running it would give wrong output.
+    case unsupportedConfiguration(field: String, value: String)
+    /// The vocabulary disagrees with the configuration or is unusable.
+    case invalidVocabulary(file: String, reason: String)
+
+    // MARK: Weights
+    /// The safetensors file is not well formed.
+    case invalidSafeTensors(file: String, reason: String)
+    /// A tensor the architecture needs is not in the checkpoint.
+    case missingTensor(name: String)
+    /// A tensor's shape does not match what the configuration implies.
+    case tensorShapeMismatch(name: String, expected: [Int], found: [Int])
+    /// A tensor is stored in a type we cannot convert to Float.
+    case unsupportedDType(name: String, dtype: String)
+    /// The checkpoint holds tensors the architecture does not use (a different model or an unsupported variant).
+    case unexpectedTensors(names: [String])
+
+    // MARK: Audio
+    /// The audio file could not be opened or decoded.
+    case unreadableAudio(file: String, reason: String)
+    /// The audio is not usable as it is (wrong rate, empty, non-finite samples, ...).
+    case invalidAudio(file: String, reason: String)
+
+    /// A NumPy array file is not one we can read.
+    case invalidArrayFile(file: String, reason: String)
+
+    // MARK: Output
+    /// A result could not be written.
+    case writeFailed(file: String, reason: String)
+}
+
+extension ASRError: LocalizedError, CustomStringConvertible {
+    public var errorDescription: String? { description }
+
+    public var description: String {
+        switch self {
+        case .missingModelFile(let directory, let file):
+            return "model directory '\(directory)' has no \(file)"
+        case .malformedJSON(let file, let reason):
+            return "\(file): malformed JSON: \(reason)"
+        case .invalidConfiguration(let field, let reason):
+            return "config.json: invalid '\(field)': \(reason)"
+        case .unsupportedConfiguration(let field, let value):
+            return "config.json: '\(field)' = \(value) is not supported by this engine"
+        case .invalidVocabulary(let file, let reason):
+            return "\(file): \(reason)"
+        case .invalidSafeTensors(let file, let reason):
+            return "\(file): invalid safetensors file: \(reason)"
+        case .missingTensor(let name):
+            return "checkpoint has no tensor '\(name)'"
+        case .tensorShapeMismatch(let name, let expected, let found):
+            return "tensor '\(name)' has shape \(found), expected \(expected) from config.json"
+        case .unsupportedDType(let name, let dtype):
+            return "tensor '\(name)' has dtype \(dtype); only F32, F16 and BF16 are supported"
+        case .unexpectedTensors(let names):
+            let shown = names.prefix(5).joined(separator: ", ")
+            let more = names.count > 5 ? " and \(names.count - 5) more" : ""
+            return "checkpoint has tensors this architecture does not use: \(shown)\(more)"
+        case .unreadableAudio(let file, let reason):
+            return "\(file): cannot read audio: \(reason)"
+        case .invalidAudio(let file, let reason):
+            return "\(file): \(reason)"
+        case .invalidArrayFile(let file, let reason):
+            return "\(file): \(reason)"
+        case .writeFailed(let file, let reason):
+            return "\(file): cannot write: \(reason)"
+        }
+    }
+}

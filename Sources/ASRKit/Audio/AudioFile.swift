@@ -1,0 +1,123 @@
+import CSndFile
+import Foundation
+
+/// An audio file opened with libsndfile (WAV, AIFF, FLAC, OGG/Vorbis, Opus, MP3, CAF, W64, RF64, ...), read as mono
+/// Float in blocks so that a long file never has to be in memory at its original rate.
+///
+/// Not thread-safe: one reader per file per thread.
+public final class AudioFile {
+    /// Sample rate in Hz, as the file states it.
+    public let sampleRate: Int
+    /// Channels per frame; they are averaged into mono.
+    public let channels: Int
+    /// Frames (samples per channel) the header announces.
+    public let frameCount: Int
+    /// libsndfile's description of the container and encoding, e.g. "WAV (Microsoft) / Signed 16 bit PCM".
+    public let formatDescription: String
+    public let path: String
+
+    /// Duration in seconds according to the header.
+    public var duration: Double { sampleRate > 0 ? Double(frameCount) / Double(sampleRate) : 0 }
+
+    private var handle: OpaquePointer?
+    private var interleaved: [Float] = []
+
+    /// Rates outside this range are refused as absurd (libsndfile itself accepts any positive 32-bit value).
+    public static let supportedRates = 1000...768_000
+    /// More channels than this is not a real recording.
+    public static let maxChannels = 256
+
+    /// Opens `path` and reads its header; no samples are decoded yet.
+    public init(path: String) throws {
+        self.path = path
+        let name = path
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw ASRError.unreadableAudio(file: name, reason: "no such file")
+        }
+        if isDirectory.boolValue { throw ASRError.unreadableAudio(file: name, reason: "is a directory") }
+        guard FileManager.default.isReadableFile(atPath: path) else {
+            throw ASRError.unreadableAudio(file: name, reason: "permission denied")
+        }
+        var info = SF_INFO()
+        guard let handle = sf_open(path, Int32(SFM_READ), &info) else {
+            let message = String(cString: sf_strerror(nil))
+            let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int ?? -1
+            if size == 0 { throw ASRError.invalidAudio(file: name, reason: "file is empty") }
+            throw ASRError.unreadableAudio(file: name, reason: "not a supported audio file (\(message))")
+        }
+        self.handle = handle
+        guard info.channels > 0 else {
+            sf_close(handle); self.handle = nil
+            throw ASRError.invalidAudio(file: name, reason: "file has no channels")
+        }
+        guard Int(info.channels) <= Self.maxChannels else {
+            sf_close(handle); self.handle = nil
+            throw ASRError.invalidAudio(file: name, reason: "\(info.channels) channels is more than \(Self.maxChannels)")
+        }
+        guard Self.supportedRates.contains(Int(info.samplerate)) else {
+            sf_close(handle); self.handle = nil
+            throw ASRError.invalidAudio(
+                file: name, reason: "sample rate \(info.samplerate) Hz is outside \(Self.supportedRates.lowerBound)...\(Self.supportedRates.upperBound) Hz")
+        }
+        sampleRate = Int(info.samplerate)
+        channels = Int(info.channels)
+        frameCount = max(0, Int(info.frames))
+        formatDescription = Self.describe(format: info.format)
+        // Integer files are scaled to [-1, 1); float files are returned as stored (no clipping, no normalisation).
+        sf_command(handle, Int32(SFC_SET_NORM_FLOAT), nil, Int32(SF_TRUE))
+    }
+
+    deinit {
+        if let handle { sf_close(handle) }
+    }
+
+    /// Reads up to `maxFrames` frames, averaged to mono. Returns an empty array at the end of the file.
+    public func readBlock(maxFrames: Int = 65536) throws -> [Float] {
+        guard let handle, maxFrames > 0 else { return [] }
+        if interleaved.count < maxFrames * channels { interleaved = [Float](repeating: 0, count: maxFrames * channels) }
+        let read = interleaved.withUnsafeMutableBufferPointer { buffer in
+            Int(sf_readf_float(handle, buffer.baseAddress, sf_count_t(maxFrames)))
+        }
+        let error = sf_error(handle)
+        if read <= 0 && error != 0 {
+            throw ASRError.unreadableAudio(file: path, reason: "decoding failed (\(String(cString: sf_strerror(handle))))")
+        }
+        guard read > 0 else { return [] }
+        if channels == 1 { return Array(interleaved[0..<read]) }
+        let scale = 1 / Float(channels)
+        var mono = [Float](repeating: 0, count: read)
+        interleaved.withUnsafeBufferPointer { src in
+            for i in 0..<read {
+                var sum: Float = 0
+                for c in 0..<channels { sum += src[i * channels + c] }
+                mono[i] = sum * scale
+            }
+        }
+        return mono
+    }
+
+    /// Reads the rest of the file as mono samples at the file's own rate.
+    public func readAll() throws -> [Float] {
+        var samples: [Float] = []
+        samples.reserveCapacity(min(frameCount, 1 << 26))
+        while true {
+            let block = try readBlock()
+            if block.isEmpty { break }
+            samples += block
+        }
+        return samples
+    }
+
+    private static func describe(format: Int32) -> String {
+        func name(_ command: Int32, _ value: Int32) -> String? {
+            var info = SF_FORMAT_INFO()
+            info.format = value
+            guard sf_command(nil, command, &info, Int32(MemoryLayout<SF_FORMAT_INFO>.size)) == 0, let n = info.name else { return nil }
+            return String(cString: n)
+        }
+        let major = name(Int32(SFC_GET_FORMAT_INFO), format & Int32(SF_FORMAT_TYPEMASK)) ?? "unknown container"
+        let minor = name(Int32(SFC_GET_FORMAT_INFO), format & Int32(SF_FORMAT_SUBMASK)) ?? "unknown encoding"
+        return "\(major) / \(minor)"
+    }
+}

@@ -1,0 +1,77 @@
+import Foundation
+
+/// A decoded character and the CTC frames it spans: [startFrame, endFrame).
+public struct CharacterSpan: Sendable, Equatable {
+    public let text: String
+    public let startFrame: Int
+    public let endFrame: Int
+}
+
+/// The result of greedy CTC decoding.
+public struct CTCDecoding: Sendable, Equatable {
+    /// The transcript, exactly as transformers' `Wav2Vec2CTCTokenizer.decode` writes it.
+    public let text: String
+    /// The best token id of every frame.
+    public let path: [Int]
+    /// Characters after grouping repeats and dropping blanks, with their frame spans (the word delimiter included,
+    /// already replaced by a space).
+    public let characters: [CharacterSpan]
+}
+
+/// Greedy (best path) CTC decoding with transformers' semantics: argmax per frame, group consecutive equal ids,
+/// then drop the blank. Grouping comes first so that a blank between two equal letters keeps both ("LL").
+public enum CTCGreedyDecoder {
+    /// The index of the largest logit of each frame (the first on ties, as `torch.argmax`).
+    public static func bestPath(logits: [Float], frames: Int, vocabularySize: Int) -> [Int] {
+        precondition(logits.count == frames * vocabularySize)
+        var path = [Int](repeating: 0, count: frames)
+        logits.withUnsafeBufferPointer { l in
+            for t in 0..<frames {
+                let row = l.baseAddress! + t * vocabularySize
+                var best = 0
+                var bestValue = row[0]
+                for v in 1..<vocabularySize where row[v] > bestValue {
+                    best = v
+                    bestValue = row[v]
+                }
+                path[t] = best
+            }
+        }
+        return path
+    }
+
+    public static func decode(path: [Int], vocabulary: Vocabulary) -> CTCDecoding {
+        var characters: [CharacterSpan] = []
+        var start = 0
+        while start < path.count {
+            var end = start + 1
+            while end < path.count, path[end] == path[start] { end += 1 }
+            let id = path[start]
+            let token = vocabulary.token(id)
+            // transformers filters the blank by its token text, so any id spelled like the pad token is dropped too.
+            if token != vocabulary.token(vocabulary.blankID) {
+                let text = token == vocabulary.wordDelimiter ? vocabulary.wordDelimiterReplacement : token
+                characters.append(CharacterSpan(text: text, startFrame: start, endFrame: end))
+            }
+            start = end
+        }
+        var text = characters.map(\.text).joined().trimmingCharacters(in: .whitespacesAndNewlines)
+        if vocabulary.lowercaseOutput { text = text.lowercased() }
+        if vocabulary.cleanUpTokenizationSpaces { text = cleanUpTokenization(text) }
+        return CTCDecoding(text: text, path: path, characters: characters)
+    }
+
+    public static func decode(logits: [Float], frames: Int, vocabulary: Vocabulary) -> CTCDecoding {
+        decode(path: bestPath(logits: logits, frames: frames, vocabularySize: vocabulary.count), vocabulary: vocabulary)
+    }
+
+    /// transformers' `clean_up_tokenization`.
+    static func cleanUpTokenization(_ text: String) -> String {
+        var s = text
+        for (from, to) in [(" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+                           (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")] {
+            s = s.replacingOccurrences(of: from, with: to)
+        }
+        return s
+    }
+}

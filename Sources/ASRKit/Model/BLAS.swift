@@ -1,0 +1,134 @@
+import CBLAS
+import Foundation
+
+/// The one place that talks to OpenBLAS. All matrices are row-major Float.
+public enum BLAS {
+    /// Kernel selection happens once, before the first matrix product (see `selectFastestKernel`).
+    private static let setup: KernelSelection = selectFastestKernel()
+
+    /// What OpenBLAS runs on, and whether we had to override its own choice.
+    public struct KernelSelection: Sendable, Equatable {
+        /// The kernel OpenBLAS picked by itself when it loaded.
+        public let detected: String
+        /// The kernel in use now.
+        public let active: String
+        /// Why we changed it, or nil when OpenBLAS's own choice was kept.
+        public let override: String?
+    }
+
+    /// Makes sure the kernel choice has happened and reports it.
+    @discardableResult
+    public static func initialize() -> KernelSelection { setup }
+
+    /// The OpenBLAS kernel in use ("SkylakeX", "Haswell", ...).
+    public static var kernel: String { initialize().active }
+
+    /// Number of threads OpenBLAS uses for one product.
+    public static var threads: Int {
+        get { initialize(); return Int(openblas_get_num_threads()) }
+    }
+
+    /// Sets the number of BLAS threads for the whole process (0 or less: all cores).
+    public static func setThreads(_ count: Int) {
+        initialize()
+        let n = count > 0 ? count : Int(openblas_get_num_procs())
+        openblas_set_num_threads(Int32(n))
+    }
+
+    /// The OpenBLAS build string (version and build options).
+    public static var configuration: String {
+        guard let config = openblas_get_config() else { return "unknown" }
+        return String(cString: config).trimmingCharacters(in: .whitespaces)
+    }
+
+    /// Debian's OpenBLAS (0.3.21) picks its kernel from a table of CPU models; on a CPU newer than that table it
+    /// falls back to the SSE3 "Prescott" kernels, about 6× slower than the AVX-512 ones. When the user has not
+    /// chosen a kernel (OPENBLAS_CORETYPE unset) and the CPU has the instructions of a better kernel than the one
+    /// picked, we name that kernel and let the dynamic build choose again, before any product has run.
+    private static func selectFastestKernel() -> KernelSelection {
+        let detected = currentKernel()
+        guard ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil,
+              let best = bestKernelForThisCPU(),
+              kernelRank(detected) < kernelRank(best.name)
+        else { return KernelSelection(detected: detected, active: detected, override: nil) }
+
+        setenv("OPENBLAS_CORETYPE", best.name, 1)
+        let reselected = asr_openblas_reselect_kernel() != 0
+        unsetenv("OPENBLAS_CORETYPE")
+        let active = currentKernel()
+        guard reselected, active != detected else {
+            return KernelSelection(detected: detected, active: active, override: nil)
+        }
+        return KernelSelection(
+            detected: detected, active: active,
+            override: "OpenBLAS chose \(detected) for this CPU; it supports \(best.reason), so \(active) is used")
+    }
+
+    private static func currentKernel() -> String {
+        guard let name = openblas_get_corename() else { return "unknown" }
+        return String(cString: name)
+    }
+
+    /// Coarse speed order of OpenBLAS's x86-64 single-precision kernels.
+    private static func kernelRank(_ name: String) -> Int {
+        switch name.uppercased() {
+        case "SKYLAKEX", "COOPERLAKE", "SAPPHIRERAPIDS": return 3
+        case "HASWELL", "ZEN": return 2
+        case "SANDYBRIDGE", "BULLDOZER", "PILEDRIVER", "STEAMROLLER", "EXCAVATOR": return 1
+        default: return 0
+        }
+    }
+
+    /// The best kernel the CPU's instruction set allows, read from /proc/cpuinfo (Linux, x86-64 only).
+    private static func bestKernelForThisCPU() -> (name: String, reason: String)? {
+        #if arch(x86_64) && os(Linux)
+        guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let flagsLine = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
+        else { return nil }
+        let flags = Set(flagsLine.split(separator: " ").map(String.init))
+        if ["avx512f", "avx512bw", "avx512vl", "avx512dq"].allSatisfy(flags.contains) {
+            return ("SKYLAKEX", "AVX-512")
+        }
+        if ["avx2", "fma"].allSatisfy(flags.contains) { return ("HASWELL", "AVX2 and FMA") }
+        return nil
+        #else
+        return nil
+        #endif
+    }
+
+    // MARK: Products
+
+    /// C (m×n) = alpha · A (m×k) · op(B) + beta · C, where op(B) is B (k×n) or, with `transposeB`, Bᵀ for B stored
+    /// n×k (PyTorch's Linear weight layout). Leading dimensions are row strides in elements.
+    @inline(__always)
+    static func gemm(
+        m: Int, n: Int, k: Int,
+        a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
+        c: UnsafeMutablePointer<Float>, ldc: Int,
+        alpha: Float = 1, beta: Float = 0
+    ) {
+        gemm(m: m, n: n, k: k, a: a, lda: lda, transposeA: false, b: b, ldb: ldb, transposeB: transposeB,
+             c: c, ldc: ldc, alpha: alpha, beta: beta)
+    }
+
+    /// General form with an optional transposed A (stored k×m).
+    static func gemm(
+        m: Int, n: Int, k: Int,
+        a: UnsafePointer<Float>, lda: Int, transposeA: Bool,
+        b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
+        c: UnsafeMutablePointer<Float>, ldc: Int,
+        alpha: Float = 1, beta: Float = 0
+    ) {
+        _ = setup
+        guard m > 0, n > 0 else { return }
+        if k == 0 {
+            // BLAS leaves C untouched only when beta == 1; make the empty product explicit.
+            for i in 0..<m { for j in 0..<n { c[i * ldc + j] *= beta } }
+            return
+        }
+        cblas_sgemm(
+            CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+}

@@ -1,0 +1,106 @@
+import Foundation
+
+/// Anything that can hand out named tensors: a safetensors file today; PyTorch files and shards can join later.
+protocol TensorSource: Sendable {
+    /// Names and shapes of every tensor the source holds.
+    var shapes: [String: [Int]] { get }
+    /// The tensor as Float.
+    func floats(_ name: String) throws -> [Float]
+}
+
+extension SafeTensorsFile: TensorSource {
+    var shapes: [String: [Int]] { tensors.mapValues(\.shape) }
+}
+
+/// Reads tensors by checkpoint key, checks each shape against what the configuration implies, and at the end
+/// refuses tensors nobody asked for. All layout fixes (weight-norm folding, reordering conv kernels) happen here.
+struct CheckpointLoader {
+    let source: TensorSource
+    /// "wav2vec2." for Wav2Vec2ForCTC checkpoints.
+    let prefix: String
+    private(set) var used = Set<String>()
+    /// Tensors training leaves behind that inference never reads.
+    static let ignorable: Set<String> = ["masked_spec_embed"]
+
+    init(source: TensorSource, prefix: String) {
+        self.source = source
+        self.prefix = prefix
+    }
+
+    /// The tensor stored under `prefix + key`, which must have exactly `shape`.
+    mutating func tensor(_ key: String, shape: [Int], prefixed: Bool = true) throws -> [Float] {
+        let name = prefixed ? prefix + key : key
+        guard let found = source.shapes[name] else { throw ASRError.missingTensor(name: name) }
+        guard found == shape else { throw ASRError.tensorShapeMismatch(name: name, expected: shape, found: found) }
+        used.insert(name)
+        return try source.floats(name)
+    }
+
+    func has(_ key: String) -> Bool { source.shapes[prefix + key] != nil }
+
+    mutating func linear(_ key: String, inFeatures: Int, outFeatures: Int, bias: Bool = true, prefixed: Bool = true) throws -> Linear {
+        Linear(
+            weight: try tensor(key + ".weight", shape: [outFeatures, inFeatures], prefixed: prefixed),
+            bias: bias ? try tensor(key + ".bias", shape: [outFeatures], prefixed: prefixed) : nil,
+            inFeatures: inFeatures, outFeatures: outFeatures)
+    }
+
+    mutating func norm(_ key: String, channels: Int, eps: Float) throws -> NormParameters {
+        NormParameters(
+            weight: try tensor(key + ".weight", shape: [channels]),
+            bias: try tensor(key + ".bias", shape: [channels]),
+            eps: eps)
+    }
+
+    /// PyTorch Conv1d weight (out, in, kernel) → (out, kernel · in) with element [o][k][c] = W[o][c][k], the
+    /// order in which a time-major input window lies in memory.
+    static func reorderConvKernel(_ w: [Float], out: Int, in channels: Int, kernel: Int) -> [Float] {
+        var reordered = [Float](repeating: 0, count: w.count)
+        for o in 0..<out {
+            for c in 0..<channels {
+                for k in 0..<kernel {
+                    reordered[(o * kernel + k) * channels + c] = w[(o * channels + c) * kernel + k]
+                }
+            }
+        }
+        return reordered
+    }
+
+    /// The positional convolution's weight-normed kernel W = g · v / ‖v‖ (weight_norm with dim=2: one norm per
+    /// kernel tap, over the output and input channels). Found under the hub's `weight_g`/`weight_v` or
+    /// transformers 5's `parametrizations.weight.original0`/`original1`.
+    mutating func weightNormedConv(_ key: String, out: Int, in channels: Int, kernel: Int) throws -> [Float] {
+        let (gKey, vKey): (String, String)
+        if has(key + ".weight_g") || has(key + ".weight_v") {
+            (gKey, vKey) = (key + ".weight_g", key + ".weight_v")
+        } else if has(key + ".parametrizations.weight.original0") || has(key + ".parametrizations.weight.original1") {
+            (gKey, vKey) = (key + ".parametrizations.weight.original0", key + ".parametrizations.weight.original1")
+        } else if has(key + ".weight") {
+            // Already folded (a checkpoint exported without weight norm).
+            return try tensor(key + ".weight", shape: [out, channels, kernel])
+        } else {
+            throw ASRError.missingTensor(name: prefix + key + ".weight_g")
+        }
+        let g = try tensor(gKey, shape: [1, 1, kernel])
+        let v = try tensor(vKey, shape: [out, channels, kernel])
+        var norms = [Double](repeating: 0, count: kernel)
+        for i in 0..<(out * channels) {
+            for k in 0..<kernel { let x = Double(v[i * kernel + k]); norms[k] += x * x }
+        }
+        var w = v
+        for k in 0..<kernel {
+            let scale = Float(Double(g[k]) / norms[k].squareRoot())
+            for i in 0..<(out * channels) { w[i * kernel + k] *= scale }
+        }
+        return w
+    }
+
+    /// Throws when the checkpoint holds tensors that were never read: a sign of a different architecture, which we
+    /// would otherwise run silently wrong.
+    func checkAllUsed() throws {
+        let unused = source.shapes.keys.filter { name in
+            !used.contains(name) && !Self.ignorable.contains(String(name.dropFirst(name.hasPrefix(prefix) ? prefix.count : 0)))
+        }
+        if !unused.isEmpty { throw ASRError.unexpectedTensors(names: unused.sorted()) }
+    }
+}

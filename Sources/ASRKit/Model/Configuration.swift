@@ -1,0 +1,348 @@
+import Foundation
+
+/// The fields of a Hugging Face `config.json` that shape a Wav2Vec2ForCTC network. Names mirror the JSON keys;
+/// absent keys take transformers' `Wav2Vec2Config` defaults.
+public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
+    /// Layout of the convolutional front end's normalisation: `.group` (base) or `.layer` (large-lv60, XLS-R).
+    public enum FeatureExtractorNorm: String, Codable, Sendable { case group, layer }
+
+    public var modelType: String
+    public var architectures: [String]?
+    public var featExtractNorm: FeatureExtractorNorm
+    public var featExtractActivation: String
+    public var convDim: [Int]
+    public var convStride: [Int]
+    public var convKernel: [Int]
+    public var convBias: Bool
+    public var numFeatExtractLayers: Int?
+    public var numConvPosEmbeddings: Int
+    public var numConvPosEmbeddingGroups: Int
+    public var hiddenSize: Int
+    public var numHiddenLayers: Int
+    public var numAttentionHeads: Int
+    public var intermediateSize: Int
+    public var hiddenAct: String
+    public var layerNormEps: Float
+    public var doStableLayerNorm: Bool
+    public var vocabSize: Int
+    public var padTokenId: Int
+    public var addAdapter: Bool
+    public var featProjLayerNorm: Bool?
+    /// MMS-style attention adapters; not supported.
+    public var adapterAttnDim: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case modelType = "model_type"
+        case architectures
+        case featExtractNorm = "feat_extract_norm"
+        case featExtractActivation = "feat_extract_activation"
+        case convDim = "conv_dim"
+        case convStride = "conv_stride"
+        case convKernel = "conv_kernel"
+        case convBias = "conv_bias"
+        case numFeatExtractLayers = "num_feat_extract_layers"
+        case numConvPosEmbeddings = "num_conv_pos_embeddings"
+        case numConvPosEmbeddingGroups = "num_conv_pos_embedding_groups"
+        case hiddenSize = "hidden_size"
+        case numHiddenLayers = "num_hidden_layers"
+        case numAttentionHeads = "num_attention_heads"
+        case intermediateSize = "intermediate_size"
+        case hiddenAct = "hidden_act"
+        case layerNormEps = "layer_norm_eps"
+        case doStableLayerNorm = "do_stable_layer_norm"
+        case vocabSize = "vocab_size"
+        case padTokenId = "pad_token_id"
+        case addAdapter = "add_adapter"
+        case featProjLayerNorm = "feat_proj_layer_norm"
+        case adapterAttnDim = "adapter_attn_dim"
+    }
+
+    /// The facebook/wav2vec2-base-960h architecture (transformers' defaults).
+    public init() {
+        modelType = "wav2vec2"
+        architectures = ["Wav2Vec2ForCTC"]
+        featExtractNorm = .group
+        featExtractActivation = "gelu"
+        convDim = Array(repeating: 512, count: 7)
+        convStride = [5, 2, 2, 2, 2, 2, 2]
+        convKernel = [10, 3, 3, 3, 3, 2, 2]
+        convBias = false
+        numFeatExtractLayers = nil
+        numConvPosEmbeddings = 128
+        numConvPosEmbeddingGroups = 16
+        hiddenSize = 768
+        numHiddenLayers = 12
+        numAttentionHeads = 12
+        intermediateSize = 3072
+        hiddenAct = "gelu"
+        layerNormEps = 1e-5
+        doStableLayerNorm = false
+        vocabSize = 32
+        padTokenId = 0
+        addAdapter = false
+        featProjLayerNorm = nil
+        adapterAttnDim = nil
+    }
+
+    public init(from decoder: Decoder) throws {
+        let d = Wav2Vec2Configuration()
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        modelType = try c.decodeIfPresent(String.self, forKey: .modelType) ?? d.modelType
+        architectures = try c.decodeIfPresent([String].self, forKey: .architectures)
+        let norm = try c.decodeIfPresent(String.self, forKey: .featExtractNorm) ?? d.featExtractNorm.rawValue
+        guard let parsedNorm = FeatureExtractorNorm(rawValue: norm) else {
+            throw ASRError.unsupportedConfiguration(field: "feat_extract_norm", value: "\"\(norm)\" (expected \"group\" or \"layer\")")
+        }
+        featExtractNorm = parsedNorm
+        featExtractActivation = try c.decodeIfPresent(String.self, forKey: .featExtractActivation) ?? d.featExtractActivation
+        convDim = try c.decodeIfPresent([Int].self, forKey: .convDim) ?? d.convDim
+        convStride = try c.decodeIfPresent([Int].self, forKey: .convStride) ?? d.convStride
+        convKernel = try c.decodeIfPresent([Int].self, forKey: .convKernel) ?? d.convKernel
+        convBias = try c.decodeIfPresent(Bool.self, forKey: .convBias) ?? d.convBias
+        numFeatExtractLayers = try c.decodeIfPresent(Int.self, forKey: .numFeatExtractLayers)
+        numConvPosEmbeddings = try c.decodeIfPresent(Int.self, forKey: .numConvPosEmbeddings) ?? d.numConvPosEmbeddings
+        numConvPosEmbeddingGroups = try c.decodeIfPresent(Int.self, forKey: .numConvPosEmbeddingGroups) ?? d.numConvPosEmbeddingGroups
+        hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize) ?? d.hiddenSize
+        numHiddenLayers = try c.decodeIfPresent(Int.self, forKey: .numHiddenLayers) ?? d.numHiddenLayers
+        numAttentionHeads = try c.decodeIfPresent(Int.self, forKey: .numAttentionHeads) ?? d.numAttentionHeads
+        intermediateSize = try c.decodeIfPresent(Int.self, forKey: .intermediateSize) ?? d.intermediateSize
+        hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? d.hiddenAct
+        layerNormEps = try c.decodeIfPresent(Float.self, forKey: .layerNormEps) ?? d.layerNormEps
+        doStableLayerNorm = try c.decodeIfPresent(Bool.self, forKey: .doStableLayerNorm) ?? d.doStableLayerNorm
+        vocabSize = try c.decodeIfPresent(Int.self, forKey: .vocabSize) ?? d.vocabSize
+        padTokenId = try c.decodeIfPresent(Int.self, forKey: .padTokenId) ?? d.padTokenId
+        addAdapter = try c.decodeIfPresent(Bool.self, forKey: .addAdapter) ?? d.addAdapter
+        featProjLayerNorm = try c.decodeIfPresent(Bool.self, forKey: .featProjLayerNorm)
+        adapterAttnDim = try c.decodeIfPresent(Int.self, forKey: .adapterAttnDim)
+    }
+
+    /// Reads and validates `config.json`.
+    public static func load(from url: URL) throws -> Wav2Vec2Configuration {
+        let data = try readModelFile(url)
+        let config: Wav2Vec2Configuration
+        do {
+            config = try JSONDecoder().decode(Wav2Vec2Configuration.self, from: data)
+        } catch let error as ASRError {
+            throw error
+        } catch let DecodingError.typeMismatch(type, context) {
+            throw ASRError.invalidConfiguration(field: context.codingPath.jsonPath, reason: "expected \(type)")
+        } catch let DecodingError.valueNotFound(type, context) {
+            throw ASRError.invalidConfiguration(field: context.codingPath.jsonPath, reason: "expected \(type), found null")
+        } catch let DecodingError.dataCorrupted(context) {
+            if context.codingPath.isEmpty {
+                throw ASRError.malformedJSON(file: url.lastPathComponent, reason: context.debugDescription)
+            }
+            throw ASRError.invalidConfiguration(field: context.codingPath.jsonPath, reason: context.debugDescription)
+        } catch {
+            throw ASRError.malformedJSON(file: url.lastPathComponent, reason: "\(error)")
+        }
+        try config.validate()
+        return config
+    }
+
+    /// Rejects configurations this engine would run wrongly, and dimensions no real model has (so a hostile file
+    /// cannot make us allocate absurd amounts of memory).
+    public func validate() throws {
+        let supportedTypes = ["wav2vec2"]
+        guard supportedTypes.contains(modelType) else {
+            throw ASRError.unsupportedConfiguration(
+                field: "model_type", value: "\"\(modelType)\" (supported: \(supportedTypes.joined(separator: ", ")))")
+        }
+        if let architectures, !architectures.isEmpty, !architectures.contains("Wav2Vec2ForCTC") {
+            throw ASRError.unsupportedConfiguration(
+                field: "architectures", value: "\(architectures) (supported: Wav2Vec2ForCTC)")
+        }
+        if addAdapter { throw ASRError.unsupportedConfiguration(field: "add_adapter", value: "true") }
+        if let adapterAttnDim {
+            throw ASRError.unsupportedConfiguration(field: "adapter_attn_dim", value: "\(adapterAttnDim) (MMS attention adapters)")
+        }
+        if featProjLayerNorm == false {
+            throw ASRError.unsupportedConfiguration(field: "feat_proj_layer_norm", value: "false")
+        }
+        for (field, name) in [(featExtractActivation, "feat_extract_activation"), (hiddenAct, "hidden_act")] {
+            guard Activation(name: field) != nil else {
+                throw ASRError.unsupportedConfiguration(
+                    field: name, value: "\"\(field)\" (supported: \(Activation.supportedNames.joined(separator: ", ")))")
+            }
+        }
+
+        func check(_ value: Int, _ field: String, _ range: ClosedRange<Int>) throws {
+            guard range.contains(value) else {
+                throw ASRError.invalidConfiguration(field: field, reason: "\(value) is outside \(range.lowerBound)...\(range.upperBound)")
+            }
+        }
+        guard !convDim.isEmpty else { throw ASRError.invalidConfiguration(field: "conv_dim", reason: "empty") }
+        guard convDim.count <= 64 else { throw ASRError.invalidConfiguration(field: "conv_dim", reason: "more than 64 layers") }
+        guard convStride.count == convDim.count, convKernel.count == convDim.count else {
+            throw ASRError.invalidConfiguration(
+                field: "conv_dim", reason: "conv_dim, conv_stride and conv_kernel have lengths \(convDim.count), \(convStride.count), \(convKernel.count)")
+        }
+        if let n = numFeatExtractLayers, n != convDim.count {
+            throw ASRError.invalidConfiguration(field: "num_feat_extract_layers", reason: "\(n) but conv_dim has \(convDim.count) entries")
+        }
+        for i in convDim.indices {
+            try check(convDim[i], "conv_dim[\(i)]", 1...16384)
+            try check(convKernel[i], "conv_kernel[\(i)]", 1...4096)
+            try check(convStride[i], "conv_stride[\(i)]", 1...4096)
+        }
+        try check(hiddenSize, "hidden_size", 1...65536)
+        try check(numHiddenLayers, "num_hidden_layers", 0...1024)
+        try check(numAttentionHeads, "num_attention_heads", 1...hiddenSize)
+        try check(intermediateSize, "intermediate_size", 1...262144)
+        try check(numConvPosEmbeddings, "num_conv_pos_embeddings", 1...4096)
+        try check(numConvPosEmbeddingGroups, "num_conv_pos_embedding_groups", 1...hiddenSize)
+        try check(vocabSize, "vocab_size", 1...1_000_000)
+        try check(padTokenId, "pad_token_id", 0...(vocabSize - 1))
+        guard hiddenSize % numAttentionHeads == 0 else {
+            throw ASRError.invalidConfiguration(field: "num_attention_heads", reason: "\(numAttentionHeads) does not divide hidden_size \(hiddenSize)")
+        }
+        guard hiddenSize % numConvPosEmbeddingGroups == 0 else {
+            throw ASRError.invalidConfiguration(
+                field: "num_conv_pos_embedding_groups", reason: "\(numConvPosEmbeddingGroups) does not divide hidden_size \(hiddenSize)")
+        }
+        guard layerNormEps.isFinite, layerNormEps >= 0 else {
+            throw ASRError.invalidConfiguration(field: "layer_norm_eps", reason: "\(layerNormEps) is not a non-negative number")
+        }
+    }
+
+    // MARK: Derived quantities
+
+    /// Input samples per output frame: the product of the conv strides (320 for every released model).
+    public var samplesPerFrame: Int { convStride.reduce(1, *) }
+
+    /// Number of input samples one output frame sees (400 for released models).
+    public var receptiveField: Int {
+        // Walking back from one output frame: each layer needs (n - 1) * stride + kernel inputs for n outputs.
+        var n = 1
+        for i in convDim.indices.reversed() { n = (n - 1) * convStride[i] + convKernel[i] }
+        return n
+    }
+
+    /// Number of CTC frames the model emits for `samples` input samples (0 when shorter than the receptive field).
+    public func frameCount(forSamples samples: Int) -> Int {
+        var length = samples
+        for i in convDim.indices {
+            guard length >= convKernel[i] else { return 0 }
+            length = (length - convKernel[i]) / convStride[i] + 1
+        }
+        return length
+    }
+
+    /// Parameters implied by the configuration (what the checkpoint must hold).
+    public var parameterCount: Int {
+        var total = 0
+        var inChannels = 1
+        for i in convDim.indices {
+            total += convDim[i] * inChannels * convKernel[i] + (convBias ? convDim[i] : 0)
+            if featExtractNorm == .layer || i == 0 { total += 2 * convDim[i] }
+            inChannels = convDim[i]
+        }
+        let h = hiddenSize
+        total += 2 * inChannels + inChannels * h + h                            // feature projection
+        total += h * (h / numConvPosEmbeddingGroups) * numConvPosEmbeddings + h // positional conv (folded)
+        total += 2 * h                                                          // encoder layer norm
+        let perLayer = 4 * (h * h + h) + 4 * h + (h * intermediateSize + intermediateSize) + (intermediateSize * h + h)
+        total += numHiddenLayers * perLayer
+        total += vocabSize * h + vocabSize
+        return total
+    }
+}
+
+/// What the feature extractor does to raw audio (`preprocessor_config.json`).
+public struct PreprocessorConfiguration: Codable, Sendable, Equatable {
+    public var samplingRate: Int
+    public var doNormalize: Bool
+    public var featureSize: Int
+    public var paddingValue: Float
+
+    enum CodingKeys: String, CodingKey {
+        case samplingRate = "sampling_rate"
+        case doNormalize = "do_normalize"
+        case featureSize = "feature_size"
+        case paddingValue = "padding_value"
+    }
+
+    public init(samplingRate: Int = 16000, doNormalize: Bool = true) {
+        self.samplingRate = samplingRate
+        self.doNormalize = doNormalize
+        featureSize = 1
+        paddingValue = 0
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        samplingRate = try c.decodeIfPresent(Int.self, forKey: .samplingRate) ?? 16000
+        doNormalize = try c.decodeIfPresent(Bool.self, forKey: .doNormalize) ?? true
+        featureSize = try c.decodeIfPresent(Int.self, forKey: .featureSize) ?? 1
+        paddingValue = try c.decodeIfPresent(Float.self, forKey: .paddingValue) ?? 0
+    }
+
+    /// Reads the feature extractor's settings from a model directory: `preprocessor_config.json` (the hub's
+    /// layout), else the `feature_extractor` object of `processor_config.json` (what transformers 5 writes), else
+    /// the defaults (16 kHz, normalised).
+    public static func load(directory: URL) throws -> PreprocessorConfiguration {
+        let url = directory.appendingPathComponent("preprocessor_config.json")
+        let processorURL = directory.appendingPathComponent("processor_config.json")
+        let config: PreprocessorConfiguration
+        do {
+            if FileManager.default.fileExists(atPath: url.path) {
+                config = try JSONDecoder().decode(PreprocessorConfiguration.self, from: try readModelFile(url))
+            } else if FileManager.default.fileExists(atPath: processorURL.path) {
+                config = try JSONDecoder().decode(ProcessorFile.self, from: try readModelFile(processorURL)).featureExtractor
+                    ?? PreprocessorConfiguration()
+            } else {
+                return PreprocessorConfiguration()
+            }
+        } catch let error as ASRError {
+            throw error
+        } catch let DecodingError.typeMismatch(type, context) {
+            throw ASRError.invalidConfiguration(field: "preprocessor_config.json: " + context.codingPath.jsonPath, reason: "expected \(type)")
+        } catch {
+            throw ASRError.malformedJSON(file: url.lastPathComponent, reason: "\(error)")
+        }
+        guard (1000...768_000).contains(config.samplingRate) else {
+            throw ASRError.invalidConfiguration(field: "preprocessor_config.json: sampling_rate", reason: "\(config.samplingRate) Hz")
+        }
+        guard config.featureSize == 1 else {
+            throw ASRError.unsupportedConfiguration(field: "preprocessor_config.json: feature_size", value: "\(config.featureSize)")
+        }
+        return config
+    }
+}
+
+/// transformers 5's `processor_config.json`, of which only the feature extractor matters here.
+private struct ProcessorFile: Decodable {
+    let featureExtractor: PreprocessorConfiguration?
+    enum CodingKeys: String, CodingKey { case featureExtractor = "feature_extractor" }
+}
+
+/// Reads a small JSON file of a model directory, refusing absurd sizes before reading.
+func readModelFile(_ url: URL, maxBytes: Int = 64 << 20) throws -> Data {
+    let path = url.path
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+        throw ASRError.missingModelFile(directory: url.deletingLastPathComponent().path, file: url.lastPathComponent)
+    }
+    if isDirectory.boolValue {
+        throw ASRError.malformedJSON(file: url.lastPathComponent, reason: "is a directory")
+    }
+    if let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int, size > maxBytes {
+        throw ASRError.malformedJSON(file: url.lastPathComponent, reason: "file is \(size) bytes, larger than any real one")
+    }
+    do {
+        return try Data(contentsOf: url)
+    } catch {
+        throw ASRError.malformedJSON(file: url.lastPathComponent, reason: "cannot read: \(error.localizedDescription)")
+    }
+}
+
+extension [CodingKey] {
+    /// `conv_dim[2]`-style rendering of a decoding path.
+    var jsonPath: String {
+        var out = ""
+        for key in self {
+            if let index = key.intValue { out += "[\(index)]" } else { out += (out.isEmpty ? "" : ".") + key.stringValue }
+        }
+        return out.isEmpty ? "(root)" : out
+    }
+}

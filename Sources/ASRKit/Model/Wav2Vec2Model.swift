@@ -1,0 +1,320 @@
+import Foundation
+
+/// Wav2Vec2ForCTC inference: 16 kHz samples in, CTC logits (frames × vocab) out.
+///
+/// Layout: every activation is time-major (rows = time steps, cols = channels), so a convolution window over time
+/// is one contiguous run of memory and every matrix product is a single `cblas_sgemm`.
+/// An instance is immutable after loading and safe to share across threads; each call owns its scratch memory.
+public final class Wav2Vec2Model: Sendable {
+    public let configuration: Wav2Vec2Configuration
+    let featureEncoder: [ConvLayer]
+    let featureProjection: FeatureProjection
+    let positionalEmbedding: PositionalConvEmbedding
+    /// `wav2vec2.encoder.layer_norm`: before the layers (post-LN) or after them (stable pre-LN).
+    let encoderNorm: NormParameters
+    let layers: [EncoderLayer]
+    /// `lm_head`
+    let head: Linear
+    public let parameterCount: Int
+
+    // MARK: Weights, each named by its checkpoint key
+
+    /// `wav2vec2.feature_extractor.conv_layers.{i}`
+    struct ConvLayer: Sendable {
+        let inChannels: Int, outChannels: Int, kernel: Int, stride: Int
+        /// `.conv.weight` reordered to (out, kernel · in); `.conv.bias` when `conv_bias`.
+        let weight: [Float]
+        let bias: [Float]?
+        /// `.layer_norm`: GroupNorm (first layer only, group mode) or LayerNorm (every layer, layer mode).
+        let norm: NormParameters?
+        let normOverTime: Bool
+    }
+
+    /// `wav2vec2.feature_projection`
+    struct FeatureProjection: Sendable {
+        let norm: NormParameters   // .layer_norm
+        let projection: Linear     // .projection
+    }
+
+    /// `wav2vec2.encoder.pos_conv_embed.conv`: grouped Conv1d(hidden, hidden, K, padding K/2, groups G).
+    struct PositionalConvEmbedding: Sendable {
+        let channels: Int, kernel: Int, groups: Int
+        /// Weight-norm folded kernel, reordered to (out, kernel · in-per-group).
+        let weight: [Float]
+        let bias: [Float]
+    }
+
+    /// `wav2vec2.encoder.layers.{n}`
+    struct EncoderLayer: Sendable {
+        /// `.attention.{q,k,v}_proj` fused into one (3·hidden × hidden) product.
+        let qkv: Linear
+        let out: Linear            // .attention.out_proj
+        let attentionNorm: NormParameters  // .layer_norm
+        let intermediate: Linear   // .feed_forward.intermediate_dense
+        let output: Linear         // .feed_forward.output_dense
+        let finalNorm: NormParameters      // .final_layer_norm
+    }
+
+    // MARK: Loading
+
+    /// Builds the network from `source`, checking every tensor's name and shape against `configuration`.
+    init(configuration c: Wav2Vec2Configuration, source: TensorSource) throws {
+        try c.validate()
+        configuration = c
+        let prefix = source.shapes.keys.contains { $0.hasPrefix("wav2vec2.") } ? "wav2vec2." : ""
+        var loader = CheckpointLoader(source: source, prefix: prefix)
+        let frontEndEps: Float = 1e-5  // nn.GroupNorm / nn.LayerNorm defaults, not layer_norm_eps
+
+        var convs: [ConvLayer] = []
+        var inChannels = 1
+        for i in c.convDim.indices {
+            let key = "feature_extractor.conv_layers.\(i)"
+            let (out, kernel) = (c.convDim[i], c.convKernel[i])
+            let raw = try loader.tensor(key + ".conv.weight", shape: [out, inChannels, kernel])
+            let bias = c.convBias ? try loader.tensor(key + ".conv.bias", shape: [out]) : nil
+            let hasNorm = c.featExtractNorm == .layer || i == 0
+            let norm = hasNorm ? try loader.norm(key + ".layer_norm", channels: out, eps: frontEndEps) : nil
+            convs.append(ConvLayer(
+                inChannels: inChannels, outChannels: out, kernel: kernel, stride: c.convStride[i],
+                weight: CheckpointLoader.reorderConvKernel(raw, out: out, in: inChannels, kernel: kernel),
+                bias: bias, norm: norm, normOverTime: c.featExtractNorm == .group))
+            inChannels = out
+        }
+        featureEncoder = convs
+
+        let h = c.hiddenSize
+        featureProjection = FeatureProjection(
+            norm: try loader.norm("feature_projection.layer_norm", channels: inChannels, eps: c.layerNormEps),
+            projection: try loader.linear("feature_projection.projection", inFeatures: inChannels, outFeatures: h))
+
+        let groups = c.numConvPosEmbeddingGroups, kernel = c.numConvPosEmbeddings
+        let perGroup = h / groups
+        let posKernel = try loader.weightNormedConv("encoder.pos_conv_embed.conv", out: h, in: perGroup, kernel: kernel)
+        positionalEmbedding = PositionalConvEmbedding(
+            channels: h, kernel: kernel, groups: groups,
+            weight: CheckpointLoader.reorderConvKernel(posKernel, out: h, in: perGroup, kernel: kernel),
+            bias: try loader.tensor("encoder.pos_conv_embed.conv.bias", shape: [h]))
+        encoderNorm = try loader.norm("encoder.layer_norm", channels: h, eps: c.layerNormEps)
+
+        var layers: [EncoderLayer] = []
+        for n in 0..<c.numHiddenLayers {
+            let key = "encoder.layers.\(n)"
+            let q = try loader.linear(key + ".attention.q_proj", inFeatures: h, outFeatures: h)
+            let k = try loader.linear(key + ".attention.k_proj", inFeatures: h, outFeatures: h)
+            let v = try loader.linear(key + ".attention.v_proj", inFeatures: h, outFeatures: h)
+            layers.append(EncoderLayer(
+                qkv: Linear(weight: q.weight + k.weight + v.weight, bias: q.bias! + k.bias! + v.bias!,
+                            inFeatures: h, outFeatures: 3 * h),
+                out: try loader.linear(key + ".attention.out_proj", inFeatures: h, outFeatures: h),
+                attentionNorm: try loader.norm(key + ".layer_norm", channels: h, eps: c.layerNormEps),
+                intermediate: try loader.linear(key + ".feed_forward.intermediate_dense", inFeatures: h, outFeatures: c.intermediateSize),
+                output: try loader.linear(key + ".feed_forward.output_dense", inFeatures: c.intermediateSize, outFeatures: h),
+                finalNorm: try loader.norm(key + ".final_layer_norm", channels: h, eps: c.layerNormEps)))
+        }
+        self.layers = layers
+        head = try loader.linear("lm_head", inFeatures: h, outFeatures: c.vocabSize, prefixed: false)
+        try loader.checkAllUsed()
+        parameterCount = loader.used.reduce(0) { $0 + (source.shapes[$1]?.reduce(1, *) ?? 0) }
+    }
+
+    // MARK: Forward pass
+
+    /// CTC logits for normalised samples at the model's rate: (frames × vocab_size), row-major.
+    /// Input shorter than the receptive field gives zero frames.
+    func logits(for samples: [Float]) -> Matrix {
+        let c = configuration
+        let frames = c.frameCount(forSamples: samples.count)
+        guard frames > 0 else { return Matrix(rows: 0, cols: c.vocabSize) }
+
+        // 1. Feature encoder: (samples, 1) → (frames, conv_dim[-1])
+        var x = Matrix(rows: samples.count, cols: 1, storage: samples)
+        for layer in featureEncoder {
+            x = convolve(x, layer)
+        }
+
+        // 2. Feature projection: LayerNorm over channels, then Linear → (frames, hidden)
+        featureProjection.norm.layerNorm(&x)
+        x = featureProjection.projection(x)
+
+        // 3. Positional embedding: x + GELU(grouped conv(x))
+        x.add(positionalConvolution(x))
+
+        // 4. Transformer encoder
+        let activation = Activation(name: c.hiddenAct)!  // validated at load
+        if c.doStableLayerNorm {
+            for layer in layers { stableLayer(&x, layer, activation) }
+            encoderNorm.layerNorm(&x)
+        } else {
+            encoderNorm.layerNorm(&x)
+            for layer in layers { postNormLayer(&x, layer, activation) }
+        }
+
+        // 5. LM head: (frames, hidden) → (frames, vocab)
+        return head(x)
+    }
+
+    /// One feature-encoder layer: Conv1d (no padding) → norm → activation. (t_in, c_in) → (t_out, c_out).
+    private func convolve(_ x: Matrix, _ layer: ConvLayer) -> Matrix {
+        let tOut = (x.rows - layer.kernel) / layer.stride + 1
+        let window = layer.kernel * layer.inChannels   // one output frame reads this many contiguous floats
+        let rowStep = layer.stride * layer.inChannels
+        var y = Matrix(rows: tOut, cols: layer.outChannels)
+        x.storage.withUnsafeBufferPointer { input in
+            layer.weight.withUnsafeBufferPointer { w in
+                y.storage.withUnsafeMutableBufferPointer { out in
+                    if let bias = layer.bias {
+                        for t in 0..<tOut { for o in 0..<layer.outChannels { out[t * layer.outChannels + o] = bias[o] } }
+                    }
+                    let beta: Float = layer.bias == nil ? 0 : 1
+                    if rowStep >= window {
+                        // Windows don't overlap: read them in place with a row stride.
+                        BLAS.gemm(m: tOut, n: layer.outChannels, k: window, a: input.baseAddress!, lda: rowStep,
+                                  b: w.baseAddress!, ldb: window, transposeB: true,
+                                  c: out.baseAddress!, ldc: layer.outChannels, beta: beta)
+                        return
+                    }
+                    // Overlapping windows: copy a block of them (im2col), bounded to ~16 MB of scratch.
+                    let blockRows = max(1, min(tOut, (4 << 20) / window))
+                    var columns = [Float](repeating: 0, count: blockRows * window)
+                    columns.withUnsafeMutableBufferPointer { cols in
+                        var t0 = 0
+                        while t0 < tOut {
+                            let rows = min(blockRows, tOut - t0)
+                            for r in 0..<rows {
+                                (cols.baseAddress! + r * window).update(
+                                    from: input.baseAddress! + (t0 + r) * rowStep, count: window)
+                            }
+                            BLAS.gemm(m: rows, n: layer.outChannels, k: window, a: cols.baseAddress!, lda: window,
+                                      b: w.baseAddress!, ldb: window, transposeB: true,
+                                      c: out.baseAddress! + t0 * layer.outChannels, ldc: layer.outChannels, beta: beta)
+                            t0 += rows
+                        }
+                    }
+                }
+            }
+        }
+        if let norm = layer.norm {
+            if layer.normOverTime { norm.normalizePerChannelOverTime(&y) } else { norm.layerNorm(&y) }
+        }
+        y.apply(Activation(name: configuration.featExtractActivation)!)
+        return y
+    }
+
+    /// GELU(grouped Conv1d(x)) with padding K/2 on both sides; for even K the extra last frame is dropped
+    /// (Wav2Vec2SamePadLayer). (frames, hidden) → (frames, hidden).
+    private func positionalConvolution(_ x: Matrix) -> Matrix {
+        let p = positionalEmbedding
+        let t = x.rows, h = p.channels, perGroup = h / p.groups, k = p.kernel
+        let pad = k / 2
+        let paddedRows = t + 2 * pad
+        let window = k * perGroup
+        var y = Matrix(rows: t, cols: h)
+
+        // Each group's channels, zero-padded in time and laid out contiguously: (groups, t + 2·pad, perGroup).
+        var grouped = [Float](repeating: 0, count: p.groups * paddedRows * perGroup)
+        x.storage.withUnsafeBufferPointer { input in
+            grouped.withUnsafeMutableBufferPointer { g in
+                for r in 0..<t {
+                    for group in 0..<p.groups {
+                        (g.baseAddress! + (group * paddedRows + pad + r) * perGroup).update(
+                            from: input.baseAddress! + r * h + group * perGroup, count: perGroup)
+                    }
+                }
+            }
+        }
+        let blockRows = max(1, min(t, (4 << 20) / window))
+        var columns = [Float](repeating: 0, count: blockRows * window)
+        y.storage.withUnsafeMutableBufferPointer { out in
+            for r in 0..<t { for o in 0..<h { out[r * h + o] = p.bias[o] } }
+            grouped.withUnsafeBufferPointer { g in
+                p.weight.withUnsafeBufferPointer { w in
+                    columns.withUnsafeMutableBufferPointer { cols in
+                        for group in 0..<p.groups {
+                            let groupBase = g.baseAddress! + group * paddedRows * perGroup
+                            var t0 = 0
+                            while t0 < t {
+                                let rows = min(blockRows, t - t0)
+                                for r in 0..<rows {
+                                    (cols.baseAddress! + r * window).update(from: groupBase + (t0 + r) * perGroup, count: window)
+                                }
+                                // (rows, K·perGroup) · (perGroup_out, K·perGroup)ᵀ → y[t0..., group's channels]
+                                BLAS.gemm(m: rows, n: perGroup, k: window, a: cols.baseAddress!, lda: window,
+                                          b: w.baseAddress! + group * perGroup * window, ldb: window, transposeB: true,
+                                          c: out.baseAddress! + t0 * h + group * perGroup, ldc: h, beta: 1)
+                                t0 += rows
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        y.apply(Activation(name: configuration.featExtractActivation)!)
+        return y
+    }
+
+    /// Multi-head self-attention: (frames, hidden) → (frames, hidden).
+    private func attention(_ x: Matrix, _ layer: EncoderLayer) -> Matrix {
+        let t = x.rows, h = configuration.hiddenSize
+        let heads = configuration.numAttentionHeads, d = h / heads
+        let scale = 1 / Float(d).squareRoot()
+        let qkv = layer.qkv(x)                   // (t, 3h): [q | k | v]
+        var context = Matrix(rows: t, cols: h)   // (t, h): heads side by side
+        var scores = [Float](repeating: 0, count: t * t)
+        qkv.storage.withUnsafeBufferPointer { qkvData in
+            context.storage.withUnsafeMutableBufferPointer { ctx in
+                scores.withUnsafeMutableBufferPointer { s in
+                    for head in 0..<heads {
+                        let q = qkvData.baseAddress! + head * d
+                        let k = q + h
+                        let v = q + 2 * h
+                        // scores (t, t) = scale · Q_h · K_hᵀ
+                        BLAS.gemm(m: t, n: t, k: d, a: q, lda: 3 * h, b: k, ldb: 3 * h, transposeB: true,
+                                  c: s.baseAddress!, ldc: t, alpha: scale)
+                        softmaxRows(s, rows: t, cols: t)
+                        // context[:, head] (t, d) = P · V_h
+                        BLAS.gemm(m: t, n: d, k: t, a: s.baseAddress!, lda: t, b: v, ldb: 3 * h, transposeB: false,
+                                  c: ctx.baseAddress! + head * d, ldc: h)
+                    }
+                }
+            }
+        }
+        return layer.out(context)
+    }
+
+    private func feedForward(_ x: Matrix, _ layer: EncoderLayer, _ activation: Activation) -> Matrix {
+        var hidden = layer.intermediate(x)      // (t, intermediate)
+        hidden.apply(activation)
+        return layer.output(hidden)             // (t, hidden)
+    }
+
+    /// Post-LN layer (base): x = LN(x + Attn(x)); x = FinalLN(x + FFN(x)).
+    private func postNormLayer(_ x: inout Matrix, _ layer: EncoderLayer, _ activation: Activation) {
+        x.add(attention(x, layer))
+        layer.attentionNorm.layerNorm(&x)
+        x.add(feedForward(x, layer, activation))
+        layer.finalNorm.layerNorm(&x)
+    }
+
+    /// Stable pre-LN layer (large-lv60, XLS-R): x = x + Attn(LN(x)); x = x + FFN(FinalLN(x)).
+    private func stableLayer(_ x: inout Matrix, _ layer: EncoderLayer, _ activation: Activation) {
+        var normed = x
+        layer.attentionNorm.layerNorm(&normed)
+        x.add(attention(normed, layer))
+        normed = x
+        layer.finalNorm.layerNorm(&normed)
+        x.add(feedForward(normed, layer, activation))
+    }
+}
+
+/// Numerically stable softmax of each row, in place.
+func softmaxRows(_ data: UnsafeMutableBufferPointer<Float>, rows: Int, cols: Int) {
+    for r in 0..<rows {
+        let row = data.baseAddress! + r * cols
+        var maxValue = -Float.infinity
+        for j in 0..<cols { maxValue = max(maxValue, row[j]) }
+        var sum: Float = 0
+        for j in 0..<cols { let e = expf(row[j] - maxValue); row[j] = e; sum += e }
+        let inverse = 1 / sum
+        for j in 0..<cols { row[j] *= inverse }
+    }
+}
