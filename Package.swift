@@ -33,6 +33,6 @@ let package = Package(
         .testTarget(
             name: "ASRKitTests", dependencies: ["ASRKit"], path: "Tests/ASRKitTests"),
         .testTarget(
-            name: "asrTests", dependencies: ["ASRKit"], path: "Tests/asrTests"),
+            name: "asrTests", dependencies: ["ASRKit", "asr"], path: "Tests/asrTests"),
     ]
 )

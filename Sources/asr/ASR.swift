@@ -11,6 +11,29 @@ struct ASR: AsyncParsableCommand {
         abstract: "Speech recognition with Wav2Vec2 CTC models, natively.",
         version: "asr \(version) (OpenBLAS kernel: \(BLAS.kernel))",
         subcommands: [Transcribe.self, Logits.self, Info.self])
+
+    /// ArgumentParser reports usage errors with EX_USAGE (64); our documented code for them is 2.
+    static func main() async {
+        var command: ParsableCommand
+        do {
+            command = try parseAsRoot()
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(ExitStatus.usage.rawValue)
+            }
+            exit(withError: error)
+        }
+        do {
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// Options every command that runs a model shares.
@@ -31,9 +54,10 @@ struct ModelOptions: ParsableArguments {
     }
 }
 
-/// Exit codes: 0 success, 1 a file or model could not be processed, 2 usage error (ArgumentParser's).
+/// Exit codes: 0 success, 1 a file or model could not be processed, 2 usage error.
 enum ExitStatus {
     static let failure = ExitCode(1)
+    static let usage = ExitCode(2)
 }
 
 func report(_ error: Error) -> ExitCode {

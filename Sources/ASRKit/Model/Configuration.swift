@@ -60,7 +60,7 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
     /// The facebook/wav2vec2-base-960h architecture (transformers' defaults).
     public init() {
         modelType = "wav2vec2"
-        architectures = ["Wav2Vec2ForCTC"]
+        architectures = nil
         featExtractNorm = .group
         featExtractActivation = "gelu"
         convDim = Array(repeating: 512, count: 7)
