@@ -45,16 +45,18 @@ public enum BLAS {
     /// falls back to the SSE3 "Prescott" kernels, about 6× slower than the AVX-512 ones. When the user has not
     /// chosen a kernel (OPENBLAS_CORETYPE unset) and the CPU has the instructions of a better kernel than the one
     /// picked, we name that kernel and let the dynamic build choose again, before any product has run.
-    private static func selectFastestKernel() -> KernelSelection {
+    static func selectFastestKernel() -> KernelSelection {
         let detected = currentKernel()
         guard ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil,
               let best = bestKernelForThisCPU(),
               kernelRank(detected) < kernelRank(best.name)
         else { return KernelSelection(detected: detected, active: detected, override: nil) }
 
-        setenv("OPENBLAS_CORETYPE", best.name, 1)
-        let reselected = asr_openblas_reselect_kernel() != 0
-        unsetenv("OPENBLAS_CORETYPE")
+        let reselected = kernelSwitch.withWriteLock {
+            setenv("OPENBLAS_CORETYPE", best.name, 1)
+            defer { unsetenv("OPENBLAS_CORETYPE") }
+            return asr_openblas_reselect_kernel() != 0
+        }
         let active = currentKernel()
         guard reselected, active != detected else {
             return KernelSelection(detected: detected, active: active, override: nil)
@@ -64,7 +66,20 @@ public enum BLAS {
             override: "OpenBLAS chose \(detected) for this CPU; it supports \(best.reason), so \(active) is used")
     }
 
-    private static func currentKernel() -> String {
+    /// Makes OpenBLAS use `name` (e.g. "PRESCOTT"), as if it had picked it when it loaded. For tests.
+    static func forceKernel(_ name: String) {
+        kernelSwitch.withWriteLock {
+            setenv("OPENBLAS_CORETYPE", name, 1)
+            _ = asr_openblas_reselect_kernel()
+            unsetenv("OPENBLAS_CORETYPE")
+        }
+    }
+
+    /// Products hold this for reading; swapping the kernel table holds it for writing, so a product never runs
+    /// while OpenBLAS's kernel pointers change under it.
+    private static let kernelSwitch = ReadWriteLock()
+
+    static func currentKernel() -> String {
         guard let name = openblas_get_corename() else { return "unknown" }
         return String(cString: name)
     }
@@ -80,7 +95,7 @@ public enum BLAS {
     }
 
     /// The best kernel the CPU's instruction set allows, read from /proc/cpuinfo (Linux, x86-64 only).
-    private static func bestKernelForThisCPU() -> (name: String, reason: String)? {
+    static func bestKernelForThisCPU() -> (name: String, reason: String)? {
         #if arch(x86_64) && os(Linux)
         guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
               let flagsLine = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
@@ -127,8 +142,37 @@ public enum BLAS {
             for i in 0..<m { for j in 0..<n { c[i * ldc + j] *= beta } }
             return
         }
-        cblas_sgemm(
-            CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        kernelSwitch.withReadLock {
+            cblas_sgemm(
+                CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        }
+    }
+}
+
+/// A pthread read-write lock.
+final class ReadWriteLock: @unchecked Sendable {  // the pthread lock is the synchronisation
+    private let lock: UnsafeMutablePointer<pthread_rwlock_t>
+
+    init() {
+        lock = .allocate(capacity: 1)
+        pthread_rwlock_init(lock, nil)
+    }
+
+    deinit {
+        pthread_rwlock_destroy(lock)
+        lock.deallocate()
+    }
+
+    func withReadLock<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_rwlock_rdlock(lock)
+        defer { pthread_rwlock_unlock(lock) }
+        return try body()
+    }
+
+    func withWriteLock<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_rwlock_wrlock(lock)
+        defer { pthread_rwlock_unlock(lock) }
+        return try body()
     }
 }
