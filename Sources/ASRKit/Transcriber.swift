@@ -81,19 +81,9 @@ public final class Transcriber: Sendable {
             characters: decoded.characters, frameDuration: frameDuration)
     }
 
-    /// Reads an audio file as mono samples at the model's sample rate.
+    /// Reads an audio file as mono samples at the model's sample rate (any rate and channel count in).
     public func loadAudio(file: URL) throws -> [Float] {
-        let audio = try AudioFile(path: file.path)
-        guard audio.sampleRate == sampleRate else {
-            throw ASRError.invalidAudio(
-                file: file.path, reason: "sample rate is \(audio.sampleRate) Hz; the model needs \(sampleRate) Hz")
-        }
-        let samples = try audio.readAll()
-        guard !samples.isEmpty else { throw ASRError.invalidAudio(file: file.path, reason: "no audio samples") }
-        guard samples.allSatisfy(\.isFinite) else {
-            throw ASRError.invalidAudio(file: file.path, reason: "contains NaN or infinite samples")
-        }
-        return samples
+        try AudioFile(path: file.path).read(resampledTo: sampleRate).samples
     }
 
     /// Transcribes an audio file.

@@ -10,7 +10,7 @@ struct ASR: AsyncParsableCommand {
         commandName: "asr",
         abstract: "Speech recognition with Wav2Vec2 CTC models, natively.",
         version: "asr \(version) (OpenBLAS kernel: \(BLAS.kernel))",
-        subcommands: [Transcribe.self, Logits.self, Info.self])
+        subcommands: [Transcribe.self, Logits.self, Info.self, Bench.self])
 
     /// ArgumentParser reports usage errors with EX_USAGE (64); our documented code for them is 2.
     static func main() async {

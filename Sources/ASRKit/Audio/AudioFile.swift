@@ -66,6 +66,33 @@ public final class AudioFile {
         formatDescription = Self.describe(format: info.format)
         // Integer files are scaled to [-1, 1); float files are returned as stored (no clipping, no normalisation).
         sf_command(handle, Int32(SFC_SET_NORM_FLOAT), nil, Int32(SF_TRUE))
+        if let (declared, present) = Self.truncatedDataChunk(handle) {
+            sf_close(handle); self.handle = nil
+            throw ASRError.invalidAudio(
+                file: name, reason: "file is truncated: its header announces \(declared) bytes of audio, \(present) are present")
+        }
+    }
+
+    /// libsndfile opens a WAV/AIFF whose data chunk runs past the end of the file, clamps the length and notes
+    /// "data : 23022 (should be 2956)" in its log. Streaming writers that did not know the length declare 0 or
+    /// 0xFFFFFFFF there; only a definite length larger than what is present means the file was cut.
+    private static func truncatedDataChunk(_ handle: OpaquePointer) -> (declared: Int, present: Int)? {
+        var log = [CChar](repeating: 0, count: 8192)
+        sf_command(handle, Int32(SFC_GET_LOG_INFO), &log, Int32(log.count))
+        let text = String(decoding: log.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        for line in text.split(separator: "\n") {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            guard trimmed.hasPrefix("data ") || trimmed.hasPrefix("SSND ") || trimmed.hasPrefix("ds64 "),
+                  let colon = trimmed.firstIndex(of: ":"),
+                  let open = trimmed.range(of: "(should be "), colon < open.lowerBound,
+                  let declared = Int(trimmed[trimmed.index(after: colon)..<open.lowerBound]
+                    .trimmingCharacters(in: .whitespaces)),
+                  let present = Int(trimmed[open.upperBound...].prefix { $0.isNumber })
+            else { continue }
+            let unknownLength = declared == 0 || declared >= 0x7FFF_FFFF
+            if !unknownLength && declared > present { return (declared, present) }
+        }
+        return nil
     }
 
     deinit {

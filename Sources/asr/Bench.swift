@@ -1,0 +1,108 @@
+import ArgumentParser
+import ASRKit
+import Foundation
+
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure speed and quality on this machine.",
+        discussion: "--resampler: resampling throughput (one hour of 48 kHz stereo to 16 kHz mono) and quality figures.")
+
+    @Flag(help: "Benchmark the resampler.")
+    var resampler = false
+
+    @Option(help: "Audio hours for the resampler throughput run.")
+    var hours: Double = 1
+
+    func validate() throws {
+        guard resampler else { throw ValidationError("choose what to benchmark: --resampler") }
+        guard hours > 0 else { throw ValidationError("--hours must be positive") }
+    }
+
+    func run() async throws {
+        benchResampler()
+    }
+
+    func benchResampler() {
+        // Throughput: mix stereo to mono and resample, in 64 k-frame blocks, as the reader does.
+        let inputRate = 48000, block = 65536
+        let totalFrames = Int(hours * 3600 * Double(inputRate))
+        var stereo = [Float](repeating: 0, count: 2 * block)
+        for i in 0..<block {
+            stereo[2 * i] = Float(sin(Double(i) * 0.01)) * 0.5
+            stereo[2 * i + 1] = Float(sin(Double(i) * 0.013)) * 0.5
+        }
+        var r = Resampler(inputRate: inputRate, outputRate: 16000)
+        var produced = 0
+        var mono = [Float](repeating: 0, count: block)
+        let start = DispatchTime.now().uptimeNanoseconds
+        var done = 0
+        while done < totalFrames {
+            let n = min(block, totalFrames - done)
+            for i in 0..<n { mono[i] = (stereo[2 * i] + stereo[2 * i + 1]) * 0.5 }
+            produced += r.process(n == block ? mono : Array(mono[0..<n])).count
+            done += n
+        }
+        produced += r.finish().count
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        let audioSeconds = Double(totalFrames) / Double(inputRate)
+        print(String(format: "resampler 48 kHz stereo → 16 kHz mono: %.1f h of audio in %.2f s (%.0f× real time, %.4f s per audio minute), %d output samples",
+                     hours, seconds, audioSeconds / seconds, seconds / (audioSeconds / 60), produced))
+
+        // Quality on synthetic tones for the common rates.
+        print("rate    passband max |dev| (≤0.45·fout)   stopband worst (>fout/2)   1 kHz tone SNR")
+        for rate in [8000, 11025, 22050, 32000, 44100, 48000, 96000, 12345] {
+            let passband = passbandDeviation(rate)
+            let stop = rate > 16000 ? String(format: "%8.1f dB", stopbandLevel(rate)) : "       n/a"
+            print(String(format: "%6d  %8.4f dB                       %@                %6.1f dB",
+                         rate, passband, stop, toneSNR(rate)))
+        }
+    }
+
+    func tone(_ f: Double, _ rate: Int, _ seconds: Double) -> [Float] {
+        (0..<Int(Double(rate) * seconds)).map { Float(0.5 * sin(2 * .pi * f * Double($0) / Double(rate))) }
+    }
+
+    func amplitude(_ f: Double, _ x: [Float], _ rate: Int) -> Double {
+        var ss = 0.0, sc = 0.0, cc = 0.0, xs = 0.0, xc = 0.0
+        for n in 1000..<(x.count - 1000) {
+            let p = 2 * .pi * f * Double(n) / Double(rate), s = sin(p), c = cos(p), v = Double(x[n])
+            ss += s * s; cc += c * c; sc += s * c; xs += v * s; xc += v * c
+        }
+        let det = ss * cc - sc * sc
+        let a = (xs * cc - xc * sc) / det, b = (xc * ss - xs * sc) / det
+        return (a * a + b * b).squareRoot()
+    }
+
+    func passbandDeviation(_ rate: Int) -> Double {
+        let limit = 0.45 * Double(min(rate, 16000))
+        var worst = 0.0
+        for i in 1...20 {
+            let f = limit * Double(i) / 20
+            let y = Resampler.resample(tone(f, rate, 0.5), from: rate, to: 16000)
+            worst = max(worst, abs(20 * log10(amplitude(f, y, 16000) / 0.5)))
+        }
+        return worst
+    }
+
+    func stopbandLevel(_ rate: Int) -> Double {
+        var worst = -400.0
+        for f in stride(from: 8000.0, to: Double(rate) / 2, by: 250) {
+            let y = Resampler.resample(tone(f, rate, 0.25), from: rate, to: 16000)
+            let slice = y[1000..<(y.count - 1000)]
+            let rms = (slice.reduce(0.0) { $0 + Double($1) * Double($1) } / Double(slice.count)).squareRoot()
+            worst = max(worst, 20 * log10(max(rms, 1e-20) / (0.5 / 2.0.squareRoot())))
+        }
+        return worst
+    }
+
+    func toneSNR(_ rate: Int) -> Double {
+        let y = Resampler.resample(tone(1000, rate, 1), from: rate, to: 16000)
+        let expected = tone(1000, 16000, 1)
+        var signal = 0.0, noise = 0.0
+        for n in 500..<(min(y.count, expected.count) - 500) {
+            signal += Double(expected[n]) * Double(expected[n])
+            noise += (Double(y[n]) - Double(expected[n])) * (Double(y[n]) - Double(expected[n]))
+        }
+        return 10 * log10(signal / noise)
+    }
+}
