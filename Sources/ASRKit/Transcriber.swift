@@ -29,28 +29,34 @@ public final class Transcriber: Sendable {
     public let preprocessor: PreprocessorConfiguration
     public let vocabulary: Vocabulary
     let model: Wav2Vec2Model
-    /// Where the model was loaded from.
-    public let directory: URL
+    /// Where the model was loaded from: its directory, or "built-in model".
+    public let location: String
     /// Storage types of the checkpoint's tensors (e.g. ["F32"]).
     public let weightTypes: [String]
 
     /// Loads a Hugging Face checkpoint directory (`config.json`, `vocab.json`, `model.safetensors`, and optionally
     /// `preprocessor_config.json`, `tokenizer_config.json`, `special_tokens_map.json`, `added_tokens.json`).
-    public init(modelDirectory: URL) throws {
+    public convenience init(modelDirectory: URL) throws {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: modelDirectory.path, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw ASRError.missingModelFile(directory: modelDirectory.path, file: "(the directory itself)")
         }
-        directory = modelDirectory
-        configuration = try Wav2Vec2Configuration.load(from: modelDirectory.appendingPathComponent("config.json"))
-        preprocessor = try PreprocessorConfiguration.load(directory: modelDirectory)
-        vocabulary = try Vocabulary.load(
-            directory: modelDirectory, vocabSize: configuration.vocabSize, padTokenID: configuration.padTokenId)
-        let weightsURL = modelDirectory.appendingPathComponent("model.safetensors")
-        guard FileManager.default.fileExists(atPath: weightsURL.path) else {
-            throw ASRError.missingModelFile(directory: modelDirectory.path, file: "model.safetensors")
-        }
-        let weights = try SafeTensorsFile(path: weightsURL.path)
+        try self.init(files: .directory(modelDirectory))
+    }
+
+    /// Loads a model whose files are held in memory for the life of the process (e.g. linked into the binary).
+    /// `files` maps file names ("config.json", "model.safetensors", ...) to their bytes, which are not copied.
+    public convenience init(embeddedFiles files: [String: UnsafeRawBufferPointer], location: String) throws {
+        let table = StaticFileTable(files: files)
+        try self.init(files: .embedded(location: location) { table.files[$0] })
+    }
+
+    init(files: ModelFiles) throws {
+        location = files.location
+        configuration = try Wav2Vec2Configuration.decode(try files.required("config.json"))
+        preprocessor = try PreprocessorConfiguration.load(files)
+        vocabulary = try Vocabulary.load(files, vocabSize: configuration.vocabSize, padTokenID: configuration.padTokenId)
+        let weights = try files.weights()
         weightTypes = Array(Set(weights.tensors.values.map(\.dtype.rawValue))).sorted()
         model = try Wav2Vec2Model(configuration: configuration, source: weights)
     }

@@ -125,7 +125,7 @@ struct Info: AsyncParsableCommand {
         do {
             let t = try Transcriber(modelDirectory: URL(fileURLWithPath: model))
             let c = t.configuration
-            print("model: \(t.directory.path)")
+            print("model: \(t.location)")
             print("architecture: \(c.architectures?.first ?? "Wav2Vec2ForCTC") (\(c.modelType)), "
                   + "\(c.doStableLayerNorm ? "stable pre-LN" : "post-LN") encoder, \(c.featExtractNorm.rawValue)-norm conv front end")
             print("parameters: \(t.parameterCount) (\(t.weightTypes.joined(separator: ", ")))")

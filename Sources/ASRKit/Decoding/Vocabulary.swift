@@ -39,8 +39,13 @@ public struct Vocabulary: Sendable, Equatable {
     /// Loads `vocab.json`, `added_tokens.json`, `tokenizer_config.json` and `special_tokens_map.json` from a model
     /// directory. `vocabSize` and `padTokenID` come from `config.json`.
     public static func load(directory: URL, vocabSize: Int, padTokenID: Int) throws -> Vocabulary {
-        let vocabURL = directory.appendingPathComponent("vocab.json")
-        let vocabJSON = try parseJSON(vocabURL)
+        try load(.directory(directory), vocabSize: vocabSize, padTokenID: padTokenID)
+    }
+
+    static func load(_ files: ModelFiles, vocabSize: Int, padTokenID: Int) throws -> Vocabulary {
+        guard let vocabJSON = try files.json("vocab.json") else {
+            throw ASRError.missingModelFile(directory: files.location, file: "vocab.json")
+        }
         guard let entries = vocabJSON.objectMembers else {
             throw ASRError.invalidVocabulary(file: "vocab.json", reason: "expected an object of token → id")
         }
@@ -68,9 +73,8 @@ public struct Vocabulary: Sendable, Equatable {
         }
         for (token, value) in entries { try add(token, value, file: "vocab.json") }
 
-        let addedURL = directory.appendingPathComponent("added_tokens.json")
-        if FileManager.default.fileExists(atPath: addedURL.path) {
-            guard let added = try parseJSON(addedURL).objectMembers else {
+        if let addedJSON = try files.json("added_tokens.json") {
+            guard let added = addedJSON.objectMembers else {
                 throw ASRError.invalidVocabulary(file: "added_tokens.json", reason: "expected an object of token → id")
             }
             for (token, value) in added { try add(token, value, file: "added_tokens.json", skipBeyondVocabSize: true) }
@@ -79,9 +83,8 @@ public struct Vocabulary: Sendable, Equatable {
         // Settings: tokenizer_config.json, then special_tokens_map.json (either may be absent).
         var settings: [String: JSONValue] = [:]
         for name in ["tokenizer_config.json", "special_tokens_map.json"] {
-            let url = directory.appendingPathComponent(name)
-            guard FileManager.default.fileExists(atPath: url.path) else { continue }
-            guard let members = try parseJSON(url).objectMembers else {
+            guard let json = try files.json(name) else { continue }
+            guard let members = json.objectMembers else {
                 throw ASRError.malformedJSON(file: name, reason: "expected an object")
             }
             for (key, value) in members where settings[key] == nil { settings[key] = value }
@@ -119,14 +122,5 @@ public struct Vocabulary: Sendable, Equatable {
             unknownToken: special("unk_token") ?? "<unk>",
             lowercaseOutput: flag("do_lower_case") ?? false,
             cleanUpTokenizationSpaces: flag("clean_up_tokenization_spaces") ?? false)
-    }
-
-    private static func parseJSON(_ url: URL) throws -> JSONValue {
-        let data = try readModelFile(url)
-        do {
-            return try JSONValue.parse(data)
-        } catch {
-            throw ASRError.malformedJSON(file: url.lastPathComponent, reason: "\(error)")
-        }
     }
 }

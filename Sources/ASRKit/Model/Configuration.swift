@@ -116,9 +116,13 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
         adapterAttnDim = try c.decodeIfPresent(Int.self, forKey: .adapterAttnDim)
     }
 
-    /// Reads and validates `config.json`.
+    /// Reads and validates a `config.json` file.
     public static func load(from url: URL) throws -> Wav2Vec2Configuration {
-        let data = try readModelFile(url)
+        try decode(readModelFile(url), fileName: url.lastPathComponent)
+    }
+
+    /// Decodes and validates the contents of `config.json`.
+    static func decode(_ data: Data, fileName: String = "config.json") throws -> Wav2Vec2Configuration {
         let config: Wav2Vec2Configuration
         do {
             config = try JSONDecoder().decode(Wav2Vec2Configuration.self, from: data)
@@ -130,11 +134,11 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
             throw ASRError.invalidConfiguration(field: context.codingPath.jsonPath, reason: "expected \(type), found null")
         } catch let DecodingError.dataCorrupted(context) {
             if context.codingPath.isEmpty {
-                throw ASRError.malformedJSON(file: url.lastPathComponent, reason: context.debugDescription)
+                throw ASRError.malformedJSON(file: fileName, reason: context.debugDescription)
             }
             throw ASRError.invalidConfiguration(field: context.codingPath.jsonPath, reason: context.debugDescription)
         } catch {
-            throw ASRError.malformedJSON(file: url.lastPathComponent, reason: "\(error)")
+            throw ASRError.malformedJSON(file: fileName, reason: "\(error)")
         }
         try config.validate()
         return config
@@ -281,15 +285,16 @@ public struct PreprocessorConfiguration: Codable, Sendable, Equatable {
     /// layout), else the `feature_extractor` object of `processor_config.json` (what transformers 5 writes), else
     /// the defaults (16 kHz, normalised).
     public static func load(directory: URL) throws -> PreprocessorConfiguration {
-        let url = directory.appendingPathComponent("preprocessor_config.json")
-        let processorURL = directory.appendingPathComponent("processor_config.json")
+        try load(.directory(directory))
+    }
+
+    static func load(_ files: ModelFiles) throws -> PreprocessorConfiguration {
         let config: PreprocessorConfiguration
         do {
-            if FileManager.default.fileExists(atPath: url.path) {
-                config = try JSONDecoder().decode(PreprocessorConfiguration.self, from: try readModelFile(url))
-            } else if FileManager.default.fileExists(atPath: processorURL.path) {
-                config = try JSONDecoder().decode(ProcessorFile.self, from: try readModelFile(processorURL)).featureExtractor
-                    ?? PreprocessorConfiguration()
+            if let data = try files.data("preprocessor_config.json") {
+                config = try JSONDecoder().decode(PreprocessorConfiguration.self, from: data)
+            } else if let data = try files.data("processor_config.json") {
+                config = try JSONDecoder().decode(ProcessorFile.self, from: data).featureExtractor ?? PreprocessorConfiguration()
             } else {
                 return PreprocessorConfiguration()
             }
@@ -298,7 +303,7 @@ public struct PreprocessorConfiguration: Codable, Sendable, Equatable {
         } catch let DecodingError.typeMismatch(type, context) {
             throw ASRError.invalidConfiguration(field: "preprocessor_config.json: " + context.codingPath.jsonPath, reason: "expected \(type)")
         } catch {
-            throw ASRError.malformedJSON(file: url.lastPathComponent, reason: "\(error)")
+            throw ASRError.malformedJSON(file: "preprocessor_config.json", reason: "\(error)")
         }
         guard (1000...768_000).contains(config.samplingRate) else {
             throw ASRError.invalidConfiguration(field: "preprocessor_config.json: sampling_rate", reason: "\(config.samplingRate) Hz")
@@ -314,26 +319,6 @@ public struct PreprocessorConfiguration: Codable, Sendable, Equatable {
 private struct ProcessorFile: Decodable {
     let featureExtractor: PreprocessorConfiguration?
     enum CodingKeys: String, CodingKey { case featureExtractor = "feature_extractor" }
-}
-
-/// Reads a small JSON file of a model directory, refusing absurd sizes before reading.
-func readModelFile(_ url: URL, maxBytes: Int = 64 << 20) throws -> Data {
-    let path = url.path
-    var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-        throw ASRError.missingModelFile(directory: url.deletingLastPathComponent().path, file: url.lastPathComponent)
-    }
-    if isDirectory.boolValue {
-        throw ASRError.malformedJSON(file: url.lastPathComponent, reason: "is a directory")
-    }
-    if let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int, size > maxBytes {
-        throw ASRError.malformedJSON(file: url.lastPathComponent, reason: "file is \(size) bytes, larger than any real one")
-    }
-    do {
-        return try Data(contentsOf: url)
-    } catch {
-        throw ASRError.malformedJSON(file: url.lastPathComponent, reason: "cannot read: \(error.localizedDescription)")
-    }
 }
 
 extension [CodingKey] {

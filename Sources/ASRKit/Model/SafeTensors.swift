@@ -10,9 +10,11 @@ final class MappedFile: @unchecked Sendable {  // immutable after init; the mapp
     let path: String
     let count: Int
     private let base: UnsafeRawPointer?
+    private let ownsMapping: Bool
 
     init(path: String) throws {
         self.path = path
+        ownsMapping = true
         let name = (path as NSString).lastPathComponent
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else {
@@ -38,8 +40,16 @@ final class MappedFile: @unchecked Sendable {  // immutable after init; the mapp
         base = UnsafeRawPointer(mapped)
     }
 
+    /// Bytes that live as long as the process (the built-in model, linked into the binary).
+    init(staticBytes: UnsafeRawBufferPointer, name: String) {
+        path = name
+        count = staticBytes.count
+        base = staticBytes.baseAddress
+        ownsMapping = false
+    }
+
     deinit {
-        if let base { munmap(UnsafeMutableRawPointer(mutating: base), count) }
+        if ownsMapping, let base { munmap(UnsafeMutableRawPointer(mutating: base), count) }
     }
 
     /// The bytes `range` of the file; the caller has checked the range is inside the file.
