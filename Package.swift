@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .library(name: "ASRKit", targets: ["ASRKit"]),
+        .library(name: "ASRBuiltinModel", targets: ["ASRBuiltinModel"]),
         .executable(name: "asr", targets: ["asr"]),
     ],
     dependencies: [
@@ -26,9 +27,15 @@ let package = Package(
             name: "ASRKit",
             dependencies: ["CSndFile", "CBLAS", "CFFTW"],
             path: "Sources/ASRKit"),
+        // The built-in model's files linked into the binary (model/ is read by .incbin, through the search path).
+        .target(
+            name: "CBuiltinModel", path: "Sources/CBuiltinModel", exclude: ["model"],
+            cSettings: [.headerSearchPath(".")]),
+        .target(
+            name: "ASRBuiltinModel", dependencies: ["ASRKit", "CBuiltinModel"], path: "Sources/ASRBuiltinModel"),
         .executableTarget(
             name: "asr",
-            dependencies: ["ASRKit", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["ASRKit", "ASRBuiltinModel", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/asr"),
         .testTarget(
             name: "ASRKitTests", dependencies: ["ASRKit"], path: "Tests/ASRKitTests"),

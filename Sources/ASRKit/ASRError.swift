@@ -4,6 +4,8 @@ import Foundation
 /// or tensor, and what was expected.
 public enum ASRError: Error, Equatable, Sendable {
     // MARK: Model directory and configuration
+    /// A Hugging Face model id is not in the local cache.
+    case modelNotCached(id: String, cache: String)
     /// A file the model directory must contain is absent.
     case missingModelFile(directory: String, file: String)
     /// A JSON file of the model directory could not be parsed.
@@ -18,6 +20,8 @@ public enum ASRError: Error, Equatable, Sendable {
     // MARK: Weights
     /// The safetensors file is not well formed.
     case invalidSafeTensors(file: String, reason: String)
+    /// A PyTorch or sharded checkpoint is not well formed, or asks for something loading must not do.
+    case invalidCheckpoint(file: String, reason: String)
     /// A tensor the architecture needs is not in the checkpoint.
     case missingTensor(name: String)
     /// A tensor's shape does not match what the configuration implies.
@@ -46,6 +50,8 @@ extension ASRError: LocalizedError, CustomStringConvertible {
 
     public var description: String {
         switch self {
+        case .modelNotCached(let id, let cache):
+            return "model '\(id)' is neither a directory nor in the Hugging Face cache (\(cache)); download it with `asr download \(id)`"
         case .missingModelFile(let directory, let file):
             return "model directory '\(directory)' has no \(file)"
         case .malformedJSON(let file, let reason):
@@ -58,6 +64,8 @@ extension ASRError: LocalizedError, CustomStringConvertible {
             return "\(file): \(reason)"
         case .invalidSafeTensors(let file, let reason):
             return "\(file): invalid safetensors file: \(reason)"
+        case .invalidCheckpoint(let file, let reason):
+            return "\(file): \(reason)"
         case .missingTensor(let name):
             return "checkpoint has no tensor '\(name)'"
         case .tensorShapeMismatch(let name, let expected, let found):

@@ -11,15 +11,35 @@ public struct Emissions: Sendable, Equatable {
 }
 
 /// A transcript with its timing.
-public struct Transcription: Sendable, Equatable {
+public struct Transcription: Sendable, Equatable, Codable {
     /// The transcript, as transformers' tokenizer decodes the greedy path.
     public let text: String
     /// Duration of the audio in seconds.
     public let duration: Double
-    /// Decoded characters with their frame spans.
-    public let characters: [CharacterSpan]
-    /// Seconds per CTC frame.
-    public let frameDuration: Double
+    /// Words with start and end times (seconds) and confidence.
+    public let words: [Word]
+    /// Decoded characters (word delimiters included, as spaces) with times and confidence.
+    public let characters: [TimedCharacter]
+}
+
+/// How long audio is cut into pieces the model can take.
+///
+/// Attention is quadratic in length, so audio longer than `chunkSeconds` is processed in chunks of that length
+/// that overlap by `strideSeconds` on each side, as transformers' ASR pipeline does (`chunk_length_s`,
+/// `stride_length_s`): each chunk is normalised and run on its own, the logits of the overlapped edges are
+/// dropped, and the joined logits are decoded once. Chunk starts and strides are whole frames, so the joined
+/// logits have exactly as many frames as one pass would.
+public struct ChunkingOptions: Sendable, Equatable {
+    public var chunkSeconds: Double
+    public var strideSeconds: Double
+
+    /// 30 s chunks with 5 s of context on each side: each sample goes through the model 1.5 times at most.
+    public static let `default` = ChunkingOptions(chunkSeconds: 30, strideSeconds: 5)
+
+    public init(chunkSeconds: Double, strideSeconds: Double) {
+        self.chunkSeconds = chunkSeconds
+        self.strideSeconds = strideSeconds
+    }
 }
 
 /// A Wav2Vec2ForCTC checkpoint directory loaded once: configuration, weights, vocabulary and feature-extractor
@@ -57,7 +77,7 @@ public final class Transcriber: Sendable {
         preprocessor = try PreprocessorConfiguration.load(files)
         vocabulary = try Vocabulary.load(files, vocabSize: configuration.vocabSize, padTokenID: configuration.padTokenId)
         let weights = try files.weights()
-        weightTypes = Array(Set(weights.tensors.values.map(\.dtype.rawValue))).sorted()
+        weightTypes = weights.storageTypes
         model = try Wav2Vec2Model(configuration: configuration, source: weights)
     }
 
@@ -70,21 +90,80 @@ public final class Transcriber: Sendable {
     /// Seconds between CTC frames.
     public var frameDuration: Double { Double(configuration.samplesPerFrame) / Double(preprocessor.samplingRate) }
 
-    /// CTC logits for mono samples at the model's sample rate. The samples are normalised here when the
-    /// feature extractor asks for it. Audio shorter than the receptive field (400 samples) yields zero frames.
+    /// CTC logits for mono samples at the model's sample rate, in one pass. The samples are normalised here when
+    /// the feature extractor asks for it. Audio shorter than the receptive field (400 samples) yields zero frames.
     public func emissions(samples: [Float]) -> Emissions {
         let input = preprocessor.doNormalize ? Normalizer.zeroMeanUnitVariance(samples) : samples
         let logits = model.logits(for: input)
         return Emissions(frames: logits.rows, vocabularySize: logits.cols, logits: logits.storage, frameDuration: frameDuration)
     }
 
-    /// Greedy CTC transcription of mono samples at the model's sample rate.
-    public func transcribe(samples: [Float]) -> Transcription {
-        let e = emissions(samples: samples)
-        let decoded = CTCGreedyDecoder.decode(logits: e.logits, frames: e.frames, vocabulary: vocabulary)
-        return Transcription(
-            text: decoded.text, duration: Double(samples.count) / Double(sampleRate),
-            characters: decoded.characters, frameDuration: frameDuration)
+    /// One forward pass over `samples` (normalised here as usual) with the time of each stage added to `profile`.
+    public func emissions(samples: [Float], profile: StageProfile) -> Emissions {
+        let input = preprocessor.doNormalize ? Normalizer.zeroMeanUnitVariance(samples) : samples
+        let logits = model.logits(for: input, profile: profile)
+        return Emissions(frames: logits.rows, vocabularySize: logits.cols, logits: logits.storage, frameDuration: frameDuration)
+    }
+
+    /// CTC logits for audio pulled from `next` (mono, at the model's rate; nil at the end), in overlapping chunks
+    /// when it is longer than a chunk. Memory holds one chunk of audio and the logits. Returns the logits and the
+    /// number of samples seen.
+    public func emissions(chunking: ChunkingOptions = .default, next: () throws -> [Float]?) throws -> (emissions: Emissions, samples: Int) {
+        let hop = configuration.samplesPerFrame
+        let stride = max(1, Int((chunking.strideSeconds * Double(sampleRate) / Double(hop)).rounded())) * hop
+        let chunk = max(Int((chunking.chunkSeconds * Double(sampleRate) / Double(hop)).rounded()) * hop, 2 * stride + hop)
+        let step = chunk - 2 * stride
+
+        var pending: [Float] = []     // samples [pendingStart, pendingStart + pending.count)
+        var pendingStart = 0
+        var ended = false
+        var logits: [Float] = []
+        var frames = 0
+        var offset = 0                // start of the current chunk, a multiple of hop
+        while true {
+            // Read until the chunk is complete and one sample past it shows whether more follows.
+            while !ended && pendingStart + pending.count <= offset + chunk {
+                if let block = try next() { pending += block } else { ended = true }
+            }
+            let available = pendingStart + pending.count
+            let end = min(offset + chunk, available)
+            let isLast = ended && end == available
+            let piece = Array(pending[(offset - pendingStart)..<(end - pendingStart)])
+            let e = emissions(samples: piece)
+            let first = offset == 0 ? 0 : stride / hop
+            let last = isLast ? e.frames : (chunk - stride) / hop
+            if last > first {
+                logits += e.logits[(first * e.vocabularySize)..<(last * e.vocabularySize)]
+                frames += last - first
+            }
+            if isLast { return (Emissions(frames: frames, vocabularySize: configuration.vocabSize, logits: logits, frameDuration: frameDuration), available) }
+            offset += step
+            pending.removeFirst(offset - pendingStart)
+            pendingStart = offset
+        }
+    }
+
+    /// Greedy decoding of emissions with word and character timestamps.
+    public func decode(_ emissions: Emissions, duration: Double) -> Transcription {
+        let decoded = CTCGreedyDecoder.decode(logits: emissions.logits, frames: emissions.frames, vocabulary: vocabulary)
+        let (characters, words) = Alignment.align(
+            decoding: decoded, logits: emissions.logits, vocabularySize: emissions.vocabularySize,
+            frameDuration: emissions.frameDuration, duration: duration, wordDelimiter: vocabulary.wordDelimiter)
+        return Transcription(text: decoded.text, duration: duration, words: words, characters: characters)
+    }
+
+    /// Transcribes mono samples at `sampleRate` (resampled to the model's rate when different).
+    public func transcribe(samples: [Float], sampleRate rate: Int? = nil, chunking: ChunkingOptions = .default) -> Transcription {
+        let input = rate.map { Resampler.resample(samples, from: $0, to: sampleRate) } ?? samples
+        var consumed = false
+        // An in-memory source cannot fail.
+        let result = try? emissions(chunking: chunking) { () -> [Float]? in
+            defer { consumed = true }
+            return consumed ? nil : input
+        }
+        let duration = Double(input.count) / Double(sampleRate)
+        guard let result else { return Transcription(text: "", duration: duration, words: [], characters: []) }
+        return decode(result.emissions, duration: duration)
     }
 
     /// Reads an audio file as mono samples at the model's sample rate (any rate and channel count in).
@@ -92,8 +171,33 @@ public final class Transcriber: Sendable {
         try AudioFile(path: file.path).read(resampledTo: sampleRate).samples
     }
 
-    /// Transcribes an audio file.
-    public func transcribe(file: URL) throws -> Transcription {
-        transcribe(samples: try loadAudio(file: file))
+    /// Transcribes an audio file of any supported format, rate and channel count, streaming it through the model
+    /// in chunks.
+    public func transcribe(file: URL, chunking: ChunkingOptions = .default) throws -> Transcription {
+        let stream = AudioStream(file: try AudioFile(path: file.path), sampleRate: sampleRate)
+        let (emissions, samples) = try emissions(chunking: chunking) { try stream.next() }
+        return decode(emissions, duration: Double(samples) / Double(sampleRate))
+    }
+
+    /// Transcribes several files, one result per file in the same order: a file that fails does not stop the rest.
+    public func transcribe(files: [URL], chunking: ChunkingOptions = .default) -> [Result<Transcription, ASRError>] {
+        files.map { file in
+            Result { try transcribe(file: file, chunking: chunking) }.mapError { Self.asASRError($0, file: file) }
+        }
+    }
+
+    /// Async variant of `transcribe(file:)`; runs off the caller's executor.
+    public func transcribe(file: URL, chunking: ChunkingOptions = .default) async throws -> Transcription {
+        try await Task.detached(priority: .userInitiated) { [self] in try transcribe(file: file, chunking: chunking) }.value
+    }
+
+    /// Async variant of `transcribe(files:)`.
+    public func transcribe(files: [URL], chunking: ChunkingOptions = .default) async -> [Result<Transcription, ASRError>] {
+        await Task.detached(priority: .userInitiated) { [self] in transcribe(files: files, chunking: chunking) }.value
+    }
+
+    static func asASRError(_ error: Error, file: URL) -> ASRError {
+        if let error = error as? ASRError { return error }
+        return .unreadableAudio(file: file.path, reason: "\(error)")
     }
 }

@@ -1,16 +1,22 @@
 import ArgumentParser
+import ASRBuiltinModel
 import ASRKit
 import Foundation
 
 @main
 struct ASR: AsyncParsableCommand {
-    static let version = "0.1.0"
+    static let version = "0.2.0"
 
     static let configuration = CommandConfiguration(
         commandName: "asr",
         abstract: "Speech recognition with Wav2Vec2 CTC models, natively.",
+        discussion: """
+            Exit codes: 0 success; 1 some input or the model could not be processed (each failure is reported on \
+            stderr with the file and the problem); 2 usage error.
+            """,
         version: "asr \(version) (OpenBLAS kernel: \(BLAS.kernel))",
-        subcommands: [Transcribe.self, Logits.self, Info.self, Bench.self])
+        subcommands: [Transcribe.self, Logits.self, Info.self, Bench.self],
+        defaultSubcommand: nil)
 
     /// ArgumentParser reports usage errors with EX_USAGE (64); our documented code for them is 2.
     static func main() async {
@@ -38,8 +44,8 @@ struct ASR: AsyncParsableCommand {
 
 /// Options every command that runs a model shares.
 struct ModelOptions: ParsableArguments {
-    @Option(name: .long, help: "A Hugging Face Wav2Vec2ForCTC checkpoint directory.")
-    var model: String
+    @Option(name: .long, help: "A checkpoint directory, or a Hugging Face model id found in the local cache (default: the built-in model).")
+    var model: String?
 
     @Option(name: .long, help: "BLAS threads (default: all cores).")
     var threads: Int?
@@ -50,7 +56,8 @@ struct ModelOptions: ParsableArguments {
 
     func load() throws -> Transcriber {
         BLAS.setThreads(threads ?? 0)
-        return try Transcriber(modelDirectory: URL(fileURLWithPath: model))
+        guard let model else { return try BuiltinModel.load() }
+        return try Transcriber(modelDirectory: ModelLocator.resolve(model))
     }
 }
 
@@ -60,28 +67,13 @@ enum ExitStatus {
     static let usage = ExitCode(2)
 }
 
-func report(_ error: Error) -> ExitCode {
-    FileHandle.standardError.write(Data("error: \(error)\n".utf8))
-    return ExitStatus.failure
+func printError(_ message: String) {
+    FileHandle.standardError.write(Data("error: \(message)\n".utf8))
 }
 
-struct Transcribe: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print the transcript of an audio file.")
-
-    @OptionGroup var modelOptions: ModelOptions
-
-    @Argument(help: "Audio file to transcribe.")
-    var file: String
-
-    func run() async throws {
-        do {
-            let transcriber = try modelOptions.load()
-            let result = try transcriber.transcribe(file: URL(fileURLWithPath: file))
-            print(result.text)
-        } catch {
-            throw report(error)
-        }
-    }
+func report(_ error: Error) -> ExitCode {
+    printError("\(error)")
+    return ExitStatus.failure
 }
 
 struct Logits: AsyncParsableCommand {
@@ -96,11 +88,23 @@ struct Logits: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "Output .npy path.")
     var output: String
 
+    @Option(help: "Chunk length in seconds for long audio (0: one pass, however long).")
+    var chunkSeconds: Double = 0
+
+    @Option(help: "Context kept on each side of a chunk, in seconds.")
+    var strideSeconds: Double = ChunkingOptions.default.strideSeconds
+
     func run() async throws {
         do {
             let transcriber = try modelOptions.load()
-            let samples = try transcriber.loadAudio(file: URL(fileURLWithPath: file))
-            let emissions = transcriber.emissions(samples: samples)
+            let emissions: Emissions
+            if chunkSeconds > 0 {
+                let stream = AudioStream(file: try AudioFile(path: file), sampleRate: transcriber.sampleRate)
+                emissions = try transcriber.emissions(
+                    chunking: ChunkingOptions(chunkSeconds: chunkSeconds, strideSeconds: strideSeconds)) { try stream.next() }.emissions
+            } else {
+                emissions = transcriber.emissions(samples: try transcriber.loadAudio(file: URL(fileURLWithPath: file)))
+            }
             let data = NPY.encode(emissions.logits, shape: [emissions.frames, emissions.vocabularySize])
             try AtomicFile.write(data, to: URL(fileURLWithPath: output))
         } catch {
@@ -110,9 +114,9 @@ struct Logits: AsyncParsableCommand {
 }
 
 struct Info: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Describe a model and the compute backend.")
+    static let configuration = CommandConfiguration(abstract: "Describe a model (default: the built-in one) and the compute backend.")
 
-    @Option(name: .long, help: "A Hugging Face Wav2Vec2ForCTC checkpoint directory.")
+    @Option(name: .long, help: "A checkpoint directory or a cached Hugging Face model id (default: the built-in model).")
     var model: String?
 
     func run() async throws {
@@ -121,11 +125,14 @@ struct Info: AsyncParsableCommand {
         print("OpenBLAS: \(BLAS.configuration)")
         print("OpenBLAS kernel: \(kernel.active)\(kernel.override.map { " (\($0))" } ?? "")")
         print("BLAS threads: \(BLAS.threads)")
-        guard let model else { return }
         do {
-            let t = try Transcriber(modelDirectory: URL(fileURLWithPath: model))
+            let t = try model.map { try Transcriber(modelDirectory: ModelLocator.resolve($0)) } ?? BuiltinModel.load()
             let c = t.configuration
             print("model: \(t.location)")
+            if model == nil {
+                print(BuiltinModel.summary)
+                print("training: \(BuiltinModel.trainingRecord.replacingOccurrences(of: "\n", with: " "))")
+            }
             print("architecture: \(c.architectures?.first ?? "Wav2Vec2ForCTC") (\(c.modelType)), "
                   + "\(c.doStableLayerNorm ? "stable pre-LN" : "post-LN") encoder, \(c.featExtractNorm.rawValue)-norm conv front end")
             print("parameters: \(t.parameterCount) (\(t.weightTypes.joined(separator: ", ")))")

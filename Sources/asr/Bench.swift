@@ -4,22 +4,81 @@ import Foundation
 
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure speed and quality on this machine.",
-        discussion: "--resampler: resampling throughput (one hour of 48 kHz stereo to 16 kHz mono) and quality figures.")
+        abstract: "Measure speed on this machine: a model's forward pass (default) or the resampler.",
+        discussion: """
+            Model: one warm-up run, then --runs timed runs on --seconds of audio; prints the median real-time factor             (processing seconds / audio seconds), GFLOP/s, the time per stage, peak memory and load time.
+            --resampler: throughput on one hour of 48 kHz stereo and quality figures on test tones.
+            """)
 
-    @Flag(help: "Benchmark the resampler.")
+    @OptionGroup var modelOptions: ModelOptions
+
+    @Option(help: "Seconds of audio per run.")
+    var seconds: Double = 10
+
+    @Option(help: "Timed runs (after one warm-up).")
+    var runs: Int = 5
+
+    @Flag(help: "Benchmark the resampler instead of a model.")
     var resampler = false
 
     @Option(help: "Audio hours for the resampler throughput run.")
     var hours: Double = 1
 
     func validate() throws {
-        guard resampler else { throw ValidationError("choose what to benchmark: --resampler") }
+        guard seconds > 0, seconds <= 3600 else { throw ValidationError("--seconds must be in (0, 3600]") }
+        guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
         guard hours > 0 else { throw ValidationError("--hours must be positive") }
     }
 
     func run() async throws {
-        benchResampler()
+        if resampler {
+            benchResampler()
+        } else {
+            do { try benchModel() } catch { throw report(error) }
+        }
+    }
+
+    func benchModel() throws {
+        let loadStart = DispatchTime.now().uptimeNanoseconds
+        let transcriber = try modelOptions.load()
+        let load = Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e9
+        let count = Int(seconds * Double(transcriber.sampleRate))
+        // Deterministic noise: the cost of the network does not depend on what the audio says.
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        let audio = (0..<count).map { _ -> Float in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int64(bitPattern: state >> 11) % 2000 - 1000) / 4000
+        }
+        _ = transcriber.emissions(samples: audio)  // warm-up
+        var times: [Double] = []
+        var profiles: [StageProfile] = []
+        for _ in 0..<runs {
+            let profile = StageProfile()
+            let start = DispatchTime.now().uptimeNanoseconds
+            _ = transcriber.emissions(samples: audio, profile: profile)
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            profiles.append(profile)
+        }
+        let order = times.indices.sorted { times[$0] < times[$1] }
+        let median = order[order.count / 2]
+        let flops = transcriber.configuration.flops(forSamples: count)
+        print("model: \(transcriber.location) (\(transcriber.parameterCount) parameters)")
+        print("OpenBLAS kernel: \(BLAS.kernel), threads: \(BLAS.threads)")
+        print(String(format: "audio: %.1f s, runs: %d (after 1 warm-up)", seconds, runs))
+        print(String(format: "median: %.3f s, RTF %.4f (%.1f× real time), %.1f GFLOP/s (%.1f GFLOP per run)",
+                     times[median], times[median] / seconds, seconds / times[median], flops / times[median] / 1e9, flops / 1e9))
+        print(String(format: "min %.3f s, max %.3f s", times[order.first!], times[order.last!]))
+        print("stages (median run):")
+        for (name, value) in profiles[median].stages {
+            print("  " + name.padding(toLength: 22, withPad: " ", startingAt: 0) + String(format: " %8.3f s  %5.1f %%", value, 100 * value / max(1e-12, profiles[median].total)))
+        }
+        print(String(format: "load: %.3f s, peak RSS: %.0f MB", load, peakResidentMegabytes()))
+    }
+
+    func peakResidentMegabytes() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_maxrss) / 1024  // kilobytes on Linux
     }
 
     func benchResampler() {

@@ -42,7 +42,7 @@ import Testing
         #expect(decoded.characters == [
             CharacterSpan(text: "H", startFrame: 1, endFrame: 3),
             CharacterSpan(text: "I", startFrame: 4, endFrame: 5),
-            CharacterSpan(text: " ", startFrame: 5, endFrame: 6),
+            CharacterSpan(text: " ", startFrame: 5, endFrame: 6, isWordDelimiter: true),
         ])
     }
 

@@ -7,7 +7,12 @@ enum Fixtures {
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("fixtures")
     static let speech = root.appendingPathComponent("speech_16k.wav")
-    static let modelNames = ["base-layout", "large-layout", "fp16-community-vocab"]
+    static let modelNames = [
+        "base-layout", "large-layout", "fp16-community-vocab",
+        // The base-layout weights in the other checkpoint layouts (tools/fixtures/make_checkpoint_fixtures.py).
+        "base-layout-torch-save", "base-layout-sharded", "base-layout-bin-sharded",
+        "hubert-layout", "hubert-no-projection-norm",
+    ]
     static func model(_ name: String) -> URL { root.appendingPathComponent("models/\(name)") }
 
     static func npy(_ url: URL) throws -> (values: [Float], shape: [Int]) {

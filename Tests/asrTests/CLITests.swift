@@ -28,6 +28,7 @@ enum CLI {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
+        process.currentDirectoryURL = root
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err

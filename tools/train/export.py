@@ -51,6 +51,8 @@ def main():
             "parameters": sum(p.numel() for p in model.parameters())}
     with open(os.path.join(args.out, "training.json"), "w") as f:
         json.dump(info, f, indent=2)
+    # The build does not track .incbin inputs: touch the assembly file so the next build embeds the new files.
+    os.utime(os.path.join(ROOT, "Sources", "CBuiltinModel", "builtin_model.S"))
     size = sum(os.path.getsize(os.path.join(args.out, n)) for n in FILES)
     print(f"exported to {args.out}: {size / 1e6:.1f} MB, {info}")
 

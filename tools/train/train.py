@@ -29,16 +29,18 @@ CHAR_TO_ID = {c: i for i, c in enumerate(VOCAB)}
 
 def model_config():
     """The base-960h layout (group-norm conv front end, post-LN encoder, same kernels and strides: 20 ms frames),
-    scaled down to about 5.7 M parameters."""
+    scaled down to about 5.6 M parameters. The early conv layers run at 3200-400 frames per second and dominate
+    CPU training time (profiled: conv backward+forward ~45 % with 64-128 channels there), so they are narrow;
+    dropout masks cost another 13 % and are off (SpecAugment time masking stays as the regulariser)."""
     return Wav2Vec2Config(
         vocab_size=len(VOCAB), pad_token_id=0, bos_token_id=1, eos_token_id=2,
         feat_extract_norm="group", do_stable_layer_norm=False, conv_bias=False,
-        conv_dim=(64, 128, 128, 128, 128, 256, 256), conv_kernel=(10, 3, 3, 3, 3, 2, 2),
+        conv_dim=(32, 64, 64, 128, 128, 256, 256), conv_kernel=(10, 3, 3, 3, 3, 2, 2),
         conv_stride=(5, 2, 2, 2, 2, 2, 2),
         hidden_size=256, num_hidden_layers=6, num_attention_heads=4, intermediate_size=1024,
         num_conv_pos_embeddings=128, num_conv_pos_embedding_groups=16,
-        hidden_dropout=0.05, attention_dropout=0.05, activation_dropout=0.05, feat_proj_dropout=0.05,
-        final_dropout=0.05, layerdrop=0.0, mask_time_prob=0.05, mask_time_length=10,
+        hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0,
+        final_dropout=0.0, layerdrop=0.0, mask_time_prob=0.05, mask_time_length=10,
         ctc_loss_reduction="mean", ctc_zero_infinity=True)
 
 

@@ -12,31 +12,58 @@ public struct LoadedAudio: Sendable {
     public var duration: Double { Double(samples.count) / Double(sampleRate) }
 }
 
+/// Mono samples at a target rate, pulled from a file block by block: each block is mixed down and resampled as it
+/// is read, so neither the original-rate signal nor (for the chunked transcriber) the whole converted signal is
+/// ever held at once.
+///
+/// Throws `invalidAudio` for NaN/Inf samples (a float file with them is corrupt; we refuse it rather than guess)
+/// and for a file without samples, and `unreadableAudio` when decoding fails part-way.
+public final class AudioStream {
+    public let file: AudioFile
+    public let sampleRate: Int
+    private var resampler: Resampler?
+    private var finished = false
+    /// Frames read from the file so far (at its own rate).
+    public private(set) var framesRead = 0
+    private let blockFrames: Int
+
+    public init(file: AudioFile, sampleRate: Int, blockFrames: Int = 1 << 16) {
+        self.file = file
+        self.sampleRate = sampleRate
+        self.blockFrames = blockFrames
+        resampler = file.sampleRate == sampleRate ? nil : Resampler(inputRate: file.sampleRate, outputRate: sampleRate)
+    }
+
+    /// The next samples at `sampleRate`, or nil once the file is exhausted.
+    public func next() throws -> [Float]? {
+        while !finished {
+            let block = try file.readBlock(maxFrames: blockFrames)
+            if block.isEmpty {
+                finished = true
+                guard framesRead > 0 else { throw ASRError.invalidAudio(file: file.path, reason: "file holds no audio samples") }
+                return resampler?.finish()
+            }
+            if let bad = block.firstIndex(where: { !$0.isFinite }) {
+                let seconds = Double(framesRead + bad) / Double(file.sampleRate)
+                throw ASRError.invalidAudio(
+                    file: file.path, reason: "sample at \(String(format: "%.3f", seconds)) s is \(block[bad]); the file is corrupt")
+            }
+            framesRead += block.count
+            let out = resampler?.process(block) ?? block
+            if !out.isEmpty { return out }
+        }
+        return nil
+    }
+}
+
 extension AudioFile {
-    /// Decodes the rest of the file as mono at `sampleRate`, streaming: blocks are mixed down and resampled as they
-    /// are read, so the original-rate signal is never held whole.
-    ///
-    /// Throws `invalidAudio` for a file without samples or with NaN/Inf samples (a float file with them is corrupt;
-    /// we refuse it rather than guess), and `unreadableAudio` when decoding fails part-way.
-    public func read(resampledTo targetRate: Int, blockFrames: Int = 1 << 16) throws -> LoadedAudio {
-        var resampler = sampleRate == targetRate ? nil : Resampler(inputRate: sampleRate, outputRate: targetRate)
+    /// Decodes the rest of the file as mono at `sampleRate`.
+    public func read(resampledTo targetRate: Int) throws -> LoadedAudio {
+        let stream = AudioStream(file: self, sampleRate: targetRate)
         var output: [Float] = []
         let expected = frameCount > 0 ? Int((Double(frameCount) * Double(targetRate) / Double(sampleRate)).rounded(.up)) : 0
         output.reserveCapacity(min(expected, 1 << 28))
-        var framesRead = 0
-        while true {
-            let block = try readBlock(maxFrames: blockFrames)
-            if block.isEmpty { break }
-            if let bad = block.firstIndex(where: { !$0.isFinite }) {
-                let seconds = Double(framesRead + bad) / Double(sampleRate)
-                throw ASRError.invalidAudio(
-                    file: path, reason: "sample at \(String(format: "%.3f", seconds)) s is \(block[bad]); the file is corrupt")
-            }
-            framesRead += block.count
-            output += resampler?.process(block) ?? block
-        }
-        if var r = resampler { output += r.finish(); resampler = r }
-        guard framesRead > 0 else { throw ASRError.invalidAudio(file: path, reason: "file holds no audio samples") }
+        while let block = try stream.next() { output += block }
         return LoadedAudio(samples: output, sampleRate: targetRate, sourceRate: sampleRate, sourceChannels: channels,
                            formatDescription: formatDescription)
     }

@@ -5,6 +5,15 @@ public struct CharacterSpan: Sendable, Equatable {
     public let text: String
     public let startFrame: Int
     public let endFrame: Int
+    /// The word delimiter token (its text is the replacement, a space by default).
+    public let isWordDelimiter: Bool
+
+    public init(text: String, startFrame: Int, endFrame: Int, isWordDelimiter: Bool = false) {
+        self.text = text
+        self.startFrame = startFrame
+        self.endFrame = endFrame
+        self.isWordDelimiter = isWordDelimiter
+    }
 }
 
 /// The result of greedy CTC decoding.
@@ -50,13 +59,14 @@ public enum CTCGreedyDecoder {
             let token = vocabulary.token(id)
             // transformers filters the blank by its token text, so any id spelled like the pad token is dropped too.
             if token != vocabulary.token(vocabulary.blankID) {
-                let text = token == vocabulary.wordDelimiter ? vocabulary.wordDelimiterReplacement : token
-                characters.append(CharacterSpan(text: text, startFrame: start, endFrame: end))
+                let isDelimiter = token == vocabulary.wordDelimiter
+                var text = isDelimiter ? vocabulary.wordDelimiterReplacement : token
+                if vocabulary.lowercaseOutput { text = text.lowercased() }
+                characters.append(CharacterSpan(text: text, startFrame: start, endFrame: end, isWordDelimiter: isDelimiter))
             }
             start = end
         }
         var text = characters.map(\.text).joined().trimmingCharacters(in: .whitespacesAndNewlines)
-        if vocabulary.lowercaseOutput { text = text.lowercased() }
         if vocabulary.cleanUpTokenizationSpaces { text = cleanUpTokenization(text) }
         return CTCDecoding(text: text, path: path, characters: characters)
     }

@@ -6,10 +6,13 @@ protocol TensorSource: Sendable {
     var shapes: [String: [Int]] { get }
     /// The tensor as Float.
     func floats(_ name: String) throws -> [Float]
+    /// Storage types of the tensors ("F32", "F16", ...), for display.
+    var storageTypes: [String] { get }
 }
 
 extension SafeTensorsFile: TensorSource {
     var shapes: [String: [Int]] { tensors.mapValues(\.shape) }
+    var storageTypes: [String] { Array(Set(tensors.values.map(\.dtype.rawValue))).sorted() }
 }
 
 /// Reads tensors by checkpoint key, checks each shape against what the configuration implies, and at the end

@@ -30,6 +30,8 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
     public var featProjLayerNorm: Bool?
     /// MMS-style attention adapters; not supported.
     public var adapterAttnDim: Int?
+    /// HuBERT variant with a batch-norm positional convolution; not supported.
+    public var convPosBatchNorm: Bool?
 
     enum CodingKeys: String, CodingKey {
         case modelType = "model_type"
@@ -55,6 +57,7 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
         case addAdapter = "add_adapter"
         case featProjLayerNorm = "feat_proj_layer_norm"
         case adapterAttnDim = "adapter_attn_dim"
+        case convPosBatchNorm = "conv_pos_batch_norm"
     }
 
     /// The facebook/wav2vec2-base-960h architecture (transformers' defaults).
@@ -82,6 +85,7 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
         addAdapter = false
         featProjLayerNorm = nil
         adapterAttnDim = nil
+        convPosBatchNorm = nil
     }
 
     public init(from decoder: Decoder) throws {
@@ -114,6 +118,7 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
         addAdapter = try c.decodeIfPresent(Bool.self, forKey: .addAdapter) ?? d.addAdapter
         featProjLayerNorm = try c.decodeIfPresent(Bool.self, forKey: .featProjLayerNorm)
         adapterAttnDim = try c.decodeIfPresent(Int.self, forKey: .adapterAttnDim)
+        convPosBatchNorm = try c.decodeIfPresent(Bool.self, forKey: .convPosBatchNorm)
     }
 
     /// Reads and validates a `config.json` file.
@@ -147,21 +152,21 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
     /// Rejects configurations this engine would run wrongly, and dimensions no real model has (so a hostile file
     /// cannot make us allocate absurd amounts of memory).
     public func validate() throws {
-        let supportedTypes = ["wav2vec2"]
-        guard supportedTypes.contains(modelType) else {
+        guard Self.supportedModels[modelType] != nil else {
             throw ASRError.unsupportedConfiguration(
-                field: "model_type", value: "\"\(modelType)\" (supported: \(supportedTypes.joined(separator: ", ")))")
+                field: "model_type", value: "\"\(modelType)\" (supported: \(Self.supportedModels.keys.sorted().joined(separator: ", ")))")
         }
-        if let architectures, !architectures.isEmpty, !architectures.contains("Wav2Vec2ForCTC") {
+        let supportedArchitectures = Self.supportedModels.values.sorted()
+        if let architectures, !architectures.isEmpty, !architectures.contains(where: supportedArchitectures.contains) {
             throw ASRError.unsupportedConfiguration(
-                field: "architectures", value: "\(architectures) (supported: Wav2Vec2ForCTC)")
+                field: "architectures", value: "\(architectures) (supported: \(supportedArchitectures.joined(separator: ", ")))")
+        }
+        if convPosBatchNorm == true {
+            throw ASRError.unsupportedConfiguration(field: "conv_pos_batch_norm", value: "true")
         }
         if addAdapter { throw ASRError.unsupportedConfiguration(field: "add_adapter", value: "true") }
         if let adapterAttnDim {
             throw ASRError.unsupportedConfiguration(field: "adapter_attn_dim", value: "\(adapterAttnDim) (MMS attention adapters)")
-        }
-        if featProjLayerNorm == false {
-            throw ASRError.unsupportedConfiguration(field: "feat_proj_layer_norm", value: "false")
         }
         for (field, name) in [(featExtractActivation, "feat_extract_activation"), (hiddenAct, "hidden_act")] {
             guard Activation(name: field) != nil else {
@@ -209,6 +214,16 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
         }
     }
 
+    /// model_type → the CTC architecture it names. HuBERT shares Wav2Vec2's feature encoder and transformer.
+    public static let supportedModels = ["wav2vec2": "Wav2Vec2ForCTC", "hubert": "HubertForCTC"]
+
+    /// The checkpoint's key prefix for the base model ("wav2vec2." or "hubert.").
+    public var weightPrefix: String { modelType + "." }
+
+    /// Whether the feature projection starts with a LayerNorm: always for Wav2Vec2; for HuBERT as
+    /// `feat_proj_layer_norm` says (default true).
+    public var hasFeatureProjectionNorm: Bool { modelType == "wav2vec2" || (featProjLayerNorm ?? true) }
+
     // MARK: Derived quantities
 
     /// Input samples per output frame: the product of the conv strides (320 for every released model).
@@ -232,22 +247,21 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
         return length
     }
 
-    /// Parameters implied by the configuration (what the checkpoint must hold).
-    public var parameterCount: Int {
-        var total = 0
-        var inChannels = 1
+    /// Floating-point operations (multiply and add counted separately) of one forward pass over `samples`.
+    public func flops(forSamples samples: Int) -> Double {
+        var length = samples, inChannels = 1, total = 0.0
         for i in convDim.indices {
-            total += convDim[i] * inChannels * convKernel[i] + (convBias ? convDim[i] : 0)
-            if featExtractNorm == .layer || i == 0 { total += 2 * convDim[i] }
+            guard length >= convKernel[i] else { return 0 }
+            length = (length - convKernel[i]) / convStride[i] + 1
+            total += 2 * Double(length) * Double(convDim[i]) * Double(inChannels * convKernel[i])
             inChannels = convDim[i]
         }
-        let h = hiddenSize
-        total += 2 * inChannels + inChannels * h + h                            // feature projection
-        total += h * (h / numConvPosEmbeddingGroups) * numConvPosEmbeddings + h // positional conv (folded)
-        total += 2 * h                                                          // encoder layer norm
-        let perLayer = 4 * (h * h + h) + 4 * h + (h * intermediateSize + intermediateSize) + (intermediateSize * h + h)
-        total += numHiddenLayers * perLayer
-        total += vocabSize * h + vocabSize
+        let t = Double(length), h = Double(hiddenSize)
+        total += 2 * t * Double(inChannels) * h                                                 // projection
+        total += 2 * t * h * (h / Double(numConvPosEmbeddingGroups)) * Double(numConvPosEmbeddings)  // positional conv
+        let perLayer = 2 * t * h * 4 * h + 2 * 2 * t * t * h + 2 * 2 * t * h * Double(intermediateSize)
+        total += Double(numHiddenLayers) * perLayer
+        total += 2 * t * h * Double(vocabSize)                                                  // LM head
         return total
     }
 }

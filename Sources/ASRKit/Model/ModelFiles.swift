@@ -6,7 +6,7 @@ struct ModelFiles: Sendable {
     /// A directory path, or "built-in model".
     let location: String
     private let readFile: @Sendable (String) throws -> Data?
-    private let openWeights: @Sendable () throws -> SafeTensorsFile?
+    private let openWeights: @Sendable () throws -> TensorSource?
 
     /// Files of a Hugging Face checkpoint directory.
     static func directory(_ url: URL) -> ModelFiles {
@@ -17,11 +17,7 @@ struct ModelFiles: Sendable {
                 guard FileManager.default.fileExists(atPath: file.path) else { return nil }
                 return try readModelFile(file)
             },
-            openWeights: {
-                let file = url.appendingPathComponent("model.safetensors")
-                guard FileManager.default.fileExists(atPath: file.path) else { return nil }
-                return try SafeTensorsFile(path: file.path)
-            })
+            openWeights: { try openCheckpoint(in: url) })
     }
 
     /// Files linked into the binary (see BuiltinModel).
@@ -45,7 +41,7 @@ struct ModelFiles: Sendable {
     }
 
     /// The checkpoint's weights.
-    func weights() throws -> SafeTensorsFile {
+    func weights() throws -> TensorSource {
         guard let weights = try openWeights() else {
             throw ASRError.missingModelFile(directory: location, file: "model.safetensors")
         }
@@ -60,6 +56,66 @@ struct ModelFiles: Sendable {
         } catch {
             throw ASRError.malformedJSON(file: name, reason: "\(error)")
         }
+    }
+}
+
+/// Opens a directory's weights, in order of preference: `model.safetensors`, a sharded safetensors checkpoint
+/// (`model.safetensors.index.json`), `pytorch_model.bin`, a sharded PyTorch checkpoint
+/// (`pytorch_model.bin.index.json`). Nil when there are none.
+func openCheckpoint(in directory: URL) throws -> TensorSource? {
+    func exists(_ name: String) -> Bool { FileManager.default.fileExists(atPath: directory.appendingPathComponent(name).path) }
+    if exists("model.safetensors") { return try SafeTensorsFile(path: directory.appendingPathComponent("model.safetensors").path) }
+    if exists("model.safetensors.index.json") {
+        return try ShardedCheckpoint(directory: directory, index: "model.safetensors.index.json") { try SafeTensorsFile(path: $0) }
+    }
+    if exists("pytorch_model.bin") { return try PyTorchCheckpoint(path: directory.appendingPathComponent("pytorch_model.bin").path) }
+    if exists("pytorch_model.bin.index.json") {
+        return try ShardedCheckpoint(directory: directory, index: "pytorch_model.bin.index.json") { try PyTorchCheckpoint(path: $0) }
+    }
+    return nil
+}
+
+/// A checkpoint split over several files, with an index `{"weight_map": {tensor: file}}`.
+struct ShardedCheckpoint: TensorSource {
+    let shapes: [String: [Int]]
+    let storageTypes: [String]
+    private let owner: [String: TensorSource]
+
+    init(directory: URL, index: String, open: (String) throws -> TensorSource) throws {
+        let data = try readModelFile(directory.appendingPathComponent(index))
+        let json: JSONValue
+        do { json = try JSONValue.parse(data) } catch { throw ASRError.malformedJSON(file: index, reason: "\(error)") }
+        guard let map = json.objectMembers?.first(where: { $0.0 == "weight_map" })?.1.objectMembers else {
+            throw ASRError.invalidCheckpoint(file: index, reason: "no weight_map object")
+        }
+        var shards: [String: TensorSource] = [:]
+        var owner: [String: TensorSource] = [:]
+        var shapes: [String: [Int]] = [:]
+        for (tensor, value) in map {
+            guard let file = value.stringValue, !file.contains("/"), !file.hasPrefix(".") else {
+                throw ASRError.invalidCheckpoint(file: index, reason: "tensor '\(tensor)' maps to an invalid file name")
+            }
+            if shards[file] == nil {
+                let path = directory.appendingPathComponent(file).path
+                guard FileManager.default.fileExists(atPath: path) else {
+                    throw ASRError.missingModelFile(directory: directory.path, file: file)
+                }
+                shards[file] = try open(path)
+            }
+            guard let shard = shards[file], let shape = shard.shapes[tensor] else {
+                throw ASRError.invalidCheckpoint(file: index, reason: "tensor '\(tensor)' is not in \(file)")
+            }
+            owner[tensor] = shard
+            shapes[tensor] = shape
+        }
+        self.owner = owner
+        self.shapes = shapes
+        storageTypes = Array(Set(shards.values.flatMap(\.storageTypes))).sorted()
+    }
+
+    func floats(_ name: String) throws -> [Float] {
+        guard let shard = owner[name] else { throw ASRError.missingTensor(name: name) }
+        return try shard.floats(name)
     }
 }
 

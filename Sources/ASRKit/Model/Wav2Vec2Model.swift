@@ -1,6 +1,7 @@
 import Foundation
 
-/// Wav2Vec2ForCTC inference: 16 kHz samples in, CTC logits (frames × vocab) out.
+/// Wav2Vec2ForCTC (and HubertForCTC, which shares its layers) inference: 16 kHz samples in, CTC logits
+/// (frames × vocab) out.
 ///
 /// Layout: every activation is time-major (rows = time steps, cols = channels), so a convolution window over time
 /// is one contiguous run of memory and every matrix product is a single `cblas_sgemm`.
@@ -32,7 +33,7 @@ public final class Wav2Vec2Model: Sendable {
 
     /// `wav2vec2.feature_projection`
     struct FeatureProjection: Sendable {
-        let norm: NormParameters   // .layer_norm
+        let norm: NormParameters?  // .layer_norm (absent in HuBERT with feat_proj_layer_norm false)
         let projection: Linear     // .projection
     }
 
@@ -61,7 +62,7 @@ public final class Wav2Vec2Model: Sendable {
     init(configuration c: Wav2Vec2Configuration, source: TensorSource) throws {
         try c.validate()
         configuration = c
-        let prefix = source.shapes.keys.contains { $0.hasPrefix("wav2vec2.") } ? "wav2vec2." : ""
+        let prefix = source.shapes.keys.contains { $0.hasPrefix(c.weightPrefix) } ? c.weightPrefix : ""
         var loader = CheckpointLoader(source: source, prefix: prefix)
         let frontEndEps: Float = 1e-5  // nn.GroupNorm / nn.LayerNorm defaults, not layer_norm_eps
 
@@ -84,7 +85,8 @@ public final class Wav2Vec2Model: Sendable {
 
         let h = c.hiddenSize
         featureProjection = FeatureProjection(
-            norm: try loader.norm("feature_projection.layer_norm", channels: inChannels, eps: c.layerNormEps),
+            norm: c.hasFeatureProjectionNorm
+                ? try loader.norm("feature_projection.layer_norm", channels: inChannels, eps: c.layerNormEps) : nil,
             projection: try loader.linear("feature_projection.projection", inFeatures: inChannels, outFeatures: h))
 
         let groups = c.numConvPosEmbeddingGroups, kernel = c.numConvPosEmbeddings
@@ -120,37 +122,45 @@ public final class Wav2Vec2Model: Sendable {
     // MARK: Forward pass
 
     /// CTC logits for normalised samples at the model's rate: (frames × vocab_size), row-major.
-    /// Input shorter than the receptive field gives zero frames.
-    func logits(for samples: [Float]) -> Matrix {
+    /// Input shorter than the receptive field gives zero frames. `profile`, when given, receives the time spent in
+    /// each stage.
+    func logits(for samples: [Float], profile: StageProfile? = nil) -> Matrix {
         let c = configuration
         let frames = c.frameCount(forSamples: samples.count)
         guard frames > 0 else { return Matrix(rows: 0, cols: c.vocabSize) }
+        let clock = profile.map { _ in StageClock() }
 
         // 1. Feature encoder: (samples, 1) → (frames, conv_dim[-1])
         var x = Matrix(rows: samples.count, cols: 1, storage: samples)
         for layer in featureEncoder {
             x = convolve(x, layer)
         }
+        clock?.lap(into: profile, \.featureEncoder)
 
         // 2. Feature projection: LayerNorm over channels, then Linear → (frames, hidden)
-        featureProjection.norm.layerNorm(&x)
+        featureProjection.norm?.layerNorm(&x)
         x = featureProjection.projection(x)
+        clock?.lap(into: profile, \.featureProjection)
 
         // 3. Positional embedding: x + GELU(grouped conv(x))
         x.add(positionalConvolution(x))
+        clock?.lap(into: profile, \.positionalConvolution)
 
         // 4. Transformer encoder
         let activation = Activation(name: c.hiddenAct)!  // validated at load
         if c.doStableLayerNorm {
-            for layer in layers { stableLayer(&x, layer, activation) }
+            for layer in layers { stableLayer(&x, layer, activation, profile: profile, clock: clock) }
             encoderNorm.layerNorm(&x)
         } else {
             encoderNorm.layerNorm(&x)
-            for layer in layers { postNormLayer(&x, layer, activation) }
+            for layer in layers { postNormLayer(&x, layer, activation, profile: profile, clock: clock) }
         }
+        clock?.lap(into: profile, \.norms)
 
         // 5. LM head: (frames, hidden) → (frames, vocab)
-        return head(x)
+        let out = head(x)
+        clock?.lap(into: profile, \.head)
+        return out
     }
 
     /// One feature-encoder layer: Conv1d (no padding) → norm → activation. (t_in, c_in) → (t_out, c_out).
@@ -288,21 +298,64 @@ public final class Wav2Vec2Model: Sendable {
     }
 
     /// Post-LN layer (base): x = LN(x + Attn(x)); x = FinalLN(x + FFN(x)).
-    private func postNormLayer(_ x: inout Matrix, _ layer: EncoderLayer, _ activation: Activation) {
+    private func postNormLayer(_ x: inout Matrix, _ layer: EncoderLayer, _ activation: Activation,
+                               profile: StageProfile?, clock: StageClock?) {
         x.add(attention(x, layer))
+        clock?.lap(into: profile, \.attention)
         layer.attentionNorm.layerNorm(&x)
+        clock?.lap(into: profile, \.norms)
         x.add(feedForward(x, layer, activation))
+        clock?.lap(into: profile, \.feedForward)
         layer.finalNorm.layerNorm(&x)
+        clock?.lap(into: profile, \.norms)
     }
 
     /// Stable pre-LN layer (large-lv60, XLS-R): x = x + Attn(LN(x)); x = x + FFN(FinalLN(x)).
-    private func stableLayer(_ x: inout Matrix, _ layer: EncoderLayer, _ activation: Activation) {
+    private func stableLayer(_ x: inout Matrix, _ layer: EncoderLayer, _ activation: Activation,
+                             profile: StageProfile?, clock: StageClock?) {
         var normed = x
         layer.attentionNorm.layerNorm(&normed)
+        clock?.lap(into: profile, \.norms)
         x.add(attention(normed, layer))
+        clock?.lap(into: profile, \.attention)
         normed = x
         layer.finalNorm.layerNorm(&normed)
+        clock?.lap(into: profile, \.norms)
         x.add(feedForward(normed, layer, activation))
+        clock?.lap(into: profile, \.feedForward)
+    }
+}
+
+/// Seconds spent in each stage of the forward pass (accumulated over calls).
+public final class StageProfile: @unchecked Sendable {  // used by one forward pass at a time
+    public var featureEncoder = 0.0
+    public var featureProjection = 0.0
+    public var positionalConvolution = 0.0
+    public var attention = 0.0
+    public var feedForward = 0.0
+    public var norms = 0.0
+    public var head = 0.0
+
+    public init() {}
+
+    public var total: Double { featureEncoder + featureProjection + positionalConvolution + attention + feedForward + norms + head }
+
+    /// (name, seconds) in pipeline order.
+    public var stages: [(String, Double)] {
+        [("conv feature encoder", featureEncoder), ("feature projection", featureProjection),
+         ("positional conv", positionalConvolution), ("attention", attention), ("feed-forward", feedForward),
+         ("layer norms", norms), ("LM head", head)]
+    }
+}
+
+/// Measures the time since the previous lap.
+final class StageClock {
+    private var last = DispatchTime.now().uptimeNanoseconds
+
+    func lap(into profile: StageProfile?, _ stage: ReferenceWritableKeyPath<StageProfile, Double>) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        profile?[keyPath: stage] += Double(now - last) / 1e9
+        last = now
     }
 }
 

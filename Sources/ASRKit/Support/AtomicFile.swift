@@ -11,6 +11,20 @@ public enum AtomicFile {
     /// Temporary files carry this marker so that leftovers of a killed run can be recognised and removed.
     public static let temporarySuffix = ".asr-partial"
 
+    /// Removes temporary files that a killed process left for `url` (their writer's PID is no longer running).
+    public static func removeStalePartials(for url: URL) {
+        let directory = url.deletingLastPathComponent()
+        let prefix = "." + url.lastPathComponent + "."
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory.path) else { return }
+        for name in names where name.hasPrefix(prefix) && name.hasSuffix(temporarySuffix) {
+            let pidText = name.dropFirst(prefix.count).dropLast(temporarySuffix.count)
+            guard let pid = Int32(pidText), pid != getpid() else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH {
+                unlink(directory.appendingPathComponent(name).path)
+            }
+        }
+    }
+
     public static func write(_ data: Data, to url: URL) throws {
         let path = url.path
         let directory = url.deletingLastPathComponent().path

@@ -1,0 +1,134 @@
+import Foundation
+
+/// Transcript file formats.
+public enum OutputFormat: String, CaseIterable, Sendable {
+    /// The transcript and a newline.
+    case txt
+    /// Everything: text, duration, words and characters with times and confidences (schema in the README).
+    case json
+    /// SubRip subtitles, cues built from words.
+    case srt
+    /// WebVTT subtitles, cues built from words.
+    case vtt
+    /// One word per line: start and end in milliseconds, the word, its confidence; with a header line.
+    case tsv
+
+    public var fileExtension: String { rawValue }
+
+    /// The file's contents for `transcription`. `source` (the input's path) goes into the JSON.
+    public func render(_ transcription: Transcription, source: String? = nil) -> String {
+        switch self {
+        case .txt: return transcription.text + "\n"
+        case .json: return Self.json(transcription, source: source)
+        case .srt: return Self.subtitles(transcription, vtt: false)
+        case .vtt: return Self.subtitles(transcription, vtt: true)
+        case .tsv:
+            var out = "start\tend\tword\tconfidence\n"
+            for w in transcription.words {
+                out += "\(Self.milliseconds(w.start))\t\(Self.milliseconds(w.end))\t\(w.text)\t\(Self.round(w.confidence, 4))\n"
+            }
+            return out
+        }
+    }
+
+    // MARK: JSON
+
+    /// The JSON document, written by hand so that keys keep a readable, stable order:
+    /// {"file", "duration", "text", "words": [{"text", "start", "end", "confidence"}], "characters": [...]}.
+    static func json(_ t: Transcription, source: String?) -> String {
+        func item(_ text: String, _ start: Double, _ end: Double, _ confidence: Double) -> String {
+            "{\"text\": \(quote(text)), \"start\": \(number(start, 3)), \"end\": \(number(end, 3)), \"confidence\": \(number(confidence, 4))}"
+        }
+        var out = "{\n"
+        out += "  \"file\": \(source.map(quote) ?? "null"),\n"
+        out += "  \"duration\": \(number(t.duration, 3)),\n"
+        out += "  \"text\": \(quote(t.text)),\n"
+        out += "  \"words\": [" + t.words.map { "\n    " + item($0.text, $0.start, $0.end, $0.confidence) }.joined(separator: ",")
+        out += t.words.isEmpty ? "],\n" : "\n  ],\n"
+        out += "  \"characters\": [" + t.characters.map { "\n    " + item($0.text, $0.start, $0.end, $0.confidence) }.joined(separator: ",")
+        out += t.characters.isEmpty ? "]\n" : "\n  ]\n"
+        return out + "}\n"
+    }
+
+    /// A JSON string literal.
+    static func quote(_ s: String) -> String {
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+
+    /// A number rounded to `digits` decimals, without trailing zeros ("0.5", "12", "0.125").
+    static func number(_ value: Double, _ digits: Int) -> String {
+        guard value.isFinite else { return "null" }
+        var text = String(format: "%.\(digits)f", round(value, digits))
+        if text.contains(".") {
+            while text.hasSuffix("0") { text.removeLast() }
+            if text.hasSuffix(".") { text.removeLast() }
+        }
+        return text == "-0" ? "0" : text
+    }
+
+    static func round(_ value: Double, _ digits: Int) -> Double {
+        let scale = pow(10, Double(digits))
+        return (value * scale).rounded() / scale
+    }
+
+    static func milliseconds(_ seconds: Double) -> Int { Int((seconds * 1000).rounded()) }
+
+    // MARK: Subtitles
+
+    /// A subtitle cue: consecutive words shown together.
+    public struct Cue: Sendable, Equatable {
+        public let start: Double
+        public let end: Double
+        public let text: String
+    }
+
+    /// Groups words into cues of at most `maxCharacters` characters and `maxSeconds` seconds, starting a new cue
+    /// at a pause longer than `maxGap` seconds.
+    public static func cues(_ words: [Word], maxCharacters: Int = 42, maxSeconds: Double = 7, maxGap: Double = 1.0) -> [Cue] {
+        var cues: [Cue] = []
+        var current: [Word] = []
+        func flush() {
+            guard let first = current.first, let last = current.last else { return }
+            cues.append(Cue(start: first.start, end: last.end, text: current.map(\.text).joined(separator: " ")))
+            current = []
+        }
+        for word in words {
+            if let first = current.first, let last = current.last {
+                let length = current.reduce(0) { $0 + $1.text.count + 1 } + word.text.count
+                if length > maxCharacters || word.end - first.start > maxSeconds || word.start - last.end > maxGap {
+                    flush()
+                }
+            }
+            current.append(word)
+        }
+        flush()
+        return cues
+    }
+
+    static func subtitles(_ t: Transcription, vtt: Bool) -> String {
+        var out = vtt ? "WEBVTT\n\n" : ""
+        for (index, cue) in cues(t.words).enumerated() {
+            if !vtt { out += "\(index + 1)\n" }
+            out += "\(timestamp(cue.start, vtt: vtt)) --> \(timestamp(cue.end, vtt: vtt))\n\(cue.text)\n\n"
+        }
+        return out
+    }
+
+    /// 00:01:02,345 (SRT) or 00:01:02.345 (WebVTT).
+    static func timestamp(_ seconds: Double, vtt: Bool) -> String {
+        let ms = milliseconds(max(0, seconds))
+        return String(format: "%02d:%02d:%02d%@%03d", ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, vtt ? "." : ",", ms % 1000)
+    }
+}

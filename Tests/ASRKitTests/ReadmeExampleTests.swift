@@ -1,0 +1,53 @@
+import Foundation
+import Testing
+import ASRKit
+
+/// The README's library example, compiled and run here against a fixture model. The code between the markers must
+/// stay identical to the README's block (checked below).
+@Suite struct ReadmeExampleTests {
+    func example(modelDirectory: String, audio: String, files: [URL]) async throws -> [String] {
+        var printed: [String] = []
+        func print(_ items: Any...) { printed.append(items.map { "\($0)" }.joined(separator: " ")) }
+        // README-EXAMPLE-BEGIN
+        let transcriber = try Transcriber(modelDirectory: URL(fileURLWithPath: modelDirectory))
+        let result = try await transcriber.transcribe(file: URL(fileURLWithPath: audio))
+        print(result.text)
+        for word in result.words {
+            print(word.start, word.end, word.text, word.confidence)
+        }
+
+        // Many files: one Result per file, in order; a failing file does not stop the others.
+        for (file, outcome) in zip(files, await transcriber.transcribe(files: files)) {
+            switch outcome {
+            case .success(let transcription): print(file.lastPathComponent, transcription.text)
+            case .failure(let error): print(file.lastPathComponent, "failed:", error)
+            }
+        }
+        // README-EXAMPLE-END
+        return printed
+    }
+
+    @Test func exampleRuns() async throws {
+        let files = [Fixtures.speech, Fixtures.root.appendingPathComponent("audio/broken_text.wav")]
+        let printed = try await example(modelDirectory: Fixtures.model("base-layout").path, audio: Fixtures.speech.path, files: files)
+        let expected = try String(contentsOf: Fixtures.model("base-layout").appendingPathComponent("transcript.txt"), encoding: .utf8)
+            .trimmingCharacters(in: .newlines)
+        #expect(printed.first == expected)
+        #expect(printed.contains("speech_16k.wav \(expected)"))
+        #expect(printed.contains { $0.hasPrefix("broken_text.wav failed:") })
+    }
+
+    @Test func readmeShowsThisExample() throws {
+        let source = try String(contentsOf: URL(fileURLWithPath: #filePath), encoding: .utf8)
+        let readme = try String(contentsOf: Fixtures.root.deletingLastPathComponent().appendingPathComponent("README.md"), encoding: .utf8)
+        func block(_ text: String, from begin: String, to end: String) -> [String] {
+            guard let a = text.range(of: begin), let b = text.range(of: end, range: a.upperBound..<text.endIndex) else { return [] }
+            return text[a.upperBound..<b.lowerBound].split(separator: "\n", omittingEmptySubsequences: false)
+                .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
+        let code = block(source, from: "// README-EXAMPLE-" + "BEGIN", to: "// README-EXAMPLE-" + "END")
+        let shown = block(readme, from: "<!-- library example -->\n```swift", to: "```")
+        #expect(!code.isEmpty)
+        #expect(shown == ["import ASRKit"] + code)
+    }
+}
