@@ -40,6 +40,9 @@ public enum ASRError: Error, Equatable, Sendable {
     /// A NumPy array file is not one we can read.
     case invalidArrayFile(file: String, reason: String)
 
+    /// Fetching a model from the hub failed.
+    case downloadFailed(file: String, reason: String)
+
     // MARK: Output
     /// A result could not be written.
     case writeFailed(file: String, reason: String)
@@ -82,6 +85,8 @@ extension ASRError: LocalizedError, CustomStringConvertible {
             return "\(file): \(reason)"
         case .invalidArrayFile(let file, let reason):
             return "\(file): \(reason)"
+        case .downloadFailed(let file, let reason):
+            return "\(file): download failed: \(reason)"
         case .writeFailed(let file, let reason):
             return "\(file): cannot write: \(reason)"
         }

@@ -15,7 +15,7 @@ struct ASR: AsyncParsableCommand {
             stderr with the file and the problem); 2 usage error.
             """,
         version: "asr \(version) (OpenBLAS kernel: \(BLAS.kernel))",
-        subcommands: [Transcribe.self, Logits.self, Info.self, Bench.self],
+        subcommands: [Transcribe.self, Logits.self, Info.self, Bench.self, Download.self],
         defaultSubcommand: nil)
 
     /// ArgumentParser reports usage errors with EX_USAGE (64); our documented code for them is 2.
@@ -108,6 +108,43 @@ struct Logits: AsyncParsableCommand {
             let data = NPY.encode(emissions.logits, shape: [emissions.frames, emissions.vocabularySize])
             try AtomicFile.write(data, to: URL(fileURLWithPath: output))
         } catch {
+            throw report(error)
+        }
+    }
+}
+
+struct Download: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Download a model from the Hugging Face hub into the local cache (then use --model ORG/NAME).",
+        discussion: "Endpoint: $HF_ENDPOINT (default https://huggingface.co); token: $HF_TOKEN; cache: $HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub. An interrupted download resumes when run again.")
+
+    @Argument(help: "Model id, ORG/NAME.")
+    var id: String
+
+    @Option(help: "Branch, tag or commit.")
+    var revision: String = "main"
+
+    func validate() throws {
+        guard ModelLocator.isModelID(id) else { throw ValidationError("'\(id)' is not a model id of the form ORG/NAME") }
+    }
+
+    func run() async throws {
+        var downloader = HubDownloader()
+        let terminal = isatty(STDERR_FILENO) != 0
+        var lastReport = 0.0
+        downloader.progress = { file, done, total in
+            let now = Date().timeIntervalSince1970
+            guard terminal, now - lastReport > 0.2 || done == total else { return }
+            lastReport = now
+            let size = total > 0 ? String(format: " / %.1f MB (%.0f%%)", Double(total) / 1e6, 100 * Double(done) / Double(total)) : ""
+            FileHandle.standardError.write(Data(String(format: "\r\u{1B}[K%@: %.1f MB%@", file, Double(done) / 1e6, size).utf8))
+        }
+        do {
+            let snapshot = try downloader.download(id, revision: revision)
+            if terminal { FileHandle.standardError.write(Data("\n".utf8)) }
+            print(snapshot.path)
+        } catch {
+            if terminal { FileHandle.standardError.write(Data("\n".utf8)) }
             throw report(error)
         }
     }
