@@ -81,6 +81,9 @@ public final class Transcriber: Sendable {
         model = try Wav2Vec2Model(configuration: configuration, source: weights)
     }
 
+    /// Loading problems that did not stop it (e.g. NaN or infinite weights): worth showing the user.
+    public var warnings: [String] { model.warnings }
+
     /// Number of parameters read from the checkpoint.
     public var parameterCount: Int { model.parameterCount }
 

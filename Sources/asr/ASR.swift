@@ -56,8 +56,11 @@ struct ModelOptions: ParsableArguments {
 
     func load() throws -> Transcriber {
         BLAS.setThreads(threads ?? 0)
-        guard let model else { return try BuiltinModel.load() }
-        return try Transcriber(modelDirectory: ModelLocator.resolve(model))
+        let transcriber = try model.map { try Transcriber(modelDirectory: ModelLocator.resolve($0)) } ?? BuiltinModel.load()
+        for warning in transcriber.warnings {
+            FileHandle.standardError.write(Data("warning: \(warning)\n".utf8))
+        }
+        return transcriber
     }
 }
 

@@ -97,15 +97,43 @@ import ASRKit
         #expect(!FileManager.default.fileExists(atPath: input.appendingPathComponent("sub/good2.txt").path))
     }
 
+    struct SplitMix {
+        var state: UInt64
+        init(seed: UInt64) { state = seed }
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    @Test func anUnwritableOutputDirectoryIsAClearErrorAndInputsAreUntouched() throws {
+        let input = try temporaryDirectory()
+        let file = input.appendingPathComponent("talk.wav")
+        try FileManager.default.copyItem(at: speech, to: file)
+        let before = try Data(contentsOf: file)
+        let result = try CLI.run(["transcribe", file.path, "--model", model, "-f", "txt", "-o", "/dev/null/out"])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("/dev/null/out"))
+        #expect(try Data(contentsOf: file) == before)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: input.path) == ["talk.wav"])
+    }
+
     @Test func aKilledBatchResumesToCompleteIdenticalOutputs() throws {
         let input = try temporaryDirectory(), reference = try temporaryDirectory(), out = try temporaryDirectory()
-        for i in 0..<40 {
-            try FileManager.default.copyItem(at: speech, to: input.appendingPathComponent(String(format: "clip%02d.wav", i)))
+        for i in 0..<200 {
+            try FileManager.default.createSymbolicLink(
+                at: input.appendingPathComponent(String(format: "clip%03d.wav", i)), withDestinationURL: speech)
         }
         let arguments = ["transcribe", input.path, "--model", model, "-f", "txt", "-f", "json", "--quiet", "--threads", "1"]
         #expect(try CLI.run(arguments + ["-o", reference.path]).status == 0)
 
-        for delay in [0.15, 0.3] {
+        // Five SIGKILLs at varied moments (seeded, so a failure can be replayed).
+        var generator = SplitMix(seed: 2026)
+        for _ in 0..<5 {
+            let delay = 0.1 + Double(generator.next() % 400) / 1000
             let process = Process()
             process.executableURL = CLI.executable
             process.arguments = arguments + ["-o", out.path]

@@ -22,6 +22,8 @@ struct CheckpointLoader {
     /// "wav2vec2." for Wav2Vec2ForCTC checkpoints.
     let prefix: String
     private(set) var used = Set<String>()
+    /// Problems worth telling the user that do not stop loading (NaN or infinite weights).
+    private(set) var warnings: [String] = []
     /// Tensors training leaves behind that inference never reads.
     static let ignorable: Set<String> = ["masked_spec_embed"]
 
@@ -36,7 +38,10 @@ struct CheckpointLoader {
         guard let found = source.shapes[name] else { throw ASRError.missingTensor(name: name) }
         guard found == shape else { throw ASRError.tensorShapeMismatch(name: name, expected: shape, found: found) }
         used.insert(name)
-        return try source.floats(name)
+        let values = try source.floats(name)
+        let nonFinite = values.reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
+        if nonFinite > 0 { warnings.append("tensor '\(name)' has \(nonFinite) NaN or infinite values") }
+        return values
     }
 
     func has(_ key: String) -> Bool { source.shapes[prefix + key] != nil }

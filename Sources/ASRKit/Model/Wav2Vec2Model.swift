@@ -17,6 +17,8 @@ public final class Wav2Vec2Model: Sendable {
     /// `lm_head`
     let head: Linear
     public let parameterCount: Int
+    /// Loading problems that did not stop it (e.g. NaN weights).
+    public let warnings: [String]
 
     // MARK: Weights, each named by its checkpoint key
 
@@ -117,6 +119,7 @@ public final class Wav2Vec2Model: Sendable {
         head = try loader.linear("lm_head", inFeatures: h, outFeatures: c.vocabSize, prefixed: false)
         try loader.checkAllUsed()
         parameterCount = loader.used.reduce(0) { $0 + (source.shapes[$1]?.reduce(1, *) ?? 0) }
+        warnings = loader.warnings
     }
 
     // MARK: Forward pass
