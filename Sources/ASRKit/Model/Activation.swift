@@ -36,8 +36,7 @@ enum Activation: Sendable, Equatable {
     func apply(_ x: UnsafeMutableBufferPointer<Float>) {
         switch self {
         case .gelu:
-            let invSqrt2: Float = 0.70710678118654752
-            for i in x.indices { let v = x[i]; x[i] = 0.5 * v * (1 + erff(v * invSqrt2)) }
+            VectorMath.gelu(x)
         case .geluTanh:
             let c: Float = 0.79788456080286536  // sqrt(2 / pi)
             for i in x.indices { let v = x[i]; x[i] = 0.5 * v * (1 + tanhf(c * (v + 0.044715 * v * v * v))) }

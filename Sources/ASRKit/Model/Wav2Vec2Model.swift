@@ -368,8 +368,10 @@ func softmaxRows(_ data: UnsafeMutableBufferPointer<Float>, rows: Int, cols: Int
         let row = data.baseAddress! + r * cols
         var maxValue = -Float.infinity
         for j in 0..<cols { maxValue = max(maxValue, row[j]) }
+        for j in 0..<cols { row[j] -= maxValue }
+        VectorMath.exp(UnsafeMutableBufferPointer(start: row, count: cols))
         var sum: Float = 0
-        for j in 0..<cols { let e = expf(row[j] - maxValue); row[j] = e; sum += e }
+        for j in 0..<cols { sum += row[j] }
         let inverse = 1 / sum
         for j in 0..<cols { row[j] *= inverse }
     }

@@ -1,0 +1,25 @@
+import Foundation
+import Testing
+@testable import ASRKit
+
+@Suite struct VectorMathTests {
+    @Test func expMatchesLibm() {
+        var values = stride(from: Float(-87), through: 88, by: 0.0137).map { $0 }
+        let reference = values.map { Double(expf($0)) }
+        values.withUnsafeMutableBufferPointer { VectorMath.exp($0) }
+        let worst = zip(values, reference).map { abs(Double($0) - $1) / $1 }.max()!
+        #expect(worst < 3e-7, "relative error \(worst)")
+    }
+
+    @Test func geluMatchesTheErfDefinition() {
+        var values = stride(from: Float(-12), through: 12, by: 0.0011).map { $0 }
+        let reference = values.map { v in 0.5 * Double(v) * (1 + Foundation.erf(Double(v) / 2.0.squareRoot())) }
+        values.withUnsafeMutableBufferPointer { VectorMath.gelu($0) }
+        let worst = zip(values, reference).map { abs(Double($0) - $1) }.max()!
+        #expect(worst < 2e-6, "absolute error \(worst)")
+        // Odd tails (not a multiple of 16) get the same treatment.
+        var tail: [Float] = [1, -1, 0.5]
+        tail.withUnsafeMutableBufferPointer { VectorMath.gelu($0) }
+        #expect(abs(tail[0] - 0.841_344_7) < 1e-6 && abs(tail[1] + 0.158_655_25) < 1e-6)
+    }
+}
