@@ -23,9 +23,11 @@ let package = Package(
         .systemLibrary(
             name: "CFFTW", path: "Sources/CFFTW", pkgConfig: "fftw3f",
             providers: [.apt(["libfftw3-dev"]), .brew(["fftw"])]),
+        // Vectorised element-wise kernels (exp, GELU), compiled for AVX-512, AVX2 and baseline x86-64.
+        .target(name: "CKernels", path: "Sources/CKernels"),
         .target(
             name: "ASRKit",
-            dependencies: ["CSndFile", "CBLAS", "CFFTW"],
+            dependencies: ["CSndFile", "CBLAS", "CFFTW", "CKernels"],
             path: "Sources/ASRKit"),
         // The built-in model's files linked into the binary (model/ is read by .incbin, through the search path).
         .target(
@@ -40,6 +42,6 @@ let package = Package(
         .testTarget(
             name: "ASRKitTests", dependencies: ["ASRKit"], path: "Tests/ASRKitTests"),
         .testTarget(
-            name: "asrTests", dependencies: ["ASRKit", "asr"], path: "Tests/asrTests"),
+            name: "asrTests", dependencies: ["ASRKit", "ASRBuiltinModel", "asr"], path: "Tests/asrTests"),
     ]
 )

@@ -47,6 +47,7 @@ enum AudioFixtures {
         // Same length within the codecs' padding (lossy encoders add a few ms).
         #expect(abs(loaded.samples.count - reference.count) < 1600, "\(loaded.samples.count) vs \(reference.count)")
         let (correlation, lag) = AudioFixtures.bestCorrelation(loaded.samples, reference, maxLag: 800)
+        print("audio fixture \(file): \(audio.formatDescription), \(audio.sampleRate) Hz × \(audio.channels) → 16 kHz mono, correlation \(String(format: "%.5f", correlation)) at lag \(lag)")
         #expect(correlation >= 0.99, "correlation \(correlation) at lag \(lag)")
     }
 

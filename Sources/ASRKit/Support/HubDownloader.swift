@@ -232,7 +232,7 @@ private final class TransferDelegate: NSObject, URLSessionDataDelegate, @uncheck
         self.response = response as? HTTPURLResponse
         if let destination, let status = self.response?.statusCode, status == 200 || status == 206 {
             if status == 200 || !FileManager.default.fileExists(atPath: destination.path) {
-                FileManager.default.createFile(atPath: destination.path, contents: nil)  // start over
+                _ = FileManager.default.createFile(atPath: destination.path, contents: nil)  // start over
             }
             handle = FileHandle(forWritingAtPath: destination.path)
             received = status == 206 ? resumeFrom : 0

@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""Speed comparison on this machine (development only; not part of `swift test`).
+
+Builds random models with the exact facebook/wav2vec2-base-960h and wav2vec2-large-960h-lv60-self architectures
+with transformers (if absent), then in one run times, on the same audio and with the same thread count:
+transformers fp32 (torch), ONNX Runtime fp32 (exported from the same model), and our `asr bench`. Prints a table of
+median real-time factors (processing seconds / audio seconds) and the ratios to ours.
+
+    swift build -c release
+    pip install torch transformers onnx onnxruntime
+    python benchmarks/compare.py [--threads 2] [--runs 5] [--seconds 10 30] [--models base large]
+"""
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+from compare_full_size import ARCHITECTURES, build  # noqa: E402
+
+NAMES = {"base": "base-960h", "large": "large-960h-lv60-self"}
+
+
+def audio(seconds):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(int(16000 * seconds)).astype(np.float32)
+    return (x - x.mean()) / x.std()
+
+
+def time_torch(model, x, runs):
+    inputs = torch.from_numpy(x)[None]
+    with torch.inference_mode():
+        model(inputs)
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            model(inputs)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def time_onnx(model, directory, x, runs, threads):
+    import onnxruntime as ort
+    path = os.path.join(directory, "model.onnx")
+    if not os.path.exists(path):
+        torch.onnx.export(model, (torch.from_numpy(x)[None],), path, input_names=["input_values"],
+                          output_names=["logits"], dynamic_axes={"input_values": {1: "samples"}, "logits": {1: "frames"}},
+                          opset_version=17, dynamo=False)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    feed = {"input_values": x[None]}
+    session.run(None, feed)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, feed)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def time_ours(asr, directory, seconds, runs, threads):
+    out = subprocess.run([asr, "bench", "--model", directory, "--seconds", str(seconds), "--runs", str(runs),
+                          "--threads", str(threads)], check=True, capture_output=True, text=True).stdout
+    median = float(re.search(r"median: ([0-9.]+) s", out).group(1))
+    return median, out
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--asr", default=os.path.join(ROOT, ".build", "release", "asr"))
+    parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "asr-full-size"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--seconds", type=float, nargs="+", default=[10, 30])
+    parser.add_argument("--models", nargs="+", default=["base", "large"])
+    parser.add_argument("--no-onnx", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    for key in args.models:
+        directory = os.path.join(args.work, NAMES[key])
+        build(NAMES[key], directory)
+        model = Wav2Vec2ForCTC.from_pretrained(directory).eval()
+        for seconds in args.seconds:
+            x = audio(seconds)
+            ours, report = time_ours(args.asr, directory, seconds, args.runs, args.threads)
+            torch_time = time_torch(model, x, args.runs)
+            onnx_time = None if args.no_onnx else time_onnx(model, directory, x, args.runs, args.threads)
+            rows.append((key, seconds, torch_time, onnx_time, ours))
+            print(report, flush=True)
+    print(f"threads: {args.threads}, runs: {args.runs} (medians), torch {torch.__version__}")
+    print(f"{'model':6s} {'audio':>6s} {'transformers':>13s} {'onnxruntime':>12s} {'asr (ours)':>11s} {'vs torch':>9s} {'vs onnx':>8s}")
+    for key, seconds, t, o, ours in rows:
+        onnx_rtf = f"{o / seconds:12.4f}" if o else f"{'-':>12s}"
+        onnx_ratio = f"{o / ours:7.2f}×" if o else f"{'-':>8s}"
+        print(f"{key:6s} {seconds:5.0f}s {t / seconds:13.4f} {onnx_rtf} {ours / seconds:11.4f} {t / ours:8.2f}× {onnx_ratio}")
+
+
+if __name__ == "__main__":
+    main()
