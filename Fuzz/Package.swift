@@ -9,10 +9,10 @@ let harnesses = ["FuzzSafeTensors", "FuzzConfig", "FuzzVocabulary", "FuzzAudio",
 let package = Package(
     name: "asr-fuzz",
     dependencies: [.package(name: "asr", path: "..")],
-    targets: harnesses.map { name in
+    targets: [.target(name: "FuzzDriver", path: "Sources/FuzzDriver")] + harnesses.map { name in
         .executableTarget(
             name: name,
-            dependencies: [.product(name: "ASRKit", package: "asr")],
+            dependencies: ["FuzzDriver", .product(name: "ASRKit", package: "asr")],
             path: "Sources/\(name)")
     }
 )

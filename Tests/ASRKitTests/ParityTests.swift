@@ -14,6 +14,8 @@ import Testing
 
         #expect([emissions.frames, emissions.vocabularySize] == reference.shape)
         let maxDelta = zip(emissions.logits, reference.values).map { abs($0 - $1) }.max() ?? .infinity
+        let maxLogit = reference.values.map { abs($0) }.max() ?? 0
+        print("parity \(name): logits \(reference.shape), max |logit| \(maxLogit), max |Δ| \(maxDelta)")
         #expect(maxDelta <= 1e-4, "max |Δ| = \(maxDelta)")
 
         let ours = CTCGreedyDecoder.bestPath(logits: emissions.logits, frames: emissions.frames, vocabularySize: emissions.vocabularySize)

@@ -8,10 +8,22 @@ protocol TensorSource: Sendable {
     func floats(_ name: String) throws -> [Float]
     /// Storage types of the tensors ("F32", "F16", ...), for display.
     var storageTypes: [String] { get }
+    /// The tensor as Float storage: read in place where the file allows it, else a converted copy.
+    func storage(_ name: String) throws -> FloatStorage
+}
+
+extension TensorSource {
+    func storage(_ name: String) throws -> FloatStorage { FloatStorage(copying: try floats(name)) }
 }
 
 extension SafeTensorsFile: TensorSource {
     var shapes: [String: [Int]] { tensors.mapValues(\.shape) }
+
+    func storage(_ name: String) throws -> FloatStorage {
+        guard let info = tensors[name] else { throw ASRError.missingTensor(name: name) }
+        if let mapped = mappedFloats(info) { return mapped }
+        return FloatStorage(copying: try floats(name))
+    }
     var storageTypes: [String] { Array(Set(tensors.values.map(\.dtype.rawValue))).sorted() }
 }
 
@@ -46,9 +58,21 @@ struct CheckpointLoader {
 
     func has(_ key: String) -> Bool { source.shapes[prefix + key] != nil }
 
+    /// Like `tensor`, but read in place when the checkpoint stores it as aligned little-endian F32.
+    mutating func storage(_ key: String, shape: [Int], prefixed: Bool = true) throws -> FloatStorage {
+        let name = prefixed ? prefix + key : key
+        guard let found = source.shapes[name] else { throw ASRError.missingTensor(name: name) }
+        guard found == shape else { throw ASRError.tensorShapeMismatch(name: name, expected: shape, found: found) }
+        used.insert(name)
+        let values = try source.storage(name)
+        let nonFinite = values.buffer.reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
+        if nonFinite > 0 { warnings.append("tensor '\(name)' has \(nonFinite) NaN or infinite values") }
+        return values
+    }
+
     mutating func linear(_ key: String, inFeatures: Int, outFeatures: Int, bias: Bool = true, prefixed: Bool = true) throws -> Linear {
         Linear(
-            weight: try tensor(key + ".weight", shape: [outFeatures, inFeatures], prefixed: prefixed),
+            weight: try storage(key + ".weight", shape: [outFeatures, inFeatures], prefixed: prefixed),
             bias: bias ? try tensor(key + ".bias", shape: [outFeatures], prefixed: prefixed) : nil,
             inFeatures: inFeatures, outFeatures: outFeatures)
     }

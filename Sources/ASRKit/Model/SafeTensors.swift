@@ -189,6 +189,18 @@ public final class SafeTensorsFile: Sendable {
         self.metadata = metadata
     }
 
+    /// The tensor's F32 data in place, when it is F32 and 4-byte aligned in the mapping (little-endian hosts).
+    func mappedFloats(_ info: SafeTensorInfo) -> FloatStorage? {
+        #if _endian(little)
+        guard info.dtype == .f32 else { return nil }
+        let bytes = file.bytes(info.byteRange)
+        guard let base = bytes.baseAddress, Int(bitPattern: base) % MemoryLayout<Float>.alignment == 0 else { return nil }
+        return FloatStorage(mapped: base.assumingMemoryBound(to: Float.self), count: info.elementCount, mapping: file)
+        #else
+        return nil
+        #endif
+    }
+
     /// The tensor converted to Float (F32, F16 and BF16 are supported).
     public func floats(_ name: String) throws -> [Float] {
         guard let info = tensors[name] else { throw ASRError.missingTensor(name: name) }

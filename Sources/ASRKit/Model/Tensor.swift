@@ -20,9 +20,44 @@ struct Matrix: Sendable {
     }
 }
 
+/// Float weights that are either owned or read in place from a memory-mapped F32 checkpoint (no copy: loading is
+/// a page-table operation and the pages are shared with the page cache).
+final class FloatStorage: @unchecked Sendable {  // immutable after init
+    let pointer: UnsafePointer<Float>
+    let count: Int
+    /// Keeps a mapping alive while its bytes are used.
+    private let mapping: MappedFile?
+    private let ownsMemory: Bool
+
+    /// A copy of `values`.
+    init(copying values: [Float]) {
+        let memory = UnsafeMutablePointer<Float>.allocate(capacity: max(1, values.count))
+        values.withUnsafeBufferPointer { memory.initialize(from: $0.baseAddress!, count: values.count) }
+        pointer = UnsafePointer(memory)
+        count = values.count
+        mapping = nil
+        ownsMemory = true
+    }
+
+    /// `count` floats at `pointer`, inside `mapping`.
+    init(mapped pointer: UnsafePointer<Float>, count: Int, mapping: MappedFile) {
+        self.pointer = pointer
+        self.count = count
+        self.mapping = mapping
+        ownsMemory = false
+    }
+
+    deinit {
+        if ownsMemory { UnsafeMutablePointer(mutating: pointer).deallocate() }
+    }
+
+    var buffer: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: pointer, count: count) }
+    var isMapped: Bool { mapping != nil }
+}
+
 /// A PyTorch `nn.Linear`: weight (out × in) as stored, so y = x · Wᵀ + b.
 struct Linear: Sendable {
-    let weight: [Float]
+    let weight: FloatStorage
     let bias: [Float]?
     let inFeatures: Int
     let outFeatures: Int
@@ -31,24 +66,22 @@ struct Linear: Sendable {
     func callAsFunction(_ x: Matrix) -> Matrix {
         precondition(x.cols == inFeatures)
         var y = Matrix(rows: x.rows, cols: outFeatures)
-        apply(x, into: &y)
+        y.storage.withUnsafeMutableBufferPointer { apply(x, into: $0.baseAddress!, ldc: outFeatures) }
         return y
     }
 
-    func apply(_ x: Matrix, into y: inout Matrix) {
-        precondition(x.cols == inFeatures && y.cols == outFeatures && y.rows == x.rows)
+    /// Writes x · Wᵀ + b into `out`, a (rows × out) block of a matrix whose rows are `ldc` floats apart (so several
+    /// projections can fill side-by-side columns of one matrix).
+    func apply(_ x: Matrix, into out: UnsafeMutablePointer<Float>, ldc: Int) {
+        precondition(x.cols == inFeatures && ldc >= outFeatures)
         let rows = x.rows, n = outFeatures
-        y.storage.withUnsafeMutableBufferPointer { out in
-            if let bias {
-                for r in 0..<rows { for j in 0..<n { out[r * n + j] = bias[j] } }
-            }
-            x.storage.withUnsafeBufferPointer { input in
-                weight.withUnsafeBufferPointer { w in
-                    BLAS.gemm(m: rows, n: n, k: inFeatures, a: input.baseAddress!, lda: inFeatures,
-                              b: w.baseAddress!, ldb: inFeatures, transposeB: true,
-                              c: out.baseAddress!, ldc: n, beta: bias == nil ? 0 : 1)
-                }
-            }
+        if let bias {
+            for r in 0..<rows { (out + r * ldc).update(from: bias, count: n) }
+        }
+        x.storage.withUnsafeBufferPointer { input in
+            BLAS.gemm(m: rows, n: n, k: inFeatures, a: input.baseAddress!, lda: inFeatures,
+                      b: weight.pointer, ldb: inFeatures, transposeB: true,
+                      c: out, ldc: ldc, beta: bias == nil ? 0 : 1)
         }
     }
 }

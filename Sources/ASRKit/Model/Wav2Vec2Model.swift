@@ -49,8 +49,8 @@ public final class Wav2Vec2Model: Sendable {
 
     /// `wav2vec2.encoder.layers.{n}`
     struct EncoderLayer: Sendable {
-        /// `.attention.{q,k,v}_proj` fused into one (3·hidden × hidden) product.
-        let qkv: Linear
+        /// `.attention.{q,k,v}_proj`, written side by side into one (frames × 3·hidden) matrix.
+        let q: Linear, k: Linear, v: Linear
         let out: Linear            // .attention.out_proj
         let attentionNorm: NormParameters  // .layer_norm
         let intermediate: Linear   // .feed_forward.intermediate_dense
@@ -103,12 +103,10 @@ public final class Wav2Vec2Model: Sendable {
         var layers: [EncoderLayer] = []
         for n in 0..<c.numHiddenLayers {
             let key = "encoder.layers.\(n)"
-            let q = try loader.linear(key + ".attention.q_proj", inFeatures: h, outFeatures: h)
-            let k = try loader.linear(key + ".attention.k_proj", inFeatures: h, outFeatures: h)
-            let v = try loader.linear(key + ".attention.v_proj", inFeatures: h, outFeatures: h)
             layers.append(EncoderLayer(
-                qkv: Linear(weight: q.weight + k.weight + v.weight, bias: q.bias! + k.bias! + v.bias!,
-                            inFeatures: h, outFeatures: 3 * h),
+                q: try loader.linear(key + ".attention.q_proj", inFeatures: h, outFeatures: h),
+                k: try loader.linear(key + ".attention.k_proj", inFeatures: h, outFeatures: h),
+                v: try loader.linear(key + ".attention.v_proj", inFeatures: h, outFeatures: h),
                 out: try loader.linear(key + ".attention.out_proj", inFeatures: h, outFeatures: h),
                 attentionNorm: try loader.norm(key + ".layer_norm", channels: h, eps: c.layerNormEps),
                 intermediate: try loader.linear(key + ".feed_forward.intermediate_dense", inFeatures: h, outFeatures: c.intermediateSize),
@@ -270,7 +268,12 @@ public final class Wav2Vec2Model: Sendable {
         let t = x.rows, h = configuration.hiddenSize
         let heads = configuration.numAttentionHeads, d = h / heads
         let scale = 1 / Float(d).squareRoot()
-        let qkv = layer.qkv(x)                   // (t, 3h): [q | k | v]
+        var qkv = Matrix(rows: t, cols: 3 * h)   // (t, 3h): [q | k | v]
+        qkv.storage.withUnsafeMutableBufferPointer { out in
+            layer.q.apply(x, into: out.baseAddress!, ldc: 3 * h)
+            layer.k.apply(x, into: out.baseAddress! + h, ldc: 3 * h)
+            layer.v.apply(x, into: out.baseAddress! + 2 * h, ldc: 3 * h)
+        }
         var context = Matrix(rows: t, cols: h)   // (t, h): heads side by side
         var scores = [Float](repeating: 0, count: t * t)
         qkv.storage.withUnsafeBufferPointer { qkvData in

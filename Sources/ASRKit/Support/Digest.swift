@@ -39,12 +39,7 @@ public struct SHA256 {
     public mutating func update(_ data: Data) { data.withUnsafeBytes { update($0) } }
 
     public mutating func finish() -> String {
-        var tail = pending
-        tail.append(0x80)
-        while tail.count % 64 != 56 { tail.append(0) }
-        let bits = length &* 8
-        for shift in stride(from: 56, through: 0, by: -8) { tail.append(UInt8(truncatingIfNeeded: bits >> UInt64(shift))) }
-        tail.withUnsafeBytes { raw in
+        merkleDamgardPadding(pending, length: length).withUnsafeBytes { raw in
             for block in stride(from: 0, to: raw.count, by: 64) { compress(raw.baseAddress! + block) }
         }
         return h.map { String(format: "%08x", $0) }.joined()
@@ -98,12 +93,7 @@ public struct SHA1 {
     public mutating func update(_ data: Data) { data.withUnsafeBytes { update($0) } }
 
     public mutating func finish() -> String {
-        var tail = pending
-        tail.append(0x80)
-        while tail.count % 64 != 56 { tail.append(0) }
-        let bits = length &* 8
-        for shift in stride(from: 56, through: 0, by: -8) { tail.append(UInt8(truncatingIfNeeded: bits >> UInt64(shift))) }
-        tail.withUnsafeBytes { raw in
+        merkleDamgardPadding(pending, length: length).withUnsafeBytes { raw in
             for block in stride(from: 0, to: raw.count, by: 64) { compress(raw.baseAddress! + block) }
         }
         return h.map { String(format: "%08x", $0) }.joined()
@@ -135,6 +125,17 @@ public struct SHA1 {
         }
         h[0] &+= a; h[1] &+= b; h[2] &+= c; h[3] &+= d; h[4] &+= e
     }
+}
+
+/// The final blocks of SHA-1 and SHA-256: the unprocessed bytes, 0x80, zeros, and the message length in bits
+/// (big-endian), to a multiple of 64 bytes.
+private func merkleDamgardPadding(_ pending: [UInt8], length: UInt64) -> [UInt8] {
+    var tail = pending
+    tail.append(0x80)
+    while tail.count % 64 != 56 { tail.append(0) }
+    let bits = length &* 8
+    for shift in stride(from: 56, through: 0, by: -8) { tail.append(UInt8(truncatingIfNeeded: bits >> UInt64(shift))) }
+    return tail
 }
 
 extension UInt32 {
