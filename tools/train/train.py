@@ -10,6 +10,7 @@ with the same --work to continue. Uses a CUDA GPU when one is present.
 """
 import argparse
 import csv
+import json
 import math
 import os
 import random
@@ -184,6 +185,9 @@ def main():
     parser.add_argument("--batch-seconds", type=float, default=90)
     parser.add_argument("--eval-every", type=float, default=10, help="minutes between evaluations")
     parser.add_argument("--eval-limit", type=int, default=100)
+    parser.add_argument("--init", default=None,
+                        help="without a checkpoint in --work, start from an exported model directory (e.g. "
+                             "Sources/CBuiltinModel/model) and its training.json, with a fresh optimizer")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -204,6 +208,13 @@ def main():
     model = Wav2Vec2ForCTC(model_config()).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.peak_lr, betas=(0.9, 0.98), weight_decay=0.01)
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "audio_seconds": 0.0, "train_seconds": 0.0, "seed": 17}
+    if not os.path.exists(checkpoint_path) and args.init:
+        exported = Wav2Vec2ForCTC.from_pretrained(args.init, dtype=torch.float32)
+        model.load_state_dict(exported.state_dict())
+        record = json.load(open(os.path.join(args.init, "training.json")))
+        state.update(step=record["step"], audio_seconds=record["audio_hours_seen"] * 3600,
+                     train_seconds=record["train_minutes"] * 60, epoch=record.get("epoch", 0))
+        print(f"initialised from {args.init}: step {state['step']}, {record['audio_hours_seen']} audio hours seen", flush=True)
     if os.path.exists(checkpoint_path):
         saved = torch.load(checkpoint_path, map_location=device, weights_only=False)
         model.load_state_dict(saved["model"])
