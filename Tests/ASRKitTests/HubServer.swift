@@ -18,7 +18,7 @@ final class HubServer: @unchecked Sendable {  // state guarded by `lock`
     let commit = "1234567890abcdef1234567890abcdef12345678"
     let files: [String: File]
     private(set) var port: UInt16 = 0
-    private var listener: Int32 = -1
+    private let listener: Int32
     private let lock = NSLock()
     private var _cutAfter: [String: Int] = [:]
     private var _corrupt: Set<String> = []
@@ -50,8 +50,11 @@ final class HubServer: @unchecked Sendable {  // state guarded by `lock`
     deinit { stop() }
 
     func stop() {
-        lock.withLock { running = false }
-        if listener >= 0 { shutdown(listener, Int32(SHUT_RDWR)); close(listener); listener = -1 }
+        let wasRunning = lock.withLock { () -> Bool in
+            defer { running = false }
+            return running
+        }
+        if wasRunning { shutdown(listener, Int32(SHUT_RDWR)); close(listener) }
     }
 
     var endpoint: URL { URL(string: "http://127.0.0.1:\(port)")! }
