@@ -46,29 +46,35 @@ struct CheckpointLoader {
 
     /// The tensor stored under `prefix + key`, which must have exactly `shape`.
     mutating func tensor(_ key: String, shape: [Int], prefixed: Bool = true) throws -> [Float] {
-        let name = prefixed ? prefix + key : key
-        guard let found = source.shapes[name] else { throw ASRError.missingTensor(name: name) }
-        guard found == shape else { throw ASRError.tensorShapeMismatch(name: name, expected: shape, found: found) }
-        used.insert(name)
+        let name = try claim(key, shape: shape, prefixed: prefixed)
         let values = try source.floats(name)
-        let nonFinite = values.reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
-        if nonFinite > 0 { warnings.append("tensor '\(name)' has \(nonFinite) NaN or infinite values") }
+        values.withUnsafeBufferPointer { checkFinite($0, name) }
         return values
     }
-
-    func has(_ key: String) -> Bool { source.shapes[prefix + key] != nil }
 
     /// Like `tensor`, but read in place when the checkpoint stores it as aligned little-endian F32.
     mutating func storage(_ key: String, shape: [Int], prefixed: Bool = true) throws -> FloatStorage {
+        let name = try claim(key, shape: shape, prefixed: prefixed)
+        let values = try source.storage(name)
+        checkFinite(values.buffer, name)
+        return values
+    }
+
+    /// Checks the tensor exists with `shape`, marks it used, and returns its full name.
+    private mutating func claim(_ key: String, shape: [Int], prefixed: Bool) throws -> String {
         let name = prefixed ? prefix + key : key
         guard let found = source.shapes[name] else { throw ASRError.missingTensor(name: name) }
         guard found == shape else { throw ASRError.tensorShapeMismatch(name: name, expected: shape, found: found) }
         used.insert(name)
-        let values = try source.storage(name)
-        let nonFinite = values.buffer.reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
-        if nonFinite > 0 { warnings.append("tensor '\(name)' has \(nonFinite) NaN or infinite values") }
-        return values
+        return name
     }
+
+    private mutating func checkFinite(_ values: UnsafeBufferPointer<Float>, _ name: String) {
+        let nonFinite = values.reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
+        if nonFinite > 0 { warnings.append("tensor '\(name)' has \(nonFinite) NaN or infinite values") }
+    }
+
+    func has(_ key: String) -> Bool { source.shapes[prefix + key] != nil }
 
     mutating func linear(_ key: String, inFeatures: Int, outFeatures: Int, bias: Bool = true, prefixed: Bool = true) throws -> Linear {
         Linear(

@@ -2,10 +2,10 @@ import Foundation
 
 /// SHA-256 and SHA-1 (FIPS 180-4), streaming, for checking downloads against the hub's ETags: LFS files are named by
 /// the SHA-256 of their content, small files by their git blob SHA-1.
-public struct SHA256 {
-    private var h: [UInt32] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
-    private var pending: [UInt8] = []
-    private var length: UInt64 = 0
+public struct SHA256: MerkleDamgardHash {
+    var h: [UInt32] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
+    var pending: [UInt8] = []
+    var length: UInt64 = 0
 
     private static let k: [UInt32] = [
         0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -20,38 +20,13 @@ public struct SHA256 {
 
     public init() {}
 
-    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
-        length &+= UInt64(bytes.count)
-        var index = 0
-        if !pending.isEmpty {
-            let take = min(64 - pending.count, bytes.count)
-            pending += bytes[0..<take]
-            index = take
-            if pending.count == 64 { pending.withUnsafeBytes { compress($0.baseAddress!) }; pending.removeAll(keepingCapacity: true) }
-        }
-        while index + 64 <= bytes.count {
-            compress(bytes.baseAddress! + index)
-            index += 64
-        }
-        if index < bytes.count { pending += bytes[index...] }
-    }
-
-    public mutating func update(_ data: Data) { data.withUnsafeBytes { update($0) } }
-
-    public mutating func finish() -> String {
-        merkleDamgardPadding(pending, length: length).withUnsafeBytes { raw in
-            for block in stride(from: 0, to: raw.count, by: 64) { compress(raw.baseAddress! + block) }
-        }
-        return h.map { String(format: "%08x", $0) }.joined()
-    }
-
     public static func hex(_ data: Data) -> String {
         var digest = SHA256()
         digest.update(data)
         return digest.finish()
     }
 
-    private mutating func compress(_ block: UnsafeRawPointer) {
+    mutating func compress(_ block: UnsafeRawPointer) {
         var w = [UInt32](repeating: 0, count: 64)
         for i in 0..<16 { w[i] = UInt32(bigEndian: block.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)) }
         for i in 16..<64 {
@@ -73,31 +48,12 @@ public struct SHA256 {
     }
 }
 
-public struct SHA1 {
-    private var h: [UInt32] = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0]
-    private var pending: [UInt8] = []
-    private var length: UInt64 = 0
+public struct SHA1: MerkleDamgardHash {
+    var h: [UInt32] = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0]
+    var pending: [UInt8] = []
+    var length: UInt64 = 0
 
     public init() {}
-
-    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
-        length &+= UInt64(bytes.count)
-        pending += bytes
-        let whole = pending.count / 64 * 64
-        pending.withUnsafeBytes { raw in
-            for block in stride(from: 0, to: whole, by: 64) { compress(raw.baseAddress! + block) }
-        }
-        pending.removeFirst(whole)
-    }
-
-    public mutating func update(_ data: Data) { data.withUnsafeBytes { update($0) } }
-
-    public mutating func finish() -> String {
-        merkleDamgardPadding(pending, length: length).withUnsafeBytes { raw in
-            for block in stride(from: 0, to: raw.count, by: 64) { compress(raw.baseAddress! + block) }
-        }
-        return h.map { String(format: "%08x", $0) }.joined()
-    }
 
     /// The id git gives a file's content: SHA-1 of "blob <size>\0" + content (the hub's ETag for non-LFS files).
     public static func gitBlobID(_ data: Data) -> String {
@@ -107,7 +63,7 @@ public struct SHA1 {
         return digest.finish()
     }
 
-    private mutating func compress(_ block: UnsafeRawPointer) {
+    mutating func compress(_ block: UnsafeRawPointer) {
         var w = [UInt32](repeating: 0, count: 80)
         for i in 0..<16 { w[i] = UInt32(bigEndian: block.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)) }
         for i in 16..<80 { w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotatedLeft(1) }
@@ -127,15 +83,39 @@ public struct SHA1 {
     }
 }
 
-/// The final blocks of SHA-1 and SHA-256: the unprocessed bytes, 0x80, zeros, and the message length in bits
-/// (big-endian), to a multiple of 64 bytes.
-private func merkleDamgardPadding(_ pending: [UInt8], length: UInt64) -> [UInt8] {
-    var tail = pending
-    tail.append(0x80)
-    while tail.count % 64 != 56 { tail.append(0) }
-    let bits = length &* 8
-    for shift in stride(from: 56, through: 0, by: -8) { tail.append(UInt8(truncatingIfNeeded: bits >> UInt64(shift))) }
-    return tail
+/// What SHA-1 and SHA-256 share: 64-byte blocks fed to a compression function, Merkle–Damgård padding (0x80,
+/// zeros, the message length in bits, big-endian) and a big-endian hex digest of the 32-bit state words.
+protocol MerkleDamgardHash {
+    var h: [UInt32] { get }
+    var pending: [UInt8] { get set }
+    var length: UInt64 { get set }
+    mutating func compress(_ block: UnsafeRawPointer)
+}
+
+extension MerkleDamgardHash {
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+        length &+= UInt64(bytes.count)
+        pending += bytes
+        let whole = pending.count / 64 * 64
+        pending.withUnsafeBytes { raw in
+            for block in stride(from: 0, to: whole, by: 64) { compress(raw.baseAddress! + block) }
+        }
+        pending.removeFirst(whole)
+    }
+
+    public mutating func update(_ data: Data) { data.withUnsafeBytes { update($0) } }
+
+    public mutating func finish() -> String {
+        var tail = pending
+        tail.append(0x80)
+        while tail.count % 64 != 56 { tail.append(0) }
+        let bits = length &* 8
+        for shift in stride(from: 56, through: 0, by: -8) { tail.append(UInt8(truncatingIfNeeded: bits >> UInt64(shift))) }
+        tail.withUnsafeBytes { raw in
+            for block in stride(from: 0, to: raw.count, by: 64) { compress(raw.baseAddress! + block) }
+        }
+        return h.map { String(format: "%08x", $0) }.joined()
+    }
 }
 
 extension UInt32 {
