@@ -43,6 +43,10 @@ public enum ASRError: Error, Equatable, Sendable {
     /// Fetching a model from the hub failed.
     case downloadFailed(file: String, reason: String)
 
+    // MARK: Language model
+    /// An ARPA language model, a corpus for `lm build`, a hotword or a decoder option is unusable.
+    case invalidLanguageModel(file: String, reason: String)
+
     // MARK: Output
     /// A result could not be written.
     case writeFailed(file: String, reason: String)
@@ -87,6 +91,8 @@ extension ASRError: LocalizedError, CustomStringConvertible {
             return "\(file): \(reason)"
         case .downloadFailed(let file, let reason):
             return "\(file): download failed: \(reason)"
+        case .invalidLanguageModel(let file, let reason):
+            return "\(file): \(reason)"
         case .writeFailed(let file, let reason):
             return "\(file): cannot write: \(reason)"
         }

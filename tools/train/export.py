@@ -47,7 +47,8 @@ def main():
             shutil.copyfile(os.path.join(tmp, name), os.path.join(args.out, name))
     state = saved["state"]
     info = {"step": state["step"], "epoch": state["epoch"], "audio_hours_seen": round(state["audio_seconds"] / 3600, 2),
-            "train_minutes": round(state["train_seconds"] / 60, 1), "dtype": args.dtype,
+            "train_minutes": round(state["train_seconds"] / 60, 1),
+            "cpu_hours": round(state.get("cpu_seconds", 0) / 3600, 2), "dtype": args.dtype,
             "parameters": sum(p.numel() for p in model.parameters())}
     with open(os.path.join(args.out, "training.json"), "w") as f:
         json.dump(info, f, indent=2)

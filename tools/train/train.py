@@ -236,9 +236,13 @@ def main():
     def checkpoint():
         state["train_seconds"] += time.time() - checkpoint.mark
         checkpoint.mark = time.time()
+        # Process CPU time over all threads: the honest "CPU-hours" figure (wall time also counts pauses).
+        state["cpu_seconds"] = state.get("cpu_seconds", state["train_seconds"] * args.threads) + time.process_time() - checkpoint.cpu_mark
+        checkpoint.cpu_mark = time.process_time()
         save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                           "state": state, "config": model.config.to_dict()})
     checkpoint.mark = start
+    checkpoint.cpu_mark = time.process_time()
 
     def log_eval():
         seen = evaluate(model, seen_rows, seen_audio, device)
