@@ -23,11 +23,14 @@ let package = Package(
         .systemLibrary(
             name: "CFFTW", path: "Sources/CFFTW", pkgConfig: "fftw3f",
             providers: [.apt(["libfftw3-dev"]), .brew(["fftw"])]),
+        .systemLibrary(
+            name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
         // Vectorised element-wise kernels (exp, GELU), compiled for AVX-512, AVX2 and baseline x86-64.
         .target(name: "CKernels", path: "Sources/CKernels"),
         .target(
             name: "ASRKit",
-            dependencies: ["CSndFile", "CBLAS", "CFFTW", "CKernels"],
+            dependencies: ["CSndFile", "CBLAS", "CFFTW", "CZlib", "CKernels"],
             path: "Sources/ASRKit"),
         // The built-in model's files linked into the binary (model/ is read by .incbin, through the search path).
         .target(

@@ -8,6 +8,14 @@ public struct Emissions: Sendable, Equatable {
     public let logits: [Float]
     /// Seconds between consecutive frames (conv strides / sample rate: 0.02 s for released models).
     public let frameDuration: Double
+
+    public init(frames: Int, vocabularySize: Int, logits: [Float], frameDuration: Double) {
+        precondition(logits.count == frames * vocabularySize, "logits must hold frames × vocabularySize values")
+        self.frames = frames
+        self.vocabularySize = vocabularySize
+        self.logits = logits
+        self.frameDuration = frameDuration
+    }
 }
 
 /// A transcript with its timing.
@@ -146,9 +154,10 @@ public final class Transcriber: Sendable {
         }
     }
 
-    /// Greedy decoding of emissions with word and character timestamps.
-    public func decode(_ emissions: Emissions, duration: Double) -> Transcription {
-        let decoded = CTCGreedyDecoder.decode(logits: emissions.logits, frames: emissions.frames, vocabulary: vocabulary)
+    /// Decodes emissions (greedy unless a decoder is given) with word and character timestamps.
+    public func decode(_ emissions: Emissions, duration: Double, decoder: (any CTCDecoder)? = nil) -> Transcription {
+        let decoded = decoder?.decode(emissions)
+            ?? CTCGreedyDecoder.decode(logits: emissions.logits, frames: emissions.frames, vocabulary: vocabulary)
         let (characters, words) = Alignment.align(
             decoding: decoded, logits: emissions.logits, vocabularySize: emissions.vocabularySize,
             frameDuration: emissions.frameDuration, duration: duration, wordDelimiter: vocabulary.wordDelimiter)
@@ -156,7 +165,9 @@ public final class Transcriber: Sendable {
     }
 
     /// Transcribes mono samples at `sampleRate` (resampled to the model's rate when different).
-    public func transcribe(samples: [Float], sampleRate rate: Int? = nil, chunking: ChunkingOptions = .default) -> Transcription {
+    public func transcribe(
+        samples: [Float], sampleRate rate: Int? = nil, chunking: ChunkingOptions = .default, decoder: (any CTCDecoder)? = nil
+    ) -> Transcription {
         let input = rate.map { Resampler.resample(samples, from: $0, to: sampleRate) } ?? samples
         var consumed = false
         // An in-memory source cannot fail.
@@ -166,7 +177,7 @@ public final class Transcriber: Sendable {
         }
         let duration = Double(input.count) / Double(sampleRate)
         guard let result else { return Transcription(text: "", duration: duration, words: [], characters: []) }
-        return decode(result.emissions, duration: duration)
+        return decode(result.emissions, duration: duration, decoder: decoder)
     }
 
     /// Reads an audio file as mono samples at the model's sample rate (any rate and channel count in).
@@ -176,27 +187,31 @@ public final class Transcriber: Sendable {
 
     /// Transcribes an audio file of any supported format, rate and channel count, streaming it through the model
     /// in chunks.
-    public func transcribe(file: URL, chunking: ChunkingOptions = .default) throws -> Transcription {
+    public func transcribe(file: URL, chunking: ChunkingOptions = .default, decoder: (any CTCDecoder)? = nil) throws -> Transcription {
         let stream = AudioStream(file: try AudioFile(path: file.path), sampleRate: sampleRate)
         let (emissions, samples) = try emissions(chunking: chunking) { try stream.next() }
-        return decode(emissions, duration: Double(samples) / Double(sampleRate))
+        return decode(emissions, duration: Double(samples) / Double(sampleRate), decoder: decoder)
     }
 
     /// Transcribes several files, one result per file in the same order: a file that fails does not stop the rest.
-    public func transcribe(files: [URL], chunking: ChunkingOptions = .default) -> [Result<Transcription, ASRError>] {
+    public func transcribe(
+        files: [URL], chunking: ChunkingOptions = .default, decoder: (any CTCDecoder)? = nil
+    ) -> [Result<Transcription, ASRError>] {
         files.map { file in
-            Result { try transcribe(file: file, chunking: chunking) }.mapError { Self.asASRError($0, file: file) }
+            Result { try transcribe(file: file, chunking: chunking, decoder: decoder) }.mapError { Self.asASRError($0, file: file) }
         }
     }
 
     /// Async variant of `transcribe(file:)`; runs off the caller's executor.
-    public func transcribe(file: URL, chunking: ChunkingOptions = .default) async throws -> Transcription {
-        try await Task.detached(priority: .userInitiated) { [self] in try transcribe(file: file, chunking: chunking) }.value
+    public func transcribe(file: URL, chunking: ChunkingOptions = .default, decoder: (any CTCDecoder)? = nil) async throws -> Transcription {
+        try await Task.detached(priority: .userInitiated) { [self] in try transcribe(file: file, chunking: chunking, decoder: decoder) }.value
     }
 
     /// Async variant of `transcribe(files:)`.
-    public func transcribe(files: [URL], chunking: ChunkingOptions = .default) async -> [Result<Transcription, ASRError>] {
-        await Task.detached(priority: .userInitiated) { [self] in transcribe(files: files, chunking: chunking) }.value
+    public func transcribe(
+        files: [URL], chunking: ChunkingOptions = .default, decoder: (any CTCDecoder)? = nil
+    ) async -> [Result<Transcription, ASRError>] {
+        await Task.detached(priority: .userInitiated) { [self] in transcribe(files: files, chunking: chunking, decoder: decoder) }.value
     }
 
     static func asASRError(_ error: Error, file: URL) -> ASRError {

@@ -16,6 +16,8 @@ struct Transcribe: AsyncParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
 
+    @OptionGroup(title: "Decoding") var decoderOptions: DecoderOptions
+
     @Argument(help: "Audio files and directories.")
     var paths: [String]
 
@@ -63,8 +65,10 @@ struct Transcribe: AsyncParsableCommand {
         let toStdout = inputs.items.count == 1 && !inputs.anyDirectory && outputDir == nil && formats.count == 1
 
         let transcriber: Transcriber
+        let decoder: (any CTCDecoder)?
         do {
             transcriber = try modelOptions.load()
+            decoder = try decoderOptions.makeDecoder(for: transcriber)
         } catch {
             throw report(error)
         }
@@ -84,7 +88,7 @@ struct Transcribe: AsyncParsableCommand {
             }
             let started = DispatchTime.now().uptimeNanoseconds
             do {
-                let result = try await transcriber.transcribe(file: input.url, chunking: chunking)
+                let result = try await transcriber.transcribe(file: input.url, chunking: chunking, decoder: decoder)
                 let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
                 if toStdout {
                     FileHandle.standardOutput.write(Data(formats[0].render(result, source: input.displayPath).utf8))

@@ -16,11 +16,26 @@ public struct CharacterSpan: Sendable, Equatable {
     }
 }
 
-/// The result of greedy CTC decoding.
+/// Turns emissions into a transcript and the alignment behind it. Two implementations: `GreedyDecoder` (best path,
+/// exactly transformers' output) and `BeamSearchDecoder` (prefix beam search with a language model and hotwords).
+public protocol CTCDecoder: Sendable {
+    func decode(_ emissions: Emissions) -> CTCDecoding
+}
+
+/// Greedy decoding as a `CTCDecoder` value (what `Transcriber` does when given no decoder).
+public struct GreedyDecoder: CTCDecoder {
+    public let vocabulary: Vocabulary
+    public init(vocabulary: Vocabulary) { self.vocabulary = vocabulary }
+    public func decode(_ emissions: Emissions) -> CTCDecoding {
+        CTCGreedyDecoder.decode(logits: emissions.logits, frames: emissions.frames, vocabulary: vocabulary)
+    }
+}
+
+/// The result of CTC decoding.
 public struct CTCDecoding: Sendable, Equatable {
     /// The transcript, exactly as transformers' `Wav2Vec2CTCTokenizer.decode` writes it.
     public let text: String
-    /// The best token id of every frame.
+    /// The token id of every frame on the chosen alignment (greedy: the best token of the frame).
     public let path: [Int]
     /// Characters after grouping repeats and dropping blanks, with their frame spans (the word delimiter included,
     /// already replaced by a space).

@@ -50,6 +50,13 @@ enum JSONValue: Equatable, Sendable {
     var arrayValue: [JSONValue]? { if case .array(let a) = self { return a } else { return nil } }
     var stringValue: String? { if case .string(let s) = self { return s } else { return nil } }
     var intValue: Int? { if case .integer(let i) = self { return i } else { return nil } }
+    var doubleValue: Double? {
+        switch self {
+        case .integer(let i): return Double(i)
+        case .number(let d): return d
+        default: return nil
+        }
+    }
 
     private struct Parser {
         let bytes: UnsafeRawBufferPointer

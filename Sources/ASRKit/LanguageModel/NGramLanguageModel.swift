@@ -1,0 +1,470 @@
+import Foundation
+
+/// A back-off n-gram language model read from an ARPA file (plain or gzip), scored as KenLM scores it.
+///
+/// Storage is compact and flat: words are interned once in a byte arena; unigrams are two Float arrays indexed by
+/// word id; each higher order is an open-addressing table keyed by a 64-bit hash of its word ids (as KenLM's
+/// "probing" structure), holding the log10 probability and, below the top order, the back-off weight. That is
+/// 16 bytes per n-gram (12 at the top order) at a load factor of at most 2/3, about 24 (18) bytes per n-gram in
+/// memory, plus the words themselves. Two different n-grams of the same order share a key with probability about
+/// count²/2⁶⁵ (1e-5 for ten million n-grams); KenLM accepts the same risk.
+///
+/// Scores follow the ARPA back-off rule: log p(w | h) = log p(h w) when the n-gram exists, otherwise
+/// backoff(h) + log p(w | h minus its oldest word), with backoff(h) = 0 for a context not in the file. Words not
+/// in the file score as `<unk>`; a file without `<unk>` gets it at log10 p = -100, as KenLM does.
+public final class NGramLanguageModel: Sendable {
+    /// Highest n-gram order.
+    public let order: Int
+    /// Number of n-grams per order, from 1.
+    public let counts: [Int]
+    /// Where it was read from.
+    public let path: String
+
+    let words: WordTable
+    let unigramProbability: [Float]
+    let unigramBackoff: [Float]
+    /// Orders 2...order at indices 0...order-2.
+    let tables: [NGramTable]
+    public let unknownID: Int32
+    public let beginID: Int32?
+    public let endID: Int32?
+
+    /// Words in the model's vocabulary, `<s>`, `</s>` and `<unk>` included.
+    public var vocabularySize: Int { words.count }
+
+    /// The id of `word`, or nil when the model does not know it.
+    public func wordID(_ word: String) -> Int32? {
+        var word = word
+        return word.withUTF8 { words.find($0) }
+    }
+
+    func wordID(bytes: UnsafeBufferPointer<UInt8>) -> Int32? { words.find(bytes) }
+
+    /// The spelling of word `id`.
+    public func word(_ id: Int32) -> String { words.string(id) }
+
+    /// log10 p(word | context), context oldest word first (only the last order-1 words matter).
+    public func log10Probability(of word: Int32, after context: [Int32]) -> Float {
+        context.withUnsafeBufferPointer { log10Probability(of: word, after: $0) }
+    }
+
+    func log10Probability(of word: Int32, after context: UnsafeBufferPointer<Int32>) -> Float {
+        let usable = min(context.count, order - 1)
+        guard usable > 0 else { return unigramProbability[Int(word)] }
+        // keys[k-1]: hash of (last k context words, word), an n-gram of order k+1.
+        // contextKeys[k-1]: hash of the last k context words alone, an n-gram of order k.
+        var keys = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        var contextKeys = keys
+        withUnsafeMutableBytes(of: &keys) { keyBytes in
+            withUnsafeMutableBytes(of: &contextKeys) { contextBytes in
+                let key = keyBytes.bindMemory(to: UInt64.self)
+                let contextKey = contextBytes.bindMemory(to: UInt64.self)
+                var h = NGramHash.start(word)
+                var g: UInt64 = 0
+                for k in 1...usable {
+                    let id = context[context.count - k]
+                    h = NGramHash.extend(h, id)
+                    g = k == 1 ? NGramHash.start(id) : NGramHash.extend(g, id)
+                    key[k - 1] = h
+                    contextKey[k - 1] = g
+                }
+            }
+        }
+        return withUnsafeBytes(of: &keys) { keyBytes in
+            withUnsafeBytes(of: &contextKeys) { contextBytes in
+                let key = keyBytes.bindMemory(to: UInt64.self)
+                let contextKey = contextBytes.bindMemory(to: UInt64.self)
+                var backoff: Float = 0
+                var k = usable
+                while k >= 1 {
+                    if let p = tables[k - 1].probability(key[k - 1]) { return backoff + p }
+                    // The context of this length, as an n-gram of order k, carries the back-off weight.
+                    if k == 1 {
+                        backoff += unigramBackoff[Int(context[context.count - 1])]
+                    } else {
+                        backoff += tables[k - 2].backoff(contextKey[k - 1]) ?? 0
+                    }
+                    k -= 1
+                }
+                return backoff + unigramProbability[Int(word)]
+            }
+        }
+    }
+
+    /// Total log10 probability of a sentence of whitespace-separated words, with `<s>` and `</s>` around it as
+    /// KenLM's `score(sentence, bos=True, eos=True)`.
+    public func log10Probability(sentence: String) -> Float {
+        var context: [Int32] = beginID.map { [$0] } ?? []
+        var total: Float = 0
+        for token in sentence.split(whereSeparator: \.isWhitespace) {
+            let id = wordID(String(token)) ?? unknownID
+            total += log10Probability(of: id, after: context)
+            context.append(id)
+            if context.count >= order { context.removeFirst() }
+        }
+        if let endID { total += log10Probability(of: endID, after: context) }
+        return total
+    }
+
+    // MARK: Reading ARPA
+
+    /// Reads an ARPA file, plain or gzip-compressed.
+    public convenience init(arpa path: String) throws {
+        try self.init(reader: ARPAReader(path: path))
+    }
+
+    private init(reader: ARPAReader) throws {
+        let parsed = try reader.read()
+        order = parsed.counts.count
+        counts = parsed.counts
+        path = reader.file.path
+        words = parsed.words
+        unigramProbability = parsed.unigramProbability
+        unigramBackoff = parsed.unigramBackoff
+        tables = parsed.tables
+        unknownID = parsed.unknownID
+        beginID = words.find("<s>")
+        endID = words.find("</s>")
+    }
+}
+
+/// The hash that keys n-grams: a chain over word ids, newest word first, so extending an n-gram into the past
+/// extends its key. splitmix64's finaliser mixes each step.
+enum NGramHash {
+    @inline(__always) static func mix(_ x: UInt64) -> UInt64 {
+        var z = x &+ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    @inline(__always) static func start(_ id: Int32) -> UInt64 { mix(UInt64(UInt32(bitPattern: id))) | 1 }
+    @inline(__always) static func extend(_ h: UInt64, _ id: Int32) -> UInt64 {
+        mix(h ^ (UInt64(UInt32(bitPattern: id)) &* 0xD6E8_FEB8_6659_FD93)) | 1
+    }
+}
+
+/// Open-addressing table from n-gram keys (never 0: the low bit is set) to log10 probability and back-off.
+final class NGramTable: @unchecked Sendable {
+    let capacity: Int
+    private let mask: Int
+    private let keys: UnsafeMutablePointer<UInt64>
+    private let probabilities: UnsafeMutablePointer<Float>
+    private let backoffs: UnsafeMutablePointer<Float>?
+    private(set) var count = 0
+
+    init(expectedCount: Int, hasBackoff: Bool) {
+        var size = 16
+        while size < expectedCount + expectedCount / 2 + 1 { size <<= 1 }
+        capacity = size
+        mask = size - 1
+        keys = .allocate(capacity: size)
+        keys.initialize(repeating: 0, count: size)
+        probabilities = .allocate(capacity: size)
+        probabilities.initialize(repeating: 0, count: size)
+        if hasBackoff {
+            backoffs = .allocate(capacity: size)
+            backoffs!.initialize(repeating: 0, count: size)
+        } else {
+            backoffs = nil
+        }
+    }
+
+    deinit {
+        keys.deallocate()
+        probabilities.deallocate()
+        backoffs?.deallocate()
+    }
+
+    /// Bytes held.
+    var memoryBytes: Int { capacity * (backoffs == nil ? 12 : 16) }
+
+    /// Inserts; returns false when the key is already present (a duplicate n-gram).
+    func insert(_ key: UInt64, probability: Float, backoff: Float) -> Bool {
+        precondition(count < capacity - 1, "n-gram table sized from the ARPA header overflowed")
+        var slot = Int(truncatingIfNeeded: key >> 1) & mask
+        while keys[slot] != 0 {
+            if keys[slot] == key { return false }
+            slot = (slot + 1) & mask
+        }
+        keys[slot] = key
+        probabilities[slot] = probability
+        backoffs?[slot] = backoff
+        count += 1
+        return true
+    }
+
+    @inline(__always) private func find(_ key: UInt64) -> Int? {
+        var slot = Int(truncatingIfNeeded: key >> 1) & mask
+        while true {
+            let k = keys[slot]
+            if k == key { return slot }
+            if k == 0 { return nil }
+            slot = (slot + 1) & mask
+        }
+    }
+
+    @inline(__always) func probability(_ key: UInt64) -> Float? { find(key).map { probabilities[$0] } }
+    @inline(__always) func backoff(_ key: UInt64) -> Float? { find(key).map { backoffs?[$0] ?? 0 } }
+}
+
+/// Interned words: bytes in one arena, found through an open-addressing table of FNV-1a hashes.
+final class WordTable: @unchecked Sendable {
+    private(set) var bytes: [UInt8] = []
+    private(set) var offsets: [Int] = [0]
+    private var slots: [Int32] = Array(repeating: -1, count: 1024)
+    private var hashes: [UInt64] = []
+
+    var count: Int { offsets.count - 1 }
+
+    init(expectedCount: Int = 0) {
+        var size = 1024
+        while size < expectedCount * 2 { size <<= 1 }
+        slots = Array(repeating: -1, count: size)
+        hashes.reserveCapacity(expectedCount)
+        offsets.reserveCapacity(expectedCount + 1)
+    }
+
+    @inline(__always) static func hash(_ word: UnsafeBufferPointer<UInt8>) -> UInt64 {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for b in word { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
+        return h
+    }
+
+    func string(_ id: Int32) -> String {
+        String(decoding: bytes[offsets[Int(id)]..<offsets[Int(id) + 1]], as: UTF8.self)
+    }
+
+    private func equals(_ id: Int32, _ word: UnsafeBufferPointer<UInt8>) -> Bool {
+        let start = offsets[Int(id)], end = offsets[Int(id) + 1]
+        guard end - start == word.count else { return false }
+        return bytes.withUnsafeBufferPointer { all in
+            word.count == 0 || memcmp(all.baseAddress! + start, word.baseAddress!, word.count) == 0
+        }
+    }
+
+    func find(_ word: String) -> Int32? {
+        var word = word
+        return word.withUTF8 { find($0) }
+    }
+
+    func find(_ word: UnsafeBufferPointer<UInt8>) -> Int32? {
+        let h = Self.hash(word)
+        let mask = slots.count - 1
+        var slot = Int(truncatingIfNeeded: h) & mask
+        while true {
+            let id = slots[slot]
+            if id < 0 { return nil }
+            if hashes[Int(id)] == h, equals(id, word) { return id }
+            slot = (slot + 1) & mask
+        }
+    }
+
+    /// Adds a word; returns its id and whether it was new.
+    @discardableResult
+    func add(_ word: UnsafeBufferPointer<UInt8>) -> (id: Int32, isNew: Bool) {
+        if let id = find(word) { return (id, false) }
+        if (count + 1) * 2 > slots.count { grow() }
+        let h = Self.hash(word)
+        let id = Int32(count)
+        bytes.append(contentsOf: word)
+        offsets.append(bytes.count)
+        hashes.append(h)
+        let mask = slots.count - 1
+        var slot = Int(truncatingIfNeeded: h) & mask
+        while slots[slot] >= 0 { slot = (slot + 1) & mask }
+        slots[slot] = id
+        return (id, true)
+    }
+
+    @discardableResult
+    func add(_ word: String) -> (id: Int32, isNew: Bool) {
+        var word = word
+        return word.withUTF8 { add($0) }
+    }
+
+    private func grow() {
+        slots = Array(repeating: -1, count: slots.count * 2)
+        let mask = slots.count - 1
+        for id in 0..<count {
+            var slot = Int(truncatingIfNeeded: hashes[id]) & mask
+            while slots[slot] >= 0 { slot = (slot + 1) & mask }
+            slots[slot] = Int32(id)
+        }
+    }
+}
+
+/// The ARPA format: a `\data\` header with `ngram N=count` lines, then `\N-grams:` sections of lines
+/// "log10prob w1 ... wN [backoff]" (fields separated by tabs or spaces), then `\end\`.
+struct ARPAReader {
+    let file: TextFile
+
+    init(path: String) throws { file = try TextFile(path: path) }
+
+    struct Parsed {
+        var counts: [Int]
+        var words: WordTable
+        var unigramProbability: [Float]
+        var unigramBackoff: [Float]
+        var tables: [NGramTable]
+        var unknownID: Int32
+    }
+
+    private func fail(_ reason: String) -> ASRError {
+        .invalidLanguageModel(file: file.path, reason: "line \(file.lineNumber): \(reason)")
+    }
+
+    private static func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0B || b == 0x0C || b == 0x0D }
+
+    private static func trimmed(_ line: UnsafeMutableBufferPointer<UInt8>) -> String {
+        String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespaces)
+    }
+
+    /// Splits a line into whitespace-separated fields (at most `limit`); returns nil when there are more.
+    private static func fields(_ line: UnsafeMutableBufferPointer<UInt8>, into out: inout [Range<Int>], limit: Int) -> Bool {
+        out.removeAll(keepingCapacity: true)
+        var i = 0
+        let n = line.count
+        while i < n {
+            while i < n, isSpace(line[i]) { i += 1 }
+            if i == n { break }
+            let start = i
+            while i < n, !isSpace(line[i]) { i += 1 }
+            if out.count == limit { return false }
+            out.append(start..<i)
+        }
+        return true
+    }
+
+    private func number(_ line: UnsafeMutableBufferPointer<UInt8>, _ range: Range<Int>, what: String) throws -> Float {
+        // strtof stops at the whitespace after the field; the line ends in a NUL.
+        let start = line.baseAddress! + range.lowerBound
+        var end: UnsafeMutablePointer<CChar>?
+        let value = start.withMemoryRebound(to: CChar.self, capacity: range.count + 1) { p -> Float in
+            let v = strtof(p, &end)
+            return v
+        }
+        let consumed = end.map { UnsafeMutableRawPointer($0) - UnsafeMutableRawPointer(start) } ?? 0
+        guard consumed == range.count else {
+            throw fail("\(what) '\(String(decoding: UnsafeBufferPointer(rebasing: line[range]), as: UTF8.self))' is not a number")
+        }
+        guard value.isFinite || (value == -.infinity && what == "probability") else {
+            throw fail("\(what) is not finite")
+        }
+        return value
+    }
+
+    func read() throws -> Parsed {
+        // Header.
+        var sawData = false
+        while let line = try file.nextLine() {
+            if Self.trimmed(line) == "\\data\\" { sawData = true; break }
+        }
+        guard sawData else { throw ASRError.invalidLanguageModel(file: file.path, reason: "not an ARPA file: no \\data\\ section") }
+        var counts: [Int] = []
+        var pendingSection: String?
+        while let line = try file.nextLine() {
+            let text = Self.trimmed(line)
+            if text.isEmpty { continue }
+            if text.hasPrefix("\\") { pendingSection = text; break }
+            guard text.hasPrefix("ngram "), let eq = text.firstIndex(of: "="),
+                  let n = Int(text[text.index(text.startIndex, offsetBy: 6)..<eq].trimmingCharacters(in: .whitespaces)),
+                  let count = Int(text[text.index(after: eq)...].trimmingCharacters(in: .whitespaces)) else {
+                throw fail("expected 'ngram N=count', found '\(text.prefix(80))'")
+            }
+            guard n == counts.count + 1 else { throw fail("'ngram \(n)=' out of order (expected order \(counts.count + 1))") }
+            guard count >= 0, count < 1 << 34 else { throw fail("n-gram count \(count) out of range") }
+            counts.append(count)
+        }
+        guard !counts.isEmpty else { throw fail("the \\data\\ section lists no 'ngram N=count' lines") }
+        guard counts.count <= 8 else { throw fail("order \(counts.count) is above the supported maximum of 8") }
+        guard counts[0] > 0 else { throw fail("the model has no unigrams") }
+        let order = counts.count
+
+        let words = WordTable(expectedCount: counts[0] + 1)
+        var unigramProbability: [Float] = []
+        var unigramBackoff: [Float] = []
+        unigramProbability.reserveCapacity(counts[0] + 1)
+        unigramBackoff.reserveCapacity(counts[0] + 1)
+        var tables: [NGramTable] = []
+        var fields: [Range<Int>] = []
+        var ids = [Int32](repeating: 0, count: order)
+
+        for n in 1...order {
+            // Section header.
+            var header = pendingSection
+            pendingSection = nil
+            while header == nil, let line = try file.nextLine() {
+                let text = Self.trimmed(line)
+                if !text.isEmpty { header = text }
+            }
+            guard header == "\\\(n)-grams:" else {
+                throw fail("expected '\\\(n)-grams:', found '\((header ?? "end of file").prefix(80))'")
+            }
+            let table = n > 1 ? NGramTable(expectedCount: counts[n - 1], hasBackoff: n < order) : nil
+            var read = 0
+            while read < counts[n - 1] {
+                guard let line = try file.nextLine() else {
+                    throw fail("end of file after \(read) of the \(counts[n - 1]) \(n)-grams the header announces")
+                }
+                guard Self.fields(line, into: &fields, limit: n + 2) else {
+                    throw fail("a \(n)-gram line has more than \(n + 2) fields")
+                }
+                if fields.isEmpty { continue }
+                if line[fields[0].lowerBound] == UInt8(ascii: "\\") {
+                    throw fail("section ends after \(read) \(n)-grams; the header announces \(counts[n - 1])")
+                }
+                guard fields.count == n + 1 || fields.count == n + 2 else {
+                    throw fail("a \(n)-gram line needs a probability, \(n) word\(n == 1 ? "" : "s") and an optional back-off")
+                }
+                let probability = try number(line, fields[0], what: "probability")
+                guard probability <= 0 else {
+                    throw fail("log10 probability \(probability) is positive")
+                }
+                let backoff = fields.count == n + 2 ? try number(line, fields[n + 1], what: "back-off") : 0
+                if n == 1 {
+                    let word = UnsafeBufferPointer(rebasing: line[fields[1]])
+                    let (_, isNew) = words.add(word)
+                    guard isNew else { throw fail("unigram '\(String(decoding: word, as: UTF8.self))' appears twice") }
+                    unigramProbability.append(probability)
+                    unigramBackoff.append(backoff)
+                } else {
+                    for k in 0..<n {
+                        let word = UnsafeBufferPointer(rebasing: line[fields[1 + k]])
+                        guard let id = words.find(word) else {
+                            throw fail("word '\(String(decoding: word, as: UTF8.self))' of a \(n)-gram is not among the unigrams")
+                        }
+                        ids[k] = id
+                    }
+                    var h = NGramHash.start(ids[n - 1])
+                    for k in stride(from: n - 2, through: 0, by: -1) { h = NGramHash.extend(h, ids[k]) }
+                    guard table!.insert(h, probability: probability, backoff: backoff) else {
+                        throw fail("the \(n)-gram appears twice")
+                    }
+                }
+                read += 1
+            }
+            if let table { tables.append(table) }
+        }
+        // Trailer: anything but blank lines before \end\ is an error (more n-grams than announced).
+        var sawEnd = false
+        while let line = try file.nextLine() {
+            let text = Self.trimmed(line)
+            if text.isEmpty { continue }
+            guard text == "\\end\\" else { throw fail("expected '\\end\\' after the \(order)-grams, found '\(text.prefix(80))'") }
+            sawEnd = true
+            break
+        }
+        guard sawEnd else { throw ASRError.invalidLanguageModel(file: file.path, reason: "truncated: no \\end\\ line") }
+
+        let unknownID: Int32
+        if let id = words.find("<unk>") {
+            unknownID = id
+        } else {
+            unknownID = words.add("<unk>").id
+            unigramProbability.append(-100)
+            unigramBackoff.append(0)
+        }
+        return Parsed(counts: counts, words: words, unigramProbability: unigramProbability,
+                      unigramBackoff: unigramBackoff, tables: tables, unknownID: unknownID)
+    }
+}

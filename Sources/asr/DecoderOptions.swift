@@ -1,0 +1,88 @@
+import ArgumentParser
+import ASRKit
+import Foundation
+
+/// How emissions become text: greedy by default; CTC prefix beam search when a language model (given, or found
+/// in the model directory's `language_model/`), hotwords or a beam width are asked for.
+struct DecoderOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp(
+        "An ARPA n-gram language model (.arpa or .arpa.gz) or a directory holding one (pyctcdecode's language_model/ layout).",
+        discussion: "A model directory's language_model/ is used automatically unless --no-lm is given."))
+    var lm: String?
+
+    @Flag(name: .long, help: "Ignore the language model found in the model directory.")
+    var noLm = false
+
+    @Option(name: .long, help: "Beam width (beam search is used when given, or with --lm / --hotword; default 32).")
+    var beam: Int?
+
+    @Option(name: .long, help: "Language model weight α (default 0.5, or the LM directory's attrs.json).")
+    var alpha: Double?
+
+    @Option(name: .long, help: "Word insertion bonus β (default 1.5, or the LM directory's attrs.json).")
+    var beta: Double?
+
+    @Option(name: .long, help: "Penalty (log10) for words the language model does not know (default -10).")
+    var unkPenalty: Double?
+
+    @Option(name: .long, help: "Drop hypotheses more than this far (natural log) below the best (default -10).")
+    var beamPrune: Double?
+
+    @Option(name: .long, help: "Only try tokens whose log probability at a frame is at least this (default -5).")
+    var tokenMinLogp: Double?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "A word or phrase to favour, optionally with a weight: \"Kubernetes\" or \"Kubernetes:8\" (repeatable; default weight 10).",
+        valueName: "word[:weight]"))
+    var hotword: [String] = []
+
+    func validate() throws {
+        if lm != nil && noLm { throw ValidationError("--lm and --no-lm contradict each other") }
+        if let beam, beam < 1 || beam > 100_000 { throw ValidationError("--beam must be in 1...100000") }
+        for (name, value) in [("--alpha", alpha), ("--beta", beta), ("--unk-penalty", unkPenalty),
+                              ("--beam-prune", beamPrune), ("--token-min-logp", tokenMinLogp)] {
+            if let value, !value.isFinite { throw ValidationError("\(name) must be a finite number") }
+        }
+        if let beamPrune, beamPrune > 0 { throw ValidationError("--beam-prune must be ≤ 0") }
+        if let tokenMinLogp, tokenMinLogp > 0 { throw ValidationError("--token-min-logp must be ≤ 0") }
+        for spec in hotword {
+            do { _ = try Hotword(parsing: spec) } catch { throw ValidationError("--hotword \(error)") }
+        }
+    }
+
+    /// The decoder to use with `transcriber`, or nil for greedy decoding.
+    func makeDecoder(for transcriber: Transcriber) throws -> (any CTCDecoder)? {
+        var lmPath = lm
+        if lmPath == nil && !noLm {
+            let bundled = URL(fileURLWithPath: transcriber.location).appendingPathComponent("language_model")
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: bundled.path, isDirectory: &isDirectory), isDirectory.boolValue {
+                lmPath = bundled.path
+            }
+        }
+        guard lmPath != nil || !hotword.isEmpty || beam != nil else { return nil }
+        var options = BeamSearchOptions()
+        var languageModel: DecodingLanguageModel?
+        if let lmPath {
+            let started = DispatchTime.now().uptimeNanoseconds
+            (languageModel, options) = try DecodingLanguageModel.load(path: lmPath, options: options)
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+            let counts = languageModel!.model.counts.enumerated().map { "\($0.offset + 1)-grams \($0.element)" }
+            FileHandle.standardError.write(Data(
+                "language model: \(lmPath) (\(counts.joined(separator: ", ")); loaded in \(String(format: "%.2f", seconds)) s)\n".utf8))
+            let spellable = languageModel!.spellableFraction(by: transcriber.vocabulary)
+            if spellable < 0.5 {
+                FileHandle.standardError.write(Data(
+                    "warning: only \(Int(spellable * 100))% of the language model's words can be written with the model's alphabet (letter case? build it with `asr lm build --uppercase`)\n".utf8))
+            }
+        }
+        if let beam { options.beamWidth = beam }
+        if let alpha { options.alpha = alpha }
+        if let beta { options.beta = beta }
+        if let unkPenalty { options.unknownWordPenalty = unkPenalty }
+        if let beamPrune { options.beamPruneThreshold = beamPrune }
+        if let tokenMinLogp { options.tokenMinLogProbability = tokenMinLogp }
+        options.hotwords = try hotword.map { try Hotword(parsing: $0) }
+        return try BeamSearchDecoder(vocabulary: transcriber.vocabulary, languageModel: languageModel, options: options)
+    }
+}
