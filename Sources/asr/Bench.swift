@@ -12,8 +12,13 @@ struct Bench: AsyncParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
 
+    @OptionGroup(title: "Decoding (with --lm, --beam or --hotword: decoding is timed too)") var decoderOptions: DecoderOptions
+
     @Option(help: "Seconds of audio per run.")
     var seconds: Double = 10
+
+    @Option(help: "Benchmark on this audio file (all of it) instead of --seconds of synthetic noise; use real speech when timing decoding.")
+    var audio: String?
 
     @Option(help: "Timed runs (after one warm-up).")
     var runs: Int = 5
@@ -42,14 +47,21 @@ struct Bench: AsyncParsableCommand {
         let loadStart = DispatchTime.now().uptimeNanoseconds
         let transcriber = try modelOptions.load()
         let load = Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e9
-        let count = Int(seconds * Double(transcriber.sampleRate))
-        // Deterministic noise: the cost of the network does not depend on what the audio says.
-        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
-        let audio = (0..<count).map { _ -> Float in
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return Float(Int64(bitPattern: state >> 11) % 2000 - 1000) / 4000
+        let decoder = try decoderOptions.makeDecoder(for: transcriber)
+        let audio: [Float]
+        if let file = self.audio {
+            audio = try transcriber.loadAudio(file: URL(fileURLWithPath: file))
+        } else {
+            // Deterministic noise: the cost of the network does not depend on what the audio says.
+            var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+            audio = (0..<Int(seconds * Double(transcriber.sampleRate))).map { _ -> Float in
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                return Float(Int64(bitPattern: state >> 11) % 2000 - 1000) / 4000
+            }
         }
-        _ = transcriber.emissions(samples: audio)  // warm-up
+        let count = audio.count
+        let seconds = Double(count) / Double(transcriber.sampleRate)
+        let emissions = transcriber.emissions(samples: audio)  // warm-up
         var times: [Double] = []
         var profiles: [StageProfile] = []
         for _ in 0..<runs {
@@ -71,6 +83,23 @@ struct Bench: AsyncParsableCommand {
         print("stages (median run):")
         for (name, value) in profiles[median].stages {
             print("  " + name.padding(toLength: 22, withPad: " ", startingAt: 0) + String(format: " %8.3f s  %5.1f %%", value, 100 * value / max(1e-12, profiles[median].total)))
+        }
+        if let decoder {
+            var decodeTimes: [Double] = []
+            var text = ""
+            for _ in 0..<runs {
+                let start = DispatchTime.now().uptimeNanoseconds
+                text = decoder.decode(emissions).text
+                decodeTimes.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            }
+            let decodeMedian = decodeTimes.sorted()[decodeTimes.count / 2]
+            let greedyStart = DispatchTime.now().uptimeNanoseconds
+            _ = GreedyDecoder(vocabulary: transcriber.vocabulary).decode(emissions)
+            let greedy = Double(DispatchTime.now().uptimeNanoseconds - greedyStart) / 1e9
+            let kind = decoder is BeamSearchDecoder ? "beam search" : "greedy"
+            print("decoding (\(kind)): " + String(format: "median %.4f s = %.1f %% of the forward pass (%.3f s); greedy %.5f s; %d frames",
+                         decodeMedian, 100 * decodeMedian / times[median], times[median], greedy, emissions.frames))
+            print("transcript: \(text)")
         }
         print(String(format: "load: %.3f s, peak RSS: %.0f MB", load, peakResidentMegabytes()))
     }

@@ -34,7 +34,7 @@ def rows(corpus, split, limit):
     return out[:limit] if limit else out
 
 
-def ours(asr, model, items):
+def ours(asr, model, items, extra=()):
     with tempfile.TemporaryDirectory() as tmp:
         listing = os.path.join(tmp, "in")
         os.makedirs(listing)
@@ -44,7 +44,7 @@ def ours(asr, model, items):
         command = [asr, "transcribe", listing, "-o", os.path.join(tmp, "out"), "--jsonl", manifest, "--quiet"]
         if model:
             command += ["--model", model]
-        subprocess.run(command, check=False)
+        subprocess.run(command + list(extra), check=False)
         results = {}
         for line in open(manifest):
             entry = json.loads(line)
@@ -92,11 +92,24 @@ def main():
     parser.add_argument("--reference-model", default=os.path.join(ROOT, "Sources", "CBuiltinModel", "model"))
     parser.add_argument("--no-pocketsphinx", action="store_true")
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--lm", help="also decode with this ARPA LM (beam search), e.g. one built from the training sentences")
+    parser.add_argument("--beam", type=int, default=32)
+    parser.add_argument("--alpha", type=float, default=None)
+    parser.add_argument("--beta", type=float, default=None)
+    parser.add_argument("--no-reference", action="store_true", help="skip transformers")
     args = parser.parse_args()
 
     items = rows(args.corpus, "eval_seen", args.limit) + rows(args.corpus, "eval_heldout", args.limit)
-    engines = {"asr (ours)": ours(args.asr, args.model, items),
-               "transformers": reference(args.model or args.reference_model, items)}
+    engines = {"asr (ours)": ours(args.asr, args.model, items)}
+    if not args.no_reference:
+        engines["transformers"] = reference(args.model or args.reference_model, items)
+    if args.lm:
+        extra = ["--lm", args.lm, "--beam", str(args.beam)]
+        if args.alpha is not None:
+            extra += ["--alpha", str(args.alpha)]
+        if args.beta is not None:
+            extra += ["--beta", str(args.beta)]
+        engines["asr + LM beam search"] = ours(args.asr, args.model, items, extra)
     if not args.no_pocketsphinx:
         engines["pocketsphinx"] = pocketsphinx(items)
 
@@ -117,8 +130,9 @@ def main():
             c, w = rates([(hyps[i], items[i]["text"]) for i in indices])
             cells.append(f"{c:10.3f} {w:11.3f}")
         print(f"{key:42s} {len(indices):4d}  " + "  ".join(cells))
-    same = sum(a == b for a, b in zip(engines["asr (ours)"], engines["transformers"]))
-    print(f"\nour transcripts identical to transformers': {same}/{len(items)} ({same / len(items):.2%})")
+    if "transformers" in engines:
+        same = sum(a == b for a, b in zip(engines["asr (ours)"], engines["transformers"]))
+        print(f"\nour transcripts identical to transformers': {same}/{len(items)} ({same / len(items):.2%})")
 
 
 if __name__ == "__main__":
