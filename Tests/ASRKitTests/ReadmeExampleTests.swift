@@ -5,7 +5,7 @@ import ASRKit
 /// The README's library example, compiled and run here against a fixture model. The code between the markers must
 /// stay identical to the README's block (checked below).
 @Suite struct ReadmeExampleTests {
-    func example(modelDirectory: String, audio: String, files: [URL]) async throws -> [String] {
+    func example(modelDirectory: String, audio: String, files: [URL], lmPath: String) async throws -> [String] {
         var printed: [String] = []
         func print(_ items: Any...) { printed.append(items.map { "\($0)" }.joined(separator: " ")) }
         // README-EXAMPLE-BEGIN
@@ -23,18 +23,29 @@ import ASRKit
             case .failure(let error): print(file.lastPathComponent, "failed:", error)
             }
         }
+        // Beam search with an n-gram language model (ARPA, plain or gzip) and hotwords.
+        var options = BeamSearchOptions()
+        options.hotwords = [Hotword("Kubernetes", weight: 8)]
+        let (lm, lmOptions) = try DecodingLanguageModel.load(path: lmPath, options: options)
+        let decoder = try BeamSearchDecoder(vocabulary: transcriber.vocabulary, languageModel: lm, options: lmOptions)
+        print(try await transcriber.transcribe(file: URL(fileURLWithPath: audio), decoder: decoder).text)
         // README-EXAMPLE-END
         return printed
     }
 
     @Test func exampleRuns() async throws {
         let files = [Fixtures.speech, Fixtures.root.appendingPathComponent("audio/broken_text.wav")]
-        let printed = try await example(modelDirectory: Fixtures.model("base-layout").path, audio: Fixtures.speech.path, files: files)
+        let printed = try await example(
+            modelDirectory: Fixtures.model("base-layout").path, audio: Fixtures.speech.path, files: files,
+            lmPath: Fixtures.root.appendingPathComponent("lm/tiny_corpus.lmplz.order3.arpa").path)
         let expected = try String(contentsOf: Fixtures.model("base-layout").appendingPathComponent("transcript.txt"), encoding: .utf8)
             .trimmingCharacters(in: .newlines)
         #expect(printed.first == expected)
         #expect(printed.contains("speech_16k.wav \(expected)"))
         #expect(printed.contains { $0.hasPrefix("broken_text.wav failed:") })
+        // The last line is the beam-search transcript (printed after the batch lines).
+        #expect(printed.count >= 4)
+        #expect(printed.last.map { !$0.hasPrefix("broken_text.wav") && !$0.hasPrefix("speech_16k.wav") } == true)
     }
 
     @Test func readmeShowsThisExample() throws {
