@@ -1,0 +1,57 @@
+import Foundation
+import Testing
+
+/// Beam search from the command line: --lm, a model directory's language_model/, --no-lm, hotwords, asr decode.
+@Suite struct BeamSearchCommandTests {
+    let lm = CLI.fixtures.appendingPathComponent("lm/tiny_corpus.lmplz.order3.arpa").path
+    let speech = CLI.fixtures.appendingPathComponent("speech_16k.wav").path
+    let model = CLI.fixtures.appendingPathComponent("models/base-layout").path
+
+    @Test func transcribeWithAnLMReportsItAndPrintsATranscript() throws {
+        let result = try CLI.run(["transcribe", speech, "--model", model, "--lm", lm, "--beam", "8"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stderr.contains("language model: \(lm) (1-grams 856, 2-grams 2273, 3-grams 2539"), "\(result.stderr)")
+        #expect(!result.stdout.isEmpty)
+    }
+
+    @Test func modelDirectoryLanguageModelIsPickedUpUnlessNoLM() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("asr-lmdir-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: model), to: directory)
+        let lmDirectory = directory.appendingPathComponent("language_model")
+        try FileManager.default.createDirectory(at: lmDirectory, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: lm), to: lmDirectory.appendingPathComponent("lm.arpa"))
+        let with = try CLI.run(["transcribe", speech, "--model", directory.path])
+        #expect(with.status == 0, "\(with.stderr)")
+        #expect(with.stderr.contains("language model: \(lmDirectory.path)"), "\(with.stderr)")
+        let without = try CLI.run(["transcribe", speech, "--model", directory.path, "--no-lm"])
+        #expect(without.status == 0)
+        #expect(!without.stderr.contains("language model"))
+        let greedy = try CLI.run(["transcribe", speech, "--model", model])
+        #expect(without.stdout == greedy.stdout, "--no-lm decodes greedily")
+    }
+
+    @Test func decodeMatchesTranscribeOnSavedEmissions() throws {
+        let npy = FileManager.default.temporaryDirectory.appendingPathComponent("asr-emissions-\(UUID().uuidString).npy")
+        defer { try? FileManager.default.removeItem(at: npy) }
+        #expect(try CLI.run(["logits", speech, "--model", model, "-o", npy.path]).status == 0)
+        for extra in [[String](), ["--lm", lm], ["--hotword", "THE:5", "--beam", "4"]] {
+            let decoded = try CLI.run(["decode", npy.path, "--model", model] + extra)
+            let transcribed = try CLI.run(["transcribe", speech, "--model", model] + extra)
+            #expect(decoded.status == 0 && transcribed.status == 0, "\(decoded.stderr) \(transcribed.stderr)")
+            #expect(decoded.stdout.trimmingCharacters(in: .newlines) == transcribed.stdout.trimmingCharacters(in: .newlines), "\(extra)")
+        }
+    }
+
+    @Test func badDecoderInputsAreClearErrors() throws {
+        #expect(try CLI.run(["transcribe", speech, "--beam", "0"]).status == 2)
+        #expect(try CLI.run(["transcribe", speech, "--lm", lm, "--no-lm"]).status == 2)
+        #expect(try CLI.run(["transcribe", speech, "--hotword", ":4"]).status == 2)
+        let missing = try CLI.run(["transcribe", speech, "--lm", "/nonexistent/lm.arpa"])
+        #expect(missing.status == 1)
+        #expect(missing.stderr.contains("/nonexistent/lm.arpa") && missing.stderr.contains("no such file"), "\(missing.stderr)")
+        let notARPA = try CLI.run(["transcribe", speech, "--lm", speech])
+        #expect(notARPA.status == 1)
+        #expect(notARPA.stderr.contains("not an ARPA file"), "\(notARPA.stderr)")
+    }
+}
