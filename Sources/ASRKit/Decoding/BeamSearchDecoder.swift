@@ -506,6 +506,10 @@ struct BeamSearch {
 
     // MARK: Search
 
+    /// ASR_BEAM_TRACE=1: the kept hypotheses of every frame on stderr ("T<frame>\twords|partial|last\tscore"), to
+    /// compare frame by frame with another decoder (how the pyctcdecode differences were traced).
+    let debugTrace = ProcessInfo.processInfo.environment["ASR_BEAM_TRACE"] != nil
+
     mutating func run(logits: [Float], frames: Int) -> CTCDecoding {
         precondition(logits.count == frames * vocabularySize)
         var beams = [Beam(text: 0, partial: 0, last: -1, logit: 0, history: -1, historyEnd: 0)]
@@ -581,6 +585,17 @@ struct BeamSearch {
             var kept = candidates.indices.filter { candidates[$0].score >= threshold }
             kept.sort { candidates[$0].score > candidates[$1].score || (candidates[$0].score == candidates[$1].score && $0 < $1) }
             if kept.count > options.beamWidth { kept.removeLast(kept.count - options.beamWidth) }
+            if debugTrace {
+                for i in kept {
+                    let c = candidates[i]
+                    var words: [String] = []
+                    var node = c.text
+                    while node > 0 { let k = textWord[Int(node)]; words.append(k >= 0 ? lm!.model.word(k) : oovWords.string(-k - 1)); node = textParent[Int(node)] }
+                    let part = String(decoding: spelling(c.partial), as: UTF8.self)
+                    FileHandle.standardError.write(Data(("T\(t)\t\(words.reversed().joined(separator: " "))|\(part)|\(c.last)\t"
+                        + String(format: "%.4f", c.score) + "\n").utf8))
+                }
+            }
             beams = kept.map { i -> Beam in
                 var b = candidates[i]
                 if b.pendingToken >= 0 {
