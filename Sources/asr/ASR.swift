@@ -20,6 +20,8 @@ struct ASR: AsyncParsableCommand {
 
     /// ArgumentParser reports usage errors with EX_USAGE (64); our documented code for them is 2.
     static func main() async {
+        // Past a file-size limit a write should fail with EFBIG and be reported like a full disk, not kill us.
+        signal(SIGXFSZ, SIG_IGN)
         var command: ParsableCommand
         do {
             command = try parseAsRoot()
