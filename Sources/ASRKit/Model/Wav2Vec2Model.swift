@@ -275,21 +275,30 @@ public final class Wav2Vec2Model: Sendable {
             layer.v.apply(x, into: out.baseAddress! + 2 * h, ldc: 3 * h)
         }
         var context = Matrix(rows: t, cols: h)   // (t, h): heads side by side
-        var scores = [Float](repeating: 0, count: t * t)
+        // Heads run in parallel, each on one thread with its own (t, t) score buffer.
+        let workers = max(1, min(BLAS.threads, heads))
+        var scores = [Float](repeating: 0, count: workers * t * t)
         qkv.storage.withUnsafeBufferPointer { qkvData in
             context.storage.withUnsafeMutableBufferPointer { ctx in
-                scores.withUnsafeMutableBufferPointer { s in
-                    for head in 0..<heads {
-                        let q = qkvData.baseAddress! + head * d
-                        let k = q + h
-                        let v = q + 2 * h
-                        // scores (t, t) = scale · Q_h · K_hᵀ
-                        BLAS.gemm(m: t, n: t, k: d, a: q, lda: 3 * h, b: k, ldb: 3 * h, transposeB: true,
-                                  c: s.baseAddress!, ldc: t, alpha: scale)
-                        softmaxRows(s, rows: t, cols: t)
-                        // context[:, head] (t, d) = P · V_h
-                        BLAS.gemm(m: t, n: d, k: t, a: s.baseAddress!, lda: t, b: v, ldb: 3 * h, transposeB: false,
-                                  c: ctx.baseAddress! + head * d, ldc: h)
+                scores.withUnsafeMutableBufferPointer { allScores in
+                    let (qkvBits, ctxBits, scoreBits) = (UInt(bitPattern: qkvData.baseAddress!),
+                                                         UInt(bitPattern: ctx.baseAddress!), UInt(bitPattern: allScores.baseAddress!))
+                    DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                        let base = UnsafePointer<Float>(bitPattern: qkvBits)!
+                        let out = UnsafeMutablePointer<Float>(bitPattern: ctxBits)!
+                        let s = UnsafeMutableBufferPointer(start: UnsafeMutablePointer<Float>(bitPattern: scoreBits)! + worker * t * t, count: t * t)
+                        for head in stride(from: worker, to: heads, by: workers) {
+                            let q = base + head * d
+                            let k = q + h
+                            let v = q + 2 * h
+                            // scores (t, t) = scale · Q_h · K_hᵀ
+                            BLAS.gemm(m: t, n: t, k: d, a: q, lda: 3 * h, b: k, ldb: 3 * h, transposeB: true,
+                                      c: s.baseAddress!, ldc: t, alpha: scale, split: false)
+                            softmaxRows(s, rows: t, cols: t)
+                            // context[:, head] (t, d) = P · V_h
+                            BLAS.gemm(m: t, n: d, k: t, a: s.baseAddress!, lda: t, b: v, ldb: 3 * h, transposeB: false,
+                                      c: out + head * d, ldc: h, split: false)
+                        }
                     }
                 }
             }
