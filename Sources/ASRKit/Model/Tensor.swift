@@ -110,31 +110,25 @@ struct NormParameters: Sendable {
             }
         }
     }
-
-    /// GroupNorm with one group per channel: each column normalised over time (the rows), in place.
-    func normalizePerChannelOverTime(_ x: inout Matrix) {
-        let rows = x.rows, cols = x.cols
-        precondition(weight.count == cols)
-        guard rows > 0 else { return }
-        var mean = [Double](repeating: 0, count: cols)
-        var squares = [Double](repeating: 0, count: cols)
-        x.storage.withUnsafeMutableBufferPointer { data in
-            for r in 0..<rows { for j in 0..<cols { mean[j] += Double(data[r * cols + j]) } }
-            for j in 0..<cols { mean[j] /= Double(rows) }
-            for r in 0..<rows { for j in 0..<cols { let d = Double(data[r * cols + j]) - mean[j]; squares[j] += d * d } }
-            var scale = [Float](repeating: 0, count: cols)
-            var shift = [Float](repeating: 0, count: cols)
-            for j in 0..<cols {
-                let inverseStd = 1 / (squares[j] / Double(rows) + Double(eps)).squareRoot()
-                scale[j] = Float(inverseStd * Double(weight[j]))
-                shift[j] = Float(Double(bias[j]) - mean[j] * inverseStd * Double(weight[j]))
-            }
-            for r in 0..<rows { for j in 0..<cols { data[r * cols + j] = data[r * cols + j] * scale[j] + shift[j] } }
-        }
-    }
 }
 
 extension Matrix {
+    /// Each column j becomes x · scale[j] + shift[j].
+    mutating func scaleAndShiftColumns(scale: [Float], shift: [Float]) {
+        precondition(scale.count == cols && shift.count == cols)
+        let rows = self.rows, cols = self.cols
+        storage.withUnsafeMutableBufferPointer { data in
+            scale.withUnsafeBufferPointer { a in
+                shift.withUnsafeBufferPointer { b in
+                    for r in 0..<rows {
+                        let row = data.baseAddress! + r * cols
+                        for j in 0..<cols { row[j] = row[j] * a[j] + b[j] }
+                    }
+                }
+            }
+        }
+    }
+
     /// self += other, element-wise.
     mutating func add(_ other: Matrix) {
         precondition(rows == other.rows && cols == other.cols)

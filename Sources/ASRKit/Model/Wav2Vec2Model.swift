@@ -125,17 +125,14 @@ public final class Wav2Vec2Model: Sendable {
     /// CTC logits for normalised samples at the model's rate: (frames × vocab_size), row-major.
     /// Input shorter than the receptive field gives zero frames. `profile`, when given, receives the time spent in
     /// each stage.
-    func logits(for samples: [Float], profile: StageProfile? = nil) -> Matrix {
+    func logits(for samples: [Float], profile: StageProfile? = nil, encoderBlockFrames: Int = Wav2Vec2Model.encoderBlockFrames) -> Matrix {
         let c = configuration
         let frames = c.frameCount(forSamples: samples.count)
         guard frames > 0 else { return Matrix(rows: 0, cols: c.vocabSize) }
         let clock = profile.map { _ in StageClock() }
 
-        // 1. Feature encoder: (samples, 1) → (frames, conv_dim[-1])
-        var x = Matrix(rows: samples.count, cols: 1, storage: samples)
-        for layer in featureEncoder {
-            x = convolve(x, layer)
-        }
+        // 1. Feature encoder: (samples, 1) → (frames, conv_dim[-1]), in blocks of output frames
+        var x = encodeFeatures(samples, frames: frames, blockFrames: encoderBlockFrames)
         clock?.lap(into: profile, \.featureEncoder)
 
         // 2. Feature projection: LayerNorm over channels, then Linear → (frames, hidden)
@@ -164,7 +161,99 @@ public final class Wav2Vec2Model: Sendable {
         return out
     }
 
-    /// One feature-encoder layer: Conv1d (no padding) → norm → activation. (t_in, c_in) → (t_out, c_out).
+    /// Output frames per block of the feature encoder: intermediate activations then hold a few seconds of audio
+    /// (base: ~35 MB) instead of the whole input (base, 30 s: 200 MB for the first layer alone).
+    static let encoderBlockFrames = 256
+
+    /// The conv feature encoder over blocks of output frames. Each block reads the sample range its frames depend
+    /// on (the receptive field overlaps the next block's by kernel − stride per layer, recomputed) and runs the
+    /// layers on it. The first layer's GroupNorm (group mode) normalises each channel over all of time, so its
+    /// statistics come from a first pass over the whole input; LayerNorm (layer mode) is per frame and blocks freely.
+    private func encodeFeatures(_ samples: [Float], frames: Int, blockFrames: Int) -> Matrix {
+        let layers = featureEncoder
+        let activation = Activation(name: configuration.featExtractActivation)!
+        var firstLayerNorm: (scale: [Float], shift: [Float])?
+        if layers[0].normOverTime, let norm = layers[0].norm {
+            firstLayerNorm = channelNormalization(samples, layers[0], norm)
+        }
+        var out = Matrix(rows: frames, cols: layers.last!.outChannels)
+        var f0 = 0
+        while f0 < frames {
+            let f1 = f0 + min(frames - f0, max(1, blockFrames))
+            // Sample range [lower, upper) behind output frames [f0, f1).
+            var lower = f0, upper = f1
+            for layer in layers.reversed() {
+                lower *= layer.stride
+                upper = (upper - 1) * layer.stride + layer.kernel
+            }
+            var x = samples.withUnsafeBufferPointer { Matrix(rows: upper - lower, cols: 1, storage: Array($0[lower..<upper])) }
+            for (i, layer) in layers.enumerated() {
+                x = convolve(x, layer)
+                if i == 0, let (scale, shift) = firstLayerNorm {
+                    x.scaleAndShiftColumns(scale: scale, shift: shift)
+                } else if let norm = layer.norm {
+                    // Only the first layer normalises over time (transformers' group mode); the rest is per frame.
+                    precondition(!layer.normOverTime, "GroupNorm beyond the first conv layer")
+                    norm.layerNorm(&x)
+                }
+                x.apply(activation)
+            }
+            precondition(x.rows == f1 - f0)
+            out.storage.withUnsafeMutableBufferPointer { o in
+                x.storage.withUnsafeBufferPointer { b in
+                    (o.baseAddress! + f0 * out.cols).update(from: b.baseAddress!, count: b.count)
+                }
+            }
+            f0 = f1
+        }
+        return out
+    }
+
+    /// GroupNorm of the first conv layer (one channel per group, over all of time) as a per-channel scale and shift.
+    /// The conv output is produced block by block; block means and squared deviations are merged pairwise (Chan et
+    /// al.) in Double, which equals the two-pass result over the whole output to rounding.
+    private func channelNormalization(_ samples: [Float], _ layer: ConvLayer, _ norm: NormParameters) -> (scale: [Float], shift: [Float]) {
+        let total = (samples.count - layer.kernel) / layer.stride + 1
+        let channels = layer.outChannels
+        var count = 0.0
+        var mean = [Double](repeating: 0, count: channels)
+        var deviations = [Double](repeating: 0, count: channels)
+        let blockRows = 16384
+        var r0 = 0
+        while r0 < total {
+            let r1 = min(total, r0 + blockRows)
+            let lower = r0 * layer.stride, upper = (r1 - 1) * layer.stride + layer.kernel
+            let y = convolve(samples.withUnsafeBufferPointer { Matrix(rows: upper - lower, cols: 1, storage: Array($0[lower..<upper])) }, layer)
+            let n = Double(y.rows)
+            var blockMean = [Double](repeating: 0, count: channels)
+            var blockDeviations = [Double](repeating: 0, count: channels)
+            y.storage.withUnsafeBufferPointer { data in
+                for r in 0..<y.rows { for j in 0..<channels { blockMean[j] += Double(data[r * channels + j]) } }
+                for j in 0..<channels { blockMean[j] /= n }
+                for r in 0..<y.rows {
+                    for j in 0..<channels { let d = Double(data[r * channels + j]) - blockMean[j]; blockDeviations[j] += d * d }
+                }
+            }
+            let merged = count + n
+            for j in 0..<channels {
+                let delta = blockMean[j] - mean[j]
+                mean[j] += delta * n / merged
+                deviations[j] += blockDeviations[j] + delta * delta * count * n / merged
+            }
+            count = merged
+            r0 = r1
+        }
+        var scale = [Float](repeating: 0, count: channels)
+        var shift = [Float](repeating: 0, count: channels)
+        for j in 0..<channels {
+            let inverseStd = 1 / (deviations[j] / count + Double(norm.eps)).squareRoot()
+            scale[j] = Float(inverseStd * Double(norm.weight[j]))
+            shift[j] = Float(Double(norm.bias[j]) - mean[j] * inverseStd * Double(norm.weight[j]))
+        }
+        return (scale, shift)
+    }
+
+    /// One feature-encoder convolution: Conv1d (no padding) with its bias. (t_in, c_in) → (t_out, c_out).
     private func convolve(_ x: Matrix, _ layer: ConvLayer) -> Matrix {
         let tOut = (x.rows - layer.kernel) / layer.stride + 1
         let window = layer.kernel * layer.inChannels   // one output frame reads this many contiguous floats
@@ -204,10 +293,6 @@ public final class Wav2Vec2Model: Sendable {
                 }
             }
         }
-        if let norm = layer.norm {
-            if layer.normOverTime { norm.normalizePerChannelOverTime(&y) } else { norm.layerNorm(&y) }
-        }
-        y.apply(Activation(name: configuration.featExtractActivation)!)
         return y
     }
 
