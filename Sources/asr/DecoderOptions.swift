@@ -53,11 +53,13 @@ struct DecoderOptions: ParsableArguments {
     /// The decoder to use with `transcriber`, or nil for greedy decoding.
     func makeDecoder(for transcriber: Transcriber) throws -> (any CTCDecoder)? {
         var lmPath = lm
+        var found = false
         if lmPath == nil && !noLm {
             let bundled = URL(fileURLWithPath: transcriber.location).appendingPathComponent("language_model")
             var isDirectory: ObjCBool = false
             if FileManager.default.fileExists(atPath: bundled.path, isDirectory: &isDirectory), isDirectory.boolValue {
                 lmPath = bundled.path
+                found = true
             }
         }
         guard lmPath != nil || !hotword.isEmpty || beam != nil else { return nil }
@@ -65,15 +67,24 @@ struct DecoderOptions: ParsableArguments {
         var languageModel: DecodingLanguageModel?
         if let lmPath {
             let started = DispatchTime.now().uptimeNanoseconds
-            (languageModel, options) = try DecodingLanguageModel.load(path: lmPath, options: options)
-            let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
-            let counts = languageModel!.model.counts.enumerated().map { "\($0.offset + 1)-grams \($0.element)" }
-            FileHandle.standardError.write(Data(
-                "language model: \(lmPath) (\(counts.joined(separator: ", ")); loaded in \(String(format: "%.2f", seconds)) s)\n".utf8))
-            let spellable = languageModel!.spellableFraction(by: transcriber.vocabulary)
-            if spellable < 0.5 {
+            do {
+                let (loaded, fromDirectory) = try DecodingLanguageModel.load(path: lmPath, options: options)
+                languageModel = loaded
+                options = fromDirectory
+                let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+                let counts = loaded.model.counts.enumerated().map { "\($0.offset + 1)-grams \($0.element)" }
                 FileHandle.standardError.write(Data(
-                    "warning: only \(Int(spellable * 100))% of the language model's words can be written with the model's alphabet (letter case? build it with `asr lm build --uppercase`)\n".utf8))
+                    "language model: \(lmPath) (\(counts.joined(separator: ", ")); loaded in \(String(format: "%.2f", seconds)) s)\n".utf8))
+                let spellable = loaded.spellableFraction(by: transcriber.vocabulary)
+                if spellable < 0.5 {
+                    FileHandle.standardError.write(Data(
+                        "warning: only \(Int(spellable * 100))% of the language model's words can be written with the model's alphabet (letter case? build it with `asr lm build --uppercase`)\n".utf8))
+                }
+            } catch where found {
+                // Found, not asked for (e.g. a hub "-with-lm" repository holding only a KenLM binary): say why it is
+                // not used and go on without it rather than fail.
+                FileHandle.standardError.write(Data("warning: not using the model's language model: \(error)\n".utf8))
+                if hotword.isEmpty && beam == nil { return nil }
             }
         }
         if let beam { options.beamWidth = beam }

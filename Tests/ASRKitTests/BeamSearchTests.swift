@@ -261,6 +261,9 @@ final class NGramLanguageModelTests: XCTestCase {
         expectError("\\data\\\nngram 1=1\n\n\\1-grams:\n-1\tA\n", "no \\end\\")
         expectError("\\data\\\nngram 2=1\n", "out of order")
         expectError("\\data\\\nngram 1=1\n\n\\1-grams:\n-1\tA B C\n\\end\\\n", "more than 3 fields")
+        expectError("\\data\\\nngram 1=17000000000\n", "more than a file of this size can hold")
+        expectError("\\data\\\nngram 1=1\n\n\\1-grams:\n-1\tA\t123456789012345678e22\n\\end\\\n", "not finite")
+        expectError(String(repeating: "not an arpa file\n", count: 5000) + "\\data\\\n", "no \\data\\ section at its start")
         XCTAssertThrowsError(try NGramLanguageModel(arpa: "/nonexistent/lm.arpa"))
     }
 

@@ -55,3 +55,23 @@ import Testing
         #expect(notARPA.stderr.contains("not an ARPA file"), "\(notARPA.stderr)")
     }
 }
+
+extension BeamSearchCommandTests {
+    @Test func aBundledKenLMBinaryIsSkippedWithAWarning() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("asr-lmbin-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: model), to: directory)
+        let lmDirectory = directory.appendingPathComponent("language_model")
+        try FileManager.default.createDirectory(at: lmDirectory, withIntermediateDirectories: true)
+        try Data("mmap lm http://kheafield.com/code format version 5\n\0\0\0".utf8).write(to: lmDirectory.appendingPathComponent("lm.binary"))
+        let result = try CLI.run(["transcribe", speech, "--model", directory.path])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stderr.contains("warning: not using the model's language model") && result.stderr.contains("KenLM binary"), "\(result.stderr)")
+        let greedy = try CLI.run(["transcribe", speech, "--model", model])
+        #expect(result.stdout == greedy.stdout)
+        // Asked for explicitly, the same file is an error.
+        let explicit = try CLI.run(["transcribe", speech, "--model", model, "--lm", lmDirectory.appendingPathComponent("lm.binary").path])
+        #expect(explicit.status == 1)
+        #expect(explicit.stderr.contains("KenLM binary"), "\(explicit.stderr)")
+    }
+}

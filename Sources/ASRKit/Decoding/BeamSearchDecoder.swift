@@ -40,7 +40,8 @@ public struct BeamSearchOptions: Sendable, Equatable {
     /// Word insertion bonus β, added per word the LM scores.
     public var beta: Double = 1.5
     /// Added (in log10 units, before α) to a word the LM does not know; partial words that cannot become a known
-    /// word get it too (scaled up for words longer than six characters).
+    /// word get it as it is, in natural-log units and without α, as pyctcdecode does (scaled up for partial words
+    /// longer than six characters).
     public var unknownWordPenalty: Double = -10
     /// Hypotheses scoring below the best by more than this (natural log) are dropped.
     public var beamPruneThreshold: Double = -10
@@ -60,6 +61,7 @@ public struct BeamSearchOptions: Sendable, Equatable {
                               ("token minimum log probability", tokenMinLogProbability)] where !value.isFinite {
             throw bad("\(name) must be a finite number")
         }
+        for hotword in hotwords where !hotword.weight.isFinite { throw bad("hotword '\(hotword.text)' has a non-finite weight") }
         guard beamPruneThreshold <= 0 else { throw bad("the beam prune threshold must be ≤ 0 (it is a log-probability margin)") }
         guard tokenMinLogProbability <= 0 else { throw bad("the token minimum log probability must be ≤ 0") }
     }
@@ -122,7 +124,9 @@ public final class DecodingLanguageModel: Sendable {
         var options = options
         let attrsFile = directory.appendingPathComponent("attrs.json")
         if FileManager.default.fileExists(atPath: attrsFile.path) {
-            let data = try Data(contentsOf: attrsFile)
+            guard let data = try? Data(contentsOf: attrsFile) else {
+                throw ASRError.invalidLanguageModel(file: attrsFile.path, reason: "cannot be read")
+            }
             let json: JSONValue
             do { json = try JSONValue.parse(data) } catch {
                 throw ASRError.invalidLanguageModel(file: attrsFile.path, reason: "malformed JSON: \(error)")
@@ -176,7 +180,8 @@ struct SortedWords: Sendable {
         var offsets = [0]
         var kept: [Int] = []
         var previous: String?
-        for i in order where words[i] != previous {
+        // Byte equality: String's == treats canonically equivalent spellings (é vs e + ◌́) as equal.
+        for i in order where !(previous.map { words[i].utf8.elementsEqual($0.utf8) } ?? false) {
             bytes += words[i].utf8
             offsets.append(bytes.count)
             kept.append(given?[i] ?? i)
@@ -246,6 +251,9 @@ public final class BeamSearchDecoder: CTCDecoder {
 
     public init(vocabulary: Vocabulary, languageModel: DecodingLanguageModel?, options: BeamSearchOptions = BeamSearchOptions()) throws {
         try options.validate()
+        guard vocabulary.blankID >= 0, vocabulary.blankID < vocabulary.count else {
+            throw ASRError.invalidVocabulary(file: "vocabulary", reason: "blank id \(vocabulary.blankID) is outside 0..<\(vocabulary.count)")
+        }
         self.vocabulary = vocabulary
         self.languageModel = languageModel
         self.options = options
@@ -259,7 +267,7 @@ public final class BeamSearchDecoder: CTCDecoder {
                     throw ASRError.invalidLanguageModel(
                         file: "--hotword", reason: "'\(piece)' has characters the model cannot write (its alphabet: \(alphabet.letters.sorted().joined()))")
                 }
-                if let existing = words.firstIndex(of: spelled) {
+                if let existing = words.firstIndex(where: { $0.utf8.elementsEqual(spelled.utf8) }) {
                     weights[existing] = max(weights[existing], hotword.weight)
                 } else {
                     words.append(spelled)
@@ -294,7 +302,7 @@ public final class BeamSearchDecoder: CTCDecoder {
                     // pyctcdecode writes the unknown token as "⁇".
                     let text = token == vocabulary.unknownToken ? "⁇" : token
                     kinds.append(.text); bytes.append(Array(text.utf8)); counts.append(text.unicodeScalars.count)
-                    if text.count == 1 { letters.insert(text) }
+                    if text.unicodeScalars.count == 1 { letters.insert(text) }
                 }
             }
             self.kinds = kinds
@@ -303,13 +311,14 @@ public final class BeamSearchDecoder: CTCDecoder {
             self.letters = letters
         }
 
-        func canSpell(_ word: String) -> Bool { word.allSatisfy { letters.contains(String($0)) } }
+        /// Spelling is checked per Unicode scalar (so a vowel sign or combining accent that is its own token counts).
+        func canSpell(_ word: String) -> Bool { word.unicodeScalars.allSatisfy { letters.contains(String($0)) } }
 
         /// `word` in the model's letter case when only that case is in the alphabet; nil if unspellable.
         func respell(_ word: String) -> String? {
             var out = ""
-            for c in word {
-                let s = String(c)
+            for scalar in word.unicodeScalars {
+                let s = String(scalar)
                 if letters.contains(s) { out += s }
                 else if letters.contains(s.uppercased()) { out += s.uppercased() }
                 else if letters.contains(s.lowercased()) { out += s.lowercased() }

@@ -7,7 +7,8 @@ import Foundation
 /// "probing" structure), holding the log10 probability and, below the top order, the back-off weight. That is
 /// 16 bytes per n-gram (12 at the top order) at a load factor of 2/3: 24 (18) bytes per n-gram in memory, plus
 /// the words themselves. A 675 MB 4-gram ARPA (18.5 M n-grams) takes about 400 MB. Two different n-grams of the same order share a key with probability about
-/// count²/2⁶⁵ (1e-5 for ten million n-grams); KenLM accepts the same risk.
+/// count²/2⁶⁵ (1e-5 for ten million n-grams); KenLM accepts the same risk (it would silently mis-score; here the
+/// load fails with "appears twice").
 ///
 /// Scores follow the ARPA back-off rule: log p(w | h) = log p(h w) when the n-gram exists, otherwise
 /// backoff(h) + log p(w | h minus its oldest word), with backoff(h) = 0 for a context not in the file. Words not
@@ -372,7 +373,8 @@ struct ARPAReader {
         guard i == count, exponent >= -22, exponent <= 22 else { return nil }
         var value = Double(mantissa)
         value = exponent < 0 ? value / powersOfTen[-exponent] : value * powersOfTen[exponent]
-        return Float(negative ? -value : value)
+        let result = Float(negative ? -value : value)
+        return result.isFinite ? result : nil   // out of Float range: strtof's path reports it
     }
 
     private func number(_ line: UnsafeMutableBufferPointer<UInt8>, _ range: Range<Int>, what: String) throws -> Float {
@@ -396,11 +398,20 @@ struct ARPAReader {
 
     func read() throws -> Parsed {
         // Header.
+        // A short preamble (some tools write comments) may precede \data\; anything longer is not an ARPA file,
+        // and a KenLM binary is named as such rather than scanned to its end.
         var sawData = false
+        var preambleBytes = 0
         while let line = try file.nextLine() {
+            if file.lineNumber == 1, line.count >= 8, line.starts(with: Array("mmap lm ".utf8)) {
+                throw ASRError.invalidLanguageModel(
+                    file: file.path, reason: "a KenLM binary model, which this engine cannot read; use the ARPA file it was built from (or build one with `asr lm build`)")
+            }
             if Self.trimmed(line) == "\\data\\" { sawData = true; break }
+            preambleBytes += line.count + 1
+            if preambleBytes > 1 << 16 || file.lineNumber > 1000 { break }
         }
-        guard sawData else { throw ASRError.invalidLanguageModel(file: file.path, reason: "not an ARPA file: no \\data\\ section") }
+        guard sawData else { throw ASRError.invalidLanguageModel(file: file.path, reason: "not an ARPA file: no \\data\\ section at its start") }
         var counts: [Int] = []
         var pendingSection: String?
         while let line = try file.nextLine() {
@@ -413,7 +424,11 @@ struct ARPAReader {
                 throw fail("expected 'ngram N=count', found '\(text.prefix(80))'")
             }
             guard n == counts.count + 1 else { throw fail("'ngram \(n)=' out of order (expected order \(counts.count + 1))") }
-            guard count >= 0, count < 1 << 34 else { throw fail("n-gram count \(count) out of range") }
+            // Tables are sized from these counts: a count the file cannot hold (each line takes at least 2n + 2
+            // bytes; gzip is allowed 64× its size) is refused before anything is allocated.
+            guard count >= 0, count <= file.byteBudget / (2 * n + 2) else {
+                throw fail("the header announces \(count) \(n)-grams, more than a file of this size can hold")
+            }
             counts.append(count)
         }
         guard !counts.isEmpty else { throw fail("the \\data\\ section lists no 'ngram N=count' lines") }

@@ -14,6 +14,9 @@ final class TextFile {
     private var atEOF = false
     /// 1-based number of the line last returned (for error messages).
     private(set) var lineNumber = 0
+    /// An upper bound on the bytes this file can yield: its size, or 64× that when gzip-compressed (ARPA text
+    /// compresses about 3×), for sanity checks on counts announced in headers.
+    let byteBudget: Int
 
     init(path: String, blockSize: Int = 4 << 20) throws {
         self.path = path
@@ -22,11 +25,13 @@ final class TextFile {
             throw ASRError.invalidLanguageModel(file: path, reason: "no such file")
         }
         guard !isDirectory.boolValue else { throw ASRError.invalidLanguageModel(file: path, reason: "is a directory") }
+        let size = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? Int.max / 128
         guard let file = gzopen(path, "rb") else {
             throw ASRError.invalidLanguageModel(file: path, reason: "cannot open: \(String(cString: strerror(errno)))")
         }
         self.file = file
         gzbuffer(file, 1 << 20)
+        byteBudget = gzdirect(file) == 1 ? size : size.multipliedReportingOverflow(by: 64).partialValue
         capacity = blockSize
         buffer = .allocate(capacity: capacity + 1)
     }

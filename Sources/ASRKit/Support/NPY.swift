@@ -53,10 +53,16 @@ public enum NPY {
         let shape = header[open.upperBound..<close].split(separator: ",").compactMap {
             Int($0.trimmingCharacters(in: .whitespaces))
         }
-        let count = shape.reduce(1, *)
+        var count = 1
+        for dimension in shape {
+            let (product, overflow) = count.multipliedReportingOverflow(by: dimension)
+            guard dimension >= 0, !overflow else { throw fail("shape \(shape) is out of range") }
+            count = product
+        }
         let start = headerStart + headerLength
         let width = isDouble ? 8 : 4
-        guard bytes.count - start == count * width else { throw fail("data size does not match the shape") }
+        let (size, overflow) = count.multipliedReportingOverflow(by: width)
+        guard !overflow, bytes.count - start == size else { throw fail("data size does not match the shape") }
         var values = [Float](repeating: 0, count: count)
         bytes.withUnsafeBytes { raw in
             for i in 0..<count {
