@@ -14,20 +14,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "train"))
 
 
-def edit_distance(a, b):
-    previous = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        current = [i]
-        for j, y in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
-        previous = current
-    return previous[-1]
-
-
-def rates(pairs):
-    c = sum(edit_distance(h, r) for h, r in pairs) / max(1, sum(len(r) for _, r in pairs))
-    w = sum(edit_distance(h.split(), r.split()) for h, r in pairs) / max(1, sum(len(r.split()) for _, r in pairs))
-    return c, w
+from evaluate import rates  # noqa: E402  (CER/WER as the evaluation reports them)
 
 
 def main():
