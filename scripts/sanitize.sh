@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kind=${1:-address}
+export ASR_SANITIZER="$kind"   # tests that measure memory skip that check (sanitizer shadow memory)
 export LSAN_OPTIONS="suppressions=$PWD/scripts/lsan-system.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 swift test -Xswiftc -sanitize="$kind" --scratch-path ".build-$kind"

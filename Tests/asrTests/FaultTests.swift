@@ -150,6 +150,9 @@ import Glibc
         let text = try String(contentsOf: dir.appendingPathComponent("out/two_hours.txt"), encoding: .utf8)
         #expect(!text.isEmpty)
         print("two-hour file: peak RSS \(result.peakKB / 1024) MB")
-        #expect(result.peakKB < 300 * 1024, "peak RSS \(result.peakKB / 1024) MB")
+        // Under a sanitizer (scripts/sanitize.sh) shadow memory and quarantine inflate RSS: only the run is checked.
+        if ProcessInfo.processInfo.environment["ASR_SANITIZER"] == nil {
+            #expect(result.peakKB < 300 * 1024, "peak RSS \(result.peakKB / 1024) MB")
+        }
     }
 }
