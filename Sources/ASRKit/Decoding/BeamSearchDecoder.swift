@@ -375,6 +375,16 @@ struct BeamSearch {
     var historyStart: [Int32] = []
     var historyParentEnd: [Int32] = []
 
+    /// What makes two hypotheses the same state (their probabilities are then added).
+    struct StateKey: Hashable {
+        let text: Int32, partial: Int32, last: Int32
+    }
+
+    /// log(eᵃ + eᵇ) without overflow.
+    func logAddExp(_ a: Double, _ b: Double) -> Double {
+        a >= b ? a + log1p(Foundation.exp(b - a)) : b + log1p(Foundation.exp(a - b))
+    }
+
     struct Beam {
         var text: Int32
         var partial: Int32
@@ -523,7 +533,7 @@ struct BeamSearch {
         precondition(logits.count == frames * vocabularySize)
         var beams = [Beam(text: 0, partial: 0, last: -1, logit: 0, history: -1, historyEnd: 0)]
         var candidates: [Beam] = []
-        var merged: [UInt64: Int] = [:]
+        var merged: [StateKey: Int] = [:]
         var logProbabilities = [Double](repeating: 0, count: vocabularySize)
         var tokens: [Int32] = []
         let floor = log(1e-15)
@@ -568,12 +578,9 @@ struct BeamSearch {
                         next.pendingToken = token
                     }
                     next.last = token
-                    let key = (UInt64(UInt32(bitPattern: next.text)) << 32 | UInt64(UInt32(bitPattern: next.partial))) &* 0x9E37_79B9_7F4A_7C15
-                        ^ UInt64(UInt32(bitPattern: next.last))
-                    if let existing = merged[key], candidates[existing].text == next.text,
-                       candidates[existing].partial == next.partial, candidates[existing].last == next.last {
-                        let a = candidates[existing].logit, b = next.logit
-                        candidates[existing].logit = a >= b ? a + log1p(Foundation.exp(b - a)) : b + log1p(Foundation.exp(a - b))
+                    let key = StateKey(text: next.text, partial: next.partial, last: next.last)
+                    if let existing = merged[key] {
+                        candidates[existing].logit = logAddExp(candidates[existing].logit, next.logit)
                     } else {
                         merged[key] = candidates.count
                         candidates.append(next)
@@ -627,8 +634,7 @@ struct BeamSearch {
             var b = beam
             if b.partial != 0 { b.text = textChild(b.text, finishing: b.partial); b.partial = 0 }
             if let i = finalIndex[b.text] {
-                let a = finals[i].beam.logit, c = b.logit
-                finals[i].beam.logit = a >= c ? a + log1p(Foundation.exp(c - a)) : c + log1p(Foundation.exp(a - c))
+                finals[i].beam.logit = logAddExp(finals[i].beam.logit, b.logit)
             } else {
                 finalIndex[b.text] = finals.count
                 finals.append((b, 0))

@@ -186,7 +186,7 @@ public final class Wav2Vec2Model: Sendable {
                 lower *= layer.stride
                 upper = (upper - 1) * layer.stride + layer.kernel
             }
-            var x = samples.withUnsafeBufferPointer { Matrix(rows: upper - lower, cols: 1, storage: Array($0[lower..<upper])) }
+            var x = Matrix(rows: upper - lower, cols: 1, storage: Array(samples[lower..<upper]))
             for (i, layer) in layers.enumerated() {
                 x = convolve(x, layer)
                 if i == 0, let (scale, shift) = firstLayerNorm {
@@ -223,7 +223,7 @@ public final class Wav2Vec2Model: Sendable {
         while r0 < total {
             let r1 = min(total, r0 + blockRows)
             let lower = r0 * layer.stride, upper = (r1 - 1) * layer.stride + layer.kernel
-            let y = convolve(samples.withUnsafeBufferPointer { Matrix(rows: upper - lower, cols: 1, storage: Array($0[lower..<upper])) }, layer)
+            let y = convolve(Matrix(rows: upper - lower, cols: 1, storage: Array(samples[lower..<upper])), layer)
             let n = Double(y.rows)
             var blockMean = [Double](repeating: 0, count: channels)
             var blockDeviations = [Double](repeating: 0, count: channels)
