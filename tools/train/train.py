@@ -134,13 +134,50 @@ def batches(rows, seconds_per_batch, rng):
     return out
 
 
+def long_batch(rows, by_voice, seconds_per_batch, rng):
+    """A batch of long examples: each concatenates utterances of one voice, separated by 0.15-1 s of silence, up to a
+    target length of 15-45 s (the same for the whole batch, so padding stays small). Utterances are all under ~10 s;
+    without these the model never sees the context length of a 30 s inference chunk, nor pauses between sentences,
+    and transcribes long audio much worse than the same sentences one by one (and differently chunked vs one pass)."""
+    target = rng.uniform(15, 45)
+    examples = []
+    for _ in range(max(1, int(seconds_per_batch // target))):
+        voice = list(by_voice)[rng.integers(len(by_voice))]
+        pool = by_voice[voice]
+        parts, gaps, total = [], [], 0.0
+        while total < target:
+            i = pool[rng.integers(len(pool))]
+            gap = rng.uniform(0.15, 1.0) if parts else 0.0
+            parts.append(i)
+            gaps.append(gap)
+            total += gap + rows[i][3]
+        examples.append((parts, gaps))
+    return examples
+
+
+def collate_long(examples, rows, audio, rng):
+    waves, texts = [], []
+    for parts, gaps in examples:
+        pieces = []
+        for i, gap in zip(parts, gaps):
+            pieces.append(np.zeros(int(gap * 16000), dtype=np.int16))
+            pieces.append(audio[i])
+        waves.append(normalize(augment(np.concatenate(pieces), rng)))
+        texts.append(" ".join(rows[i][1] for i in parts))
+    return pad_batch(waves, texts)
+
+
 def collate(indices, rows, audio, rng, train):
     waves = [normalize(augment(audio[i], rng) if train else audio[i]) for i in indices]
+    return pad_batch(waves, [rows[i][1] for i in indices])
+
+
+def pad_batch(waves, texts):
     length = max(len(w) for w in waves)
     inputs = np.zeros((len(waves), length), dtype=np.float32)
     for k, w in enumerate(waves):
         inputs[k, :len(w)] = w
-    labels = [encode(rows[i][1]) for i in indices]
+    labels = [encode(text) for text in texts]
     label_length = max(len(l) for l in labels)
     label_array = np.full((len(labels), label_length), -100, dtype=np.int64)
     for k, l in enumerate(labels):
@@ -185,6 +222,10 @@ def main():
     parser.add_argument("--batch-seconds", type=float, default=90)
     parser.add_argument("--eval-every", type=float, default=10, help="minutes between evaluations")
     parser.add_argument("--eval-limit", type=int, default=100)
+    parser.add_argument("--long-fraction", type=float, default=0.0,
+                        help="fraction of extra steps on long examples (15-45 s of one voice's utterances with pauses)")
+    parser.add_argument("--max-cpu-hours", type=float, default=8.0,
+                        help="stop when the process CPU time of all runs together reaches this budget")
     parser.add_argument("--init", default=None,
                         help="without a checkpoint in --work, start from an exported model directory (e.g. "
                              "Sources/CBuiltinModel/model) and its training.json, with a fresh optimizer")
@@ -196,6 +237,9 @@ def main():
     checkpoint_path = os.path.join(args.work, "checkpoint.pt")
 
     train_rows = load_split(args.corpus, "train")
+    by_voice = {}
+    for i, row in enumerate(train_rows):
+        by_voice.setdefault(row[2], []).append(i)
     seen_rows = load_split(args.corpus, "eval_seen", args.eval_limit)
     heldout_rows = load_split(args.corpus, "eval_heldout", args.eval_limit)
     t0 = time.time()
@@ -237,7 +281,7 @@ def main():
         state["train_seconds"] += time.time() - checkpoint.mark
         checkpoint.mark = time.time()
         # Process CPU time over all threads: the honest "CPU-hours" figure (wall time also counts pauses).
-        state["cpu_seconds"] = state.get("cpu_seconds", state["train_seconds"] * args.threads) + time.process_time() - checkpoint.cpu_mark
+        state["cpu_seconds"] = cpu_spent()
         checkpoint.cpu_mark = time.process_time()
         save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                           "state": state, "config": model.config.to_dict()})
@@ -259,12 +303,27 @@ def main():
         print("eval: " + line, flush=True)
         losses.clear()
 
-    while time.time() < deadline:
+    def cpu_spent():
+        return state.get("cpu_seconds", state["train_seconds"] * args.threads) + time.process_time() - checkpoint.cpu_mark
+
+    def budget_left():
+        return time.time() < deadline and cpu_spent() < args.max_cpu_hours * 3600
+
+    while budget_left():
         rng = np.random.default_rng(state["seed"] + state["epoch"])
         epoch_batches = batches(train_rows, args.batch_seconds, random.Random(state["seed"] + state["epoch"]))
-        while state["batch_in_epoch"] < len(epoch_batches) and time.time() < deadline:
-            indices = epoch_batches[state["batch_in_epoch"]]
-            inputs, labels = collate(indices, train_rows, train_audio, rng, train=True)
+        while state["batch_in_epoch"] < len(epoch_batches) and budget_left():
+            # Long steps are drawn from their own generator (seeded by step) so the regular data order is unchanged.
+            long_rng = np.random.default_rng([state["seed"], state["step"]])
+            is_long = long_rng.random() < args.long_fraction
+            if is_long:
+                examples = long_batch(train_rows, by_voice, args.batch_seconds, long_rng)
+                inputs, labels = collate_long(examples, train_rows, train_audio, long_rng)
+                step_seconds = sum(gap + train_rows[i][3] for parts, gaps in examples for i, gap in zip(parts, gaps))
+            else:
+                indices = epoch_batches[state["batch_in_epoch"]]
+                inputs, labels = collate(indices, train_rows, train_audio, rng, train=True)
+                step_seconds = sum(train_rows[i][3] for i in indices)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(state["step"], args.peak_lr, args.warmup, args.total_steps)
             loss = model(inputs.to(device), labels=labels.to(device)).loss
@@ -274,8 +333,9 @@ def main():
             optimizer.step()
             losses.append(loss.item())
             state["step"] += 1
-            state["batch_in_epoch"] += 1
-            state["audio_seconds"] += sum(train_rows[i][3] for i in indices)
+            if not is_long:
+                state["batch_in_epoch"] += 1
+            state["audio_seconds"] += step_seconds
             if state["step"] % 25 == 0:
                 elapsed = time.time() - start
                 print(f"step {state['step']} epoch {state['epoch']} loss {np.mean(losses[-25:]):.3f} "
