@@ -61,3 +61,38 @@ void asr_gelu(float *x, size_t count) {
         x[i] = 0.5f * v * (1.0f + erf_approx(v * 0.70710678118654752f));
     }
 }
+
+ASR_CLONES
+void asr_softmax_rows(float *x, size_t rows, size_t cols) {
+    // Max and sum are kept in 16 independent lanes so the compiler can vectorise the reductions without
+    // reassociating floating-point additions (which it may not do on its own).
+    enum { LANES = 16 };
+    for (size_t r = 0; r < rows; r++) {
+        float *row = x + r * cols;
+        size_t whole = cols / LANES * LANES;
+        float lane_max[LANES];
+        for (int l = 0; l < LANES; l++) lane_max[l] = -__builtin_inff();
+        for (size_t i = 0; i < whole; i += LANES)
+            for (int l = 0; l < LANES; l++) lane_max[l] = row[i + l] > lane_max[l] ? row[i + l] : lane_max[l];
+        float max_value = -__builtin_inff();
+        for (int l = 0; l < LANES; l++) max_value = lane_max[l] > max_value ? lane_max[l] : max_value;
+        for (size_t i = whole; i < cols; i++) max_value = row[i] > max_value ? row[i] : max_value;
+
+        float lane_sum[LANES] = {0};
+        for (size_t i = 0; i < whole; i += LANES)
+            for (int l = 0; l < LANES; l++) {
+                float e = exp_approx(row[i + l] - max_value);
+                row[i + l] = e;
+                lane_sum[l] += e;
+            }
+        float sum = 0;
+        for (size_t i = whole; i < cols; i++) {
+            float e = exp_approx(row[i] - max_value);
+            row[i] = e;
+            sum += e;
+        }
+        for (int l = 0; l < LANES; l++) sum += lane_sum[l];
+        float inverse = 1.0f / sum;
+        for (size_t i = 0; i < cols; i++) row[i] *= inverse;
+    }
+}

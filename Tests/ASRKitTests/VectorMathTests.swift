@@ -22,4 +22,27 @@ import Testing
         tail.withUnsafeMutableBufferPointer { VectorMath.gelu($0) }
         #expect(abs(tail[0] - 0.841_344_7) < 1e-6 && abs(tail[1] + 0.158_655_25) < 1e-6)
     }
+
+    @Test(arguments: [1, 15, 16, 17, 499])
+    func softmaxMatchesTheDefinition(cols: Int) {
+        let rows = 3
+        // Wide range (large scores must not overflow), rows differ in scale, ties included.
+        var values = (0..<(rows * cols)).map { i in Float((i * 7919) % 1013) / 1013 * 60 - 20 + Float(i / cols) * 40 }
+        if cols > 2 { values[1] = values[0] }
+        var reference = [Double]()
+        for r in 0..<rows {
+            let row = values[(r * cols)..<((r + 1) * cols)].map(Double.init)
+            let top = row.max()!
+            let exps = row.map { Foundation.exp($0 - top) }
+            let sum = exps.reduce(0, +)
+            reference += exps.map { $0 / sum }
+        }
+        values.withUnsafeMutableBufferPointer { VectorMath.softmaxRows($0, rows: rows, cols: cols) }
+        let worst = zip(values, reference).map { abs(Double($0) - $1) }.max()!
+        #expect(worst < 1e-6, "absolute error \(worst)")
+        for r in 0..<rows {
+            let sum = values[(r * cols)..<((r + 1) * cols)].reduce(Float(0), +)
+            #expect(abs(sum - 1) < 1e-5)
+        }
+    }
 }

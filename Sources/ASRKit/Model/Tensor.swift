@@ -12,6 +12,14 @@ struct Matrix: Sendable {
         storage = [Float](repeating: 0, count: rows * cols)
     }
 
+    /// Storage left uninitialised, for outputs that are written in full before being read (GEMM with beta 0 or a
+    /// bias fill): zeroing them first costs a memory pass over every activation.
+    init(uninitializedRows rows: Int, cols: Int) {
+        self.rows = rows
+        self.cols = cols
+        storage = [Float](unsafeUninitializedCapacity: rows * cols) { _, initialized in initialized = rows * cols }
+    }
+
     init(rows: Int, cols: Int, storage: [Float]) {
         precondition(storage.count == rows * cols)
         self.rows = rows
@@ -65,7 +73,7 @@ struct Linear: Sendable {
     /// y (rows × out) = x (rows × in) · Wᵀ + b
     func callAsFunction(_ x: Matrix) -> Matrix {
         precondition(x.cols == inFeatures)
-        var y = Matrix(rows: x.rows, cols: outFeatures)
+        var y = Matrix(uninitializedRows: x.rows, cols: outFeatures)  // apply writes every element
         y.storage.withUnsafeMutableBufferPointer { apply(x, into: $0.baseAddress!, ldc: outFeatures) }
         return y
     }

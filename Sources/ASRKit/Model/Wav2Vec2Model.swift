@@ -176,7 +176,7 @@ public final class Wav2Vec2Model: Sendable {
         if layers[0].normOverTime, let norm = layers[0].norm {
             firstLayerNorm = channelNormalization(samples, layers[0], norm)
         }
-        var out = Matrix(rows: frames, cols: layers.last!.outChannels)
+        var out = Matrix(uninitializedRows: frames, cols: layers.last!.outChannels)  // every block copied in
         var f0 = 0
         while f0 < frames {
             let f1 = f0 + min(frames - f0, max(1, blockFrames))
@@ -258,7 +258,7 @@ public final class Wav2Vec2Model: Sendable {
         let tOut = (x.rows - layer.kernel) / layer.stride + 1
         let window = layer.kernel * layer.inChannels   // one output frame reads this many contiguous floats
         let rowStep = layer.stride * layer.inChannels
-        var y = Matrix(rows: tOut, cols: layer.outChannels)
+        var y = Matrix(uninitializedRows: tOut, cols: layer.outChannels)  // bias fill or beta-0 GEMM writes it all
         x.storage.withUnsafeBufferPointer { input in
             layer.weight.withUnsafeBufferPointer { w in
                 y.storage.withUnsafeMutableBufferPointer { out in
@@ -304,7 +304,7 @@ public final class Wav2Vec2Model: Sendable {
         let pad = k / 2
         let paddedRows = t + 2 * pad
         let window = k * perGroup
-        var y = Matrix(rows: t, cols: h)
+        var y = Matrix(uninitializedRows: t, cols: h)  // filled with the bias below
 
         // Each group's channels, zero-padded in time and laid out contiguously: (groups, t + 2·pad, perGroup).
         var grouped = [Float](repeating: 0, count: p.groups * paddedRows * perGroup)
@@ -353,13 +353,13 @@ public final class Wav2Vec2Model: Sendable {
         let t = x.rows, h = configuration.hiddenSize
         let heads = configuration.numAttentionHeads, d = h / heads
         let scale = 1 / Float(d).squareRoot()
-        var qkv = Matrix(rows: t, cols: 3 * h)   // (t, 3h): [q | k | v]
+        var qkv = Matrix(uninitializedRows: t, cols: 3 * h)   // (t, 3h): [q | k | v], every element written below
         qkv.storage.withUnsafeMutableBufferPointer { out in
             layer.q.apply(x, into: out.baseAddress!, ldc: 3 * h)
             layer.k.apply(x, into: out.baseAddress! + h, ldc: 3 * h)
             layer.v.apply(x, into: out.baseAddress! + 2 * h, ldc: 3 * h)
         }
-        var context = Matrix(rows: t, cols: h)   // (t, h): heads side by side
+        var context = Matrix(uninitializedRows: t, cols: h)   // (t, h): heads side by side, each written once
         // Heads run in parallel, each on one thread with its own (t, t) score buffer.
         let workers = max(1, min(BLAS.threads, heads))
         var scores = [Float](repeating: 0, count: workers * t * t)
@@ -379,7 +379,7 @@ public final class Wav2Vec2Model: Sendable {
                             // scores (t, t) = scale · Q_h · K_hᵀ
                             BLAS.gemm(m: t, n: t, k: d, a: q, lda: 3 * h, b: k, ldb: 3 * h, transposeB: true,
                                       c: s.baseAddress!, ldc: t, alpha: scale, split: false)
-                            softmaxRows(s, rows: t, cols: t)
+                            VectorMath.softmaxRows(s, rows: t, cols: t)
                             // context[:, head] (t, d) = P · V_h
                             BLAS.gemm(m: t, n: d, k: t, a: s.baseAddress!, lda: t, b: v, ldb: 3 * h, transposeB: false,
                                       c: out + head * d, ldc: h, split: false)
@@ -456,20 +456,5 @@ final class StageClock {
         let now = DispatchTime.now().uptimeNanoseconds
         profile?[keyPath: stage] += Double(now - last) / 1e9
         last = now
-    }
-}
-
-/// Numerically stable softmax of each row, in place.
-func softmaxRows(_ data: UnsafeMutableBufferPointer<Float>, rows: Int, cols: Int) {
-    for r in 0..<rows {
-        let row = data.baseAddress! + r * cols
-        var maxValue = -Float.infinity
-        for j in 0..<cols { maxValue = max(maxValue, row[j]) }
-        for j in 0..<cols { row[j] -= maxValue }
-        VectorMath.exp(UnsafeMutableBufferPointer(start: row, count: cols))
-        var sum: Float = 0
-        for j in 0..<cols { sum += row[j] }
-        let inverse = 1 / sum
-        for j in 0..<cols { row[j] *= inverse }
     }
 }

@@ -1,6 +1,6 @@
 import CKernels
 
-/// Element-wise exp and exact GELU over Float buffers, through the vectorised C kernels (Sources/CKernels).
+/// Element-wise exp, exact GELU and row softmax over Float buffers, through the vectorised C kernels (Sources/CKernels).
 ///
 /// The forward pass calls these tens of millions of times per audio minute (every conv activation and every
 /// attention score), where libm's scalar `expf`/`erff` cost more than the matrix products around them.
@@ -17,5 +17,12 @@ enum VectorMath {
     static func gelu(_ buffer: UnsafeMutableBufferPointer<Float>) {
         guard let base = buffer.baseAddress else { return }
         asr_gelu(base, buffer.count)
+    }
+
+    /// In place: the softmax of each of `rows` rows of `cols` floats (max subtracted first).
+    static func softmaxRows(_ buffer: UnsafeMutableBufferPointer<Float>, rows: Int, cols: Int) {
+        precondition(buffer.count >= rows * cols)
+        guard let base = buffer.baseAddress, rows > 0, cols > 0 else { return }
+        asr_softmax_rows(base, rows, cols)
     }
 }
