@@ -8,7 +8,7 @@ median real-time factors (processing seconds / audio seconds) and the ratios to 
 
     swift build -c release
     pip install torch transformers onnx onnxruntime
-    python benchmarks/compare.py [--threads 2] [--runs 5] [--seconds 10 30] [--models base large]
+    python benchmarks/compare.py [--threads 2] [--runs 5] [--rounds 3] [--seconds 10 30] [--models base large]
 """
 import argparse
 import os
@@ -85,6 +85,9 @@ def main():
     parser.add_argument("--seconds", type=float, nargs="+", default=[10, 30])
     parser.add_argument("--models", nargs="+", default=["base", "large"])
     parser.add_argument("--no-onnx", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="engines take turns this many times; the table shows the median over rounds of each "
+                             "engine's median (this machine's speed drifts by 10-20 %% over minutes)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
@@ -94,12 +97,20 @@ def main():
         model = Wav2Vec2ForCTC.from_pretrained(directory).eval()
         for seconds in args.seconds:
             x = audio(seconds)
-            ours, report = time_ours(args.asr, directory, seconds, args.runs, args.threads)
-            torch_time = time_torch(model, x, args.runs)
-            onnx_time = None if args.no_onnx else time_onnx(model, directory, x, args.runs, args.threads)
-            rows.append((key, seconds, torch_time, onnx_time, ours))
+            ours, torch_times, onnx_times = [], [], []
+            for round_number in range(args.rounds):
+                median, report = time_ours(args.asr, directory, seconds, args.runs, args.threads)
+                ours.append(median)
+                torch_times.append(time_torch(model, x, args.runs))
+                if not args.no_onnx:
+                    onnx_times.append(time_onnx(model, directory, x, args.runs, args.threads))
+                print(f"{key} {seconds:.0f}s round {round_number + 1}: ours {median:.3f} s, torch {torch_times[-1]:.3f} s"
+                      + (f", onnx {onnx_times[-1]:.3f} s" if onnx_times else ""), flush=True)
             print(report, flush=True)
-    print(f"threads: {args.threads}, runs: {args.runs} (medians), torch {torch.__version__}")
+            rows.append((key, seconds, statistics.median(torch_times),
+                         statistics.median(onnx_times) if onnx_times else None, statistics.median(ours)))
+    print(f"threads: {args.threads}, runs: {args.runs} per round, rounds: {args.rounds} (median of medians), "
+          f"torch {torch.__version__}")
     print(f"{'model':6s} {'audio':>6s} {'transformers':>13s} {'onnxruntime':>12s} {'asr (ours)':>11s} {'vs torch':>9s} {'vs onnx':>8s}")
     for key, seconds, t, o, ours in rows:
         onnx_rtf = f"{o / seconds:12.4f}" if o else f"{'-':>12s}"
