@@ -38,7 +38,7 @@ import Testing
     /// Long audio goes through in overlapping chunks (30 s, 5 s of context each side). On ~60 s of speech (one seen
     /// voice reading held-out sentences with pauses, fixtures/audio/builtin/long_speech.flac) the chunked transcript
     /// stays close to the one-pass transcript and costs little accuracy. (Identical transcripts need a model that is
-    /// confident on every frame; the built-in one is not: 15 % of its frames have a top-two margin under one nat,
+    /// confident on every frame; the built-in one is not: 14 % of its frames have a top-two margin under one nat,
     /// and any change of context flips some of them. Exactness of the chunk bookkeeping itself is checked in
     /// ASRKitTests.ChunkingTests.)
     @Test func chunkedTranscriptStaysCloseToOnePassOnLongSpeech() throws {
