@@ -53,13 +53,11 @@ struct DecoderOptions: ParsableArguments {
     /// The decoder to use with `transcriber`, or nil for greedy decoding.
     func makeDecoder(for transcriber: Transcriber) throws -> (any CTCDecoder)? {
         var lmPath = lm
-        var found = false
         if lmPath == nil && !noLm {
             let bundled = URL(fileURLWithPath: transcriber.location).appendingPathComponent("language_model")
             var isDirectory: ObjCBool = false
             if FileManager.default.fileExists(atPath: bundled.path, isDirectory: &isDirectory), isDirectory.boolValue {
                 lmPath = bundled.path
-                found = true
             }
         }
         guard lmPath != nil || !hotword.isEmpty || beam != nil else { return nil }
@@ -80,7 +78,7 @@ struct DecoderOptions: ParsableArguments {
                     FileHandle.standardError.write(Data(
                         "warning: only \(Int(spellable * 100))% of the language model's words can be written with the model's alphabet (letter case? build it with `asr lm build --uppercase`)\n".utf8))
                 }
-            } catch where found {
+            } catch where lm == nil {
                 // Found, not asked for (e.g. a hub "-with-lm" repository holding only a KenLM binary): say why it is
                 // not used and go on without it rather than fail.
                 FileHandle.standardError.write(Data("warning: not using the model's language model: \(error)\n".utf8))

@@ -15,11 +15,8 @@ import Testing
     }
 
     @Test func modelDirectoryLanguageModelIsPickedUpUnlessNoLM() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("asr-lmdir-\(UUID().uuidString)")
+        let (directory, lmDirectory) = try modelWithLanguageModelDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        try FileManager.default.copyItem(at: URL(fileURLWithPath: model), to: directory)
-        let lmDirectory = directory.appendingPathComponent("language_model")
-        try FileManager.default.createDirectory(at: lmDirectory, withIntermediateDirectories: true)
         try FileManager.default.copyItem(at: URL(fileURLWithPath: lm), to: lmDirectory.appendingPathComponent("lm.arpa"))
         let with = try CLI.run(["transcribe", speech, "--model", directory.path])
         #expect(with.status == 0, "\(with.stderr)")
@@ -29,6 +26,15 @@ import Testing
         #expect(!without.stderr.contains("language model"))
         let greedy = try CLI.run(["transcribe", speech, "--model", model])
         #expect(without.stdout == greedy.stdout, "--no-lm decodes greedily")
+    }
+
+    /// A temporary copy of the test model with an empty `language_model/` in it (the caller removes `directory`).
+    func modelWithLanguageModelDirectory() throws -> (directory: URL, lmDirectory: URL) {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("asr-lmdir-\(UUID().uuidString)")
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: model), to: directory)
+        let lmDirectory = directory.appendingPathComponent("language_model")
+        try FileManager.default.createDirectory(at: lmDirectory, withIntermediateDirectories: true)
+        return (directory, lmDirectory)
     }
 
     @Test func decodeMatchesTranscribeOnSavedEmissions() throws {
@@ -58,11 +64,8 @@ import Testing
 
 extension BeamSearchCommandTests {
     @Test func aBundledKenLMBinaryIsSkippedWithAWarning() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("asr-lmbin-\(UUID().uuidString)")
+        let (directory, lmDirectory) = try modelWithLanguageModelDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        try FileManager.default.copyItem(at: URL(fileURLWithPath: model), to: directory)
-        let lmDirectory = directory.appendingPathComponent("language_model")
-        try FileManager.default.createDirectory(at: lmDirectory, withIntermediateDirectories: true)
         try Data("mmap lm http://kheafield.com/code format version 5\n\0\0\0".utf8).write(to: lmDirectory.appendingPathComponent("lm.binary"))
         let result = try CLI.run(["transcribe", speech, "--model", directory.path])
         #expect(result.status == 0, "\(result.stderr)")

@@ -140,10 +140,10 @@ def long_batch(rows, by_voice, seconds_per_batch, rng):
     without these the model never sees the context length of a 30 s inference chunk, nor pauses between sentences,
     and transcribes long audio much worse than the same sentences one by one (and differently chunked vs one pass)."""
     target = rng.uniform(15, 45)
+    voices = list(by_voice)
     examples = []
     for _ in range(max(1, int(seconds_per_batch // target))):
-        voice = list(by_voice)[rng.integers(len(by_voice))]
-        pool = by_voice[voice]
+        pool = by_voice[voices[rng.integers(len(voices))]]
         parts, gaps, total = [], [], 0.0
         while total < target:
             i = pool[rng.integers(len(pool))]

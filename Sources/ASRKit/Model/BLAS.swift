@@ -152,27 +152,24 @@ public enum BLAS {
             return
         }
         kernelSwitch.withReadLock {
-            let parts = split ? min(splitThreads.value, m / 32) : 1
-            if parts < 2 || m * n * k < 1 << 21 {
-                cblas_sgemm(
-                    CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
-                return
-            }
-            // Row blocks, multiples of 16 rows so each part's packing stays aligned to the kernel's tiles.
-            let block = ((m + parts - 1) / parts + 15) / 16 * 16
-            // Addresses cross into the worker closures as integers (the parts write disjoint rows of C).
+            // Rows [r0, r0 + rows) of C; parts write disjoint rows. Addresses cross into the worker closures as
+            // integers.
             let (aBits, bBits, cBits) = (UInt(bitPattern: a), UInt(bitPattern: b), UInt(bitPattern: c))
-            DispatchQueue.concurrentPerform(iterations: parts) { part in
-                let r0 = part * block
-                let rows = min(block, m - r0)
-                guard rows > 0 else { return }
+            @Sendable func product(from r0: Int, rows: Int) {
                 let a = UnsafePointer<Float>(bitPattern: aBits)!, b = UnsafePointer<Float>(bitPattern: bBits)!
                 let c = UnsafeMutablePointer<Float>(bitPattern: cBits)!
                 cblas_sgemm(
                     CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
                     Int32(rows), Int32(n), Int32(k), alpha, transposeA ? a + r0 : a + r0 * lda, Int32(lda),
                     b, Int32(ldb), beta, c + r0 * ldc, Int32(ldc))
+            }
+            let parts = split ? min(splitThreads.value, m / 32) : 1
+            if parts < 2 || m * n * k < 1 << 21 { return product(from: 0, rows: m) }
+            // Row blocks, multiples of 16 rows so each part's packing stays aligned to the kernel's tiles.
+            let block = ((m + parts - 1) / parts + 15) / 16 * 16
+            DispatchQueue.concurrentPerform(iterations: parts) { part in
+                let r0 = part * block
+                if r0 < m { product(from: r0, rows: min(block, m - r0)) }
             }
         }
     }

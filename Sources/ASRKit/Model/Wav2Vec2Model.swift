@@ -362,10 +362,10 @@ public final class Wav2Vec2Model: Sendable {
         var context = Matrix(uninitializedRows: t, cols: h)   // (t, h): heads side by side, each written once
         // Heads run in parallel, each on one thread with its own (t, t) score buffer.
         let workers = max(1, min(BLAS.threads, heads))
-        var scores = [Float](repeating: 0, count: workers * t * t)
+        var scores = Matrix(uninitializedRows: workers * t, cols: t)   // written by the score product before use
         qkv.storage.withUnsafeBufferPointer { qkvData in
             context.storage.withUnsafeMutableBufferPointer { ctx in
-                scores.withUnsafeMutableBufferPointer { allScores in
+                scores.storage.withUnsafeMutableBufferPointer { allScores in
                     let (qkvBits, ctxBits, scoreBits) = (UInt(bitPattern: qkvData.baseAddress!),
                                                          UInt(bitPattern: ctx.baseAddress!), UInt(bitPattern: allScores.baseAddress!))
                     DispatchQueue.concurrentPerform(iterations: workers) { worker in
