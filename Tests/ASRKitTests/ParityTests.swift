@@ -23,6 +23,22 @@ import Testing
         #expect(ours == theirs)
     }
 
+    /// Attention has two implementations (the fused kernel where the CPU has AVX-512, BLAS products elsewhere):
+    /// both are held to the same reference, whichever this machine uses by default.
+    @Test(arguments: Fixtures.modelNames)
+    func bothAttentionPathsMatchTransformers(model name: String) throws {
+        let transcriber = try Transcriber(modelDirectory: Fixtures.model(name))
+        let samples = try transcriber.loadAudio(file: Fixtures.speech)
+        let input = transcriber.preprocessor.doNormalize ? Normalizer.zeroMeanUnitVariance(samples) : samples
+        let reference = try Fixtures.npy(Fixtures.model(name).appendingPathComponent("logits.npy"))
+        for fused in [true, false] {
+            let logits = transcriber.model.logits(for: input, fusedAttention: fused)
+            #expect([logits.rows, logits.cols] == reference.shape)
+            let maxDelta = zip(logits.storage, reference.values).map { abs($0 - $1) }.max() ?? .infinity
+            #expect(maxDelta <= 1e-4, "\(name), fused attention \(fused): max |Δ| = \(maxDelta)")
+        }
+    }
+
     @Test(arguments: Fixtures.modelNames)
     func transcriptMatchesTokenizer(model name: String) throws {
         let transcriber = try Transcriber(modelDirectory: Fixtures.model(name))

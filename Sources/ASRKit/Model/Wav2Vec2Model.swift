@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Wav2Vec2ForCTC (and HubertForCTC, which shares its layers) inference: 16 kHz samples in, CTC logits
@@ -125,7 +126,9 @@ public final class Wav2Vec2Model: Sendable {
     /// CTC logits for normalised samples at the model's rate: (frames × vocab_size), row-major.
     /// Input shorter than the receptive field gives zero frames. `profile`, when given, receives the time spent in
     /// each stage.
-    func logits(for samples: [Float], profile: StageProfile? = nil, encoderBlockFrames: Int = Wav2Vec2Model.encoderBlockFrames) -> Matrix {
+    /// `fusedAttention` picks the attention implementation (both are exact to 1e-4; tests run each).
+    func logits(for samples: [Float], profile: StageProfile? = nil, encoderBlockFrames: Int = Wav2Vec2Model.encoderBlockFrames,
+                fusedAttention: Bool = Wav2Vec2Model.fusedAttentionByDefault) -> Matrix {
         let c = configuration
         let frames = c.frameCount(forSamples: samples.count)
         guard frames > 0 else { return Matrix(rows: 0, cols: c.vocabSize) }
@@ -147,11 +150,11 @@ public final class Wav2Vec2Model: Sendable {
         // 4. Transformer encoder
         let activation = Activation(name: c.hiddenAct)!  // validated at load
         if c.doStableLayerNorm {
-            for layer in layers { stableLayer(&x, layer, activation, profile: profile, clock: clock) }
+            for layer in layers { stableLayer(&x, layer, activation, fusedAttention, profile: profile, clock: clock) }
             encoderNorm.layerNorm(&x)
         } else {
             encoderNorm.layerNorm(&x)
-            for layer in layers { postNormLayer(&x, layer, activation, profile: profile, clock: clock) }
+            for layer in layers { postNormLayer(&x, layer, activation, fusedAttention, profile: profile, clock: clock) }
         }
         clock?.lap(into: profile, \.norms)
 
@@ -164,6 +167,17 @@ public final class Wav2Vec2Model: Sendable {
     /// Output frames per block of the feature encoder: intermediate activations then hold a few seconds of audio
     /// (base: ~35 MB) instead of the whole input (base, 30 s: 200 MB for the first layer alone).
     static let encoderBlockFrames = 256
+
+    /// Attention through the fused C kernel (`asr_attention_head`: scores kept per block of 32 queries, never a whole
+    /// t × t matrix) where the CPU has AVX-512, which its register tiling needs; elsewhere two BLAS products and a
+    /// softmax per head. `ASR_ATTENTION=blas` or `=fused` overrides the choice (for benchmarks).
+    public static let fusedAttentionByDefault: Bool = {
+        switch ProcessInfo.processInfo.environment["ASR_ATTENTION"] {
+        case "blas": return false
+        case "fused": return true
+        default: return asr_attention_is_fast() != 0
+        }
+    }()
 
     /// The conv feature encoder over blocks of output frames. Each block reads the sample range its frames depend
     /// on (the receptive field overlaps the next block's by kernel − stride per layer, recomputed) and runs the
@@ -349,7 +363,7 @@ public final class Wav2Vec2Model: Sendable {
     }
 
     /// Multi-head self-attention: (frames, hidden) → (frames, hidden).
-    private func attention(_ x: Matrix, _ layer: EncoderLayer) -> Matrix {
+    private func attention(_ x: Matrix, _ layer: EncoderLayer, fused: Bool) -> Matrix {
         let t = x.rows, h = configuration.hiddenSize
         let heads = configuration.numAttentionHeads, d = h / heads
         let scale = 1 / Float(d).squareRoot()
@@ -360,8 +374,31 @@ public final class Wav2Vec2Model: Sendable {
             layer.v.apply(x, into: out.baseAddress! + 2 * h, ldc: 3 * h)
         }
         var context = Matrix(uninitializedRows: t, cols: h)   // (t, h): heads side by side, each written once
-        // Heads run in parallel, each on one thread with its own (t, t) score buffer.
+        // Heads run in parallel, each on one thread with its own scratch.
         let workers = max(1, min(BLAS.threads, heads))
+        if fused {
+            let perWorker = asr_attention_workspace(t, d)
+            var workspace = [Float](unsafeUninitializedCapacity: workers * perWorker) { _, count in count = workers * perWorker }
+            qkv.storage.withUnsafeBufferPointer { qkvData in
+                context.storage.withUnsafeMutableBufferPointer { ctx in
+                    workspace.withUnsafeMutableBufferPointer { scratch in
+                        let (qkvBits, ctxBits, scratchBits) = (UInt(bitPattern: qkvData.baseAddress!),
+                                                               UInt(bitPattern: ctx.baseAddress!), UInt(bitPattern: scratch.baseAddress!))
+                        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                            let base = UnsafePointer<Float>(bitPattern: qkvBits)!
+                            let out = UnsafeMutablePointer<Float>(bitPattern: ctxBits)!
+                            let scratch = UnsafeMutablePointer<Float>(bitPattern: scratchBits)! + worker * perWorker
+                            for head in stride(from: worker, to: heads, by: workers) {
+                                let q = base + head * d
+                                // context[:, head] (t, d) = softmax(scale · Q_h · K_hᵀ) · V_h, scores kept per query block
+                                asr_attention_head(t, d, q, q + h, q + 2 * h, 3 * h, scale, out + head * d, h, scratch)
+                            }
+                        }
+                    }
+                }
+            }
+            return layer.out(context)
+        }
         var scores = Matrix(uninitializedRows: workers * t, cols: t)   // written by the score product before use
         qkv.storage.withUnsafeBufferPointer { qkvData in
             context.storage.withUnsafeMutableBufferPointer { ctx in
@@ -398,9 +435,9 @@ public final class Wav2Vec2Model: Sendable {
     }
 
     /// Post-LN layer (base): x = LN(x + Attn(x)); x = FinalLN(x + FFN(x)).
-    private func postNormLayer(_ x: inout Matrix, _ layer: EncoderLayer, _ activation: Activation,
+    private func postNormLayer(_ x: inout Matrix, _ layer: EncoderLayer, _ activation: Activation, _ fusedAttention: Bool,
                                profile: StageProfile?, clock: StageClock?) {
-        x.add(attention(x, layer))
+        x.add(attention(x, layer, fused: fusedAttention))
         clock?.lap(into: profile, \.attention)
         layer.attentionNorm.layerNorm(&x)
         clock?.lap(into: profile, \.norms)
@@ -411,12 +448,12 @@ public final class Wav2Vec2Model: Sendable {
     }
 
     /// Stable pre-LN layer (large-lv60, XLS-R): x = x + Attn(LN(x)); x = x + FFN(FinalLN(x)).
-    private func stableLayer(_ x: inout Matrix, _ layer: EncoderLayer, _ activation: Activation,
+    private func stableLayer(_ x: inout Matrix, _ layer: EncoderLayer, _ activation: Activation, _ fusedAttention: Bool,
                              profile: StageProfile?, clock: StageClock?) {
         var normed = x
         layer.attentionNorm.layerNorm(&normed)
         clock?.lap(into: profile, \.norms)
-        x.add(attention(normed, layer))
+        x.add(attention(normed, layer, fused: fusedAttention))
         clock?.lap(into: profile, \.attention)
         normed = x
         layer.finalNorm.layerNorm(&normed)

@@ -11,4 +11,15 @@ void asr_gelu(float *x, size_t count);
 /// In place: each of `rows` rows of `cols` floats becomes its softmax (max subtracted first, so it cannot overflow).
 void asr_softmax_rows(float *x, size_t rows, size_t cols);
 
+/// Floats of scratch `asr_attention_head` needs for `t` frames and head size `d`.
+size_t asr_attention_workspace(size_t t, size_t d);
+
+/// One attention head: out (t × d, row stride ldo) = softmax(scale · q·kᵀ) · v, where q, k and v are t × d with row
+/// stride ld. `workspace` holds asr_attention_workspace(t, d) floats; concurrent calls need their own.
+void asr_attention_head(size_t t, size_t d, const float *q, const float *k, const float *v, size_t ld, float scale,
+                        float *out, size_t ldo, float *workspace);
+
+/// 1 when this CPU runs asr_attention_head at full speed (AVX-512); elsewhere it is correct but slower than BLAS.
+int asr_attention_is_fast(void);
+
 #endif
