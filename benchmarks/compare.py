@@ -69,9 +69,10 @@ def time_onnx(model, directory, x, runs, threads):
     return statistics.median(times)
 
 
-def time_ours(asr, directory, seconds, runs, threads):
+def time_ours(asr, directory, seconds, runs, threads, attention=None):
+    env = dict(os.environ, ASR_ATTENTION=attention) if attention else None
     out = subprocess.run([asr, "bench", "--model", directory, "--seconds", str(seconds), "--runs", str(runs),
-                          "--threads", str(threads)], check=True, capture_output=True, text=True).stdout
+                          "--threads", str(threads)], check=True, capture_output=True, text=True, env=env).stdout
     median = float(re.search(r"median: ([0-9.]+) s", out).group(1))
     return median, out
 
@@ -85,6 +86,9 @@ def main():
     parser.add_argument("--seconds", type=float, nargs="+", default=[10, 30])
     parser.add_argument("--models", nargs="+", default=["base", "large"])
     parser.add_argument("--no-onnx", action="store_true")
+    parser.add_argument("--blas-attention", action="store_true",
+                        help="also time our binary with ASR_ATTENTION=blas (attention as two sgemm calls and a softmax "
+                             "per head instead of the fused kernel), to show what the fused kernel gains")
     parser.add_argument("--rounds", type=int, default=3,
                         help="engines take turns this many times; the table shows the median over rounds of each "
                              "engine's median (this machine's speed drifts by 10-20 %% over minutes)")
@@ -97,25 +101,31 @@ def main():
         model = Wav2Vec2ForCTC.from_pretrained(directory).eval()
         for seconds in args.seconds:
             x = audio(seconds)
-            ours, torch_times, onnx_times = [], [], []
+            ours, torch_times, onnx_times, blas_times = [], [], [], []
             for round_number in range(args.rounds):
                 median, report = time_ours(args.asr, directory, seconds, args.runs, args.threads)
                 ours.append(median)
+                if args.blas_attention:
+                    blas_times.append(time_ours(args.asr, directory, seconds, args.runs, args.threads, "blas")[0])
                 torch_times.append(time_torch(model, x, args.runs))
                 if not args.no_onnx:
                     onnx_times.append(time_onnx(model, directory, x, args.runs, args.threads))
                 print(f"{key} {seconds:.0f}s round {round_number + 1}: ours {median:.3f} s, torch {torch_times[-1]:.3f} s"
-                      + (f", onnx {onnx_times[-1]:.3f} s" if onnx_times else ""), flush=True)
+                      + (f", onnx {onnx_times[-1]:.3f} s" if onnx_times else "")
+                      + (f", ours with BLAS attention {blas_times[-1]:.3f} s" if blas_times else ""), flush=True)
             print(report, flush=True)
             rows.append((key, seconds, statistics.median(torch_times),
-                         statistics.median(onnx_times) if onnx_times else None, statistics.median(ours)))
+                         statistics.median(onnx_times) if onnx_times else None, statistics.median(ours),
+                         statistics.median(blas_times) if blas_times else None))
     print(f"threads: {args.threads}, runs: {args.runs} per round, rounds: {args.rounds} (median of medians), "
           f"torch {torch.__version__}")
-    print(f"{'model':6s} {'audio':>6s} {'transformers':>13s} {'onnxruntime':>12s} {'asr (ours)':>11s} {'vs torch':>9s} {'vs onnx':>8s}")
-    for key, seconds, t, o, ours in rows:
+    print(f"{'model':6s} {'audio':>6s} {'transformers':>13s} {'onnxruntime':>12s} {'asr (ours)':>11s} {'vs torch':>9s} {'vs onnx':>8s}"
+          + (f" {'asr, BLAS attention':>20s} {'fused gain':>10s}" if args.blas_attention else ""))
+    for key, seconds, t, o, ours, b in rows:
         onnx_rtf = f"{o / seconds:12.4f}" if o else f"{'-':>12s}"
         onnx_ratio = f"{o / ours:7.2f}×" if o else f"{'-':>8s}"
-        print(f"{key:6s} {seconds:5.0f}s {t / seconds:13.4f} {onnx_rtf} {ours / seconds:11.4f} {t / ours:8.2f}× {onnx_ratio}")
+        blas = f" {b / seconds:20.4f} {b / ours:9.2f}×" if b else ""
+        print(f"{key:6s} {seconds:5.0f}s {t / seconds:13.4f} {onnx_rtf} {ours / seconds:11.4f} {t / ours:8.2f}× {onnx_ratio}{blas}")
 
 
 if __name__ == "__main__":

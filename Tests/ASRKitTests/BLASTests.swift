@@ -34,4 +34,46 @@ import Testing
         BLAS.gemm(m: 2, n: 2, k: 3, a: a, lda: 3, b: b, ldb: 3, transposeB: true, c: &c, ldc: 2, beta: 1)
         #expect(c == [14, 22, 40, 45])
     }
+
+    /// Products big enough to be split across threads, cut by rows (tall: conv front end) and by columns (wide:
+    /// transformer layers), in every operand layout, with alpha and accumulation, against a Double reference.
+    /// Leading dimensions wider than the operands catch a part reading or writing outside its block.
+    @Test(arguments: [(700, 64, 80), (100, 600, 64), (333, 333, 40), (64, 2000, 17)])
+    func splitProductsMatchTheDefinition(m: Int, n: Int, k: Int) {
+        let threads = BLAS.threads
+        BLAS.setThreads(max(2, threads))   // the split needs at least two; the result must not depend on it
+        defer { BLAS.setThreads(threads) }
+        #expect(m * n * k >= 1 << 21, "too small to be split")
+        var state: UInt64 = UInt64(m * 1_000_003 + n * 1009 + k)
+        func random() -> Float {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Float(state >> 40) / Float(1 << 24) * 2 - 1
+        }
+        for transposeA in [false, true] {
+            for transposeB in [false, true] {
+                let (lda, ldb, ldc) = ((transposeA ? m : k) + 3, (transposeB ? k : n) + 5, n + 7)
+                let a = (0..<((transposeA ? k : m) * lda)).map { _ in random() }
+                let b = (0..<((transposeB ? n : k) * ldb)).map { _ in random() }
+                let original = (0..<(m * ldc)).map { _ in random() }
+                var c = original
+                BLAS.gemm(m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb,
+                          transposeB: transposeB, c: &c, ldc: ldc, alpha: 0.5, beta: 1)
+                var worst = 0.0
+                for i in 0..<m {
+                    for j in 0..<n {
+                        var sum = 0.0
+                        for p in 0..<k {
+                            let x = transposeA ? a[p * lda + i] : a[i * lda + p]
+                            let y = transposeB ? b[j * ldb + p] : b[p * ldb + j]
+                            sum += Double(x) * Double(y)
+                        }
+                        worst = max(worst, abs(Double(c[i * ldc + j]) - (0.5 * sum + Double(original[i * ldc + j]))))
+                    }
+                    // Padding columns past n are not C's: untouched.
+                    #expect(c[(i * ldc + n)..<(i * ldc + ldc)] == original[(i * ldc + n)..<(i * ldc + ldc)])
+                }
+                #expect(worst < 1e-4, "\(m)×\(n)×\(k), Aᵀ \(transposeA), Bᵀ \(transposeB): max |Δ| \(worst)")
+            }
+        }
+    }
 }
