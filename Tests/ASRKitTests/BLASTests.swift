@@ -35,9 +35,9 @@ import Testing
         #expect(c == [14, 22, 40, 45])
     }
 
-    /// Products big enough to be split across threads, cut by rows (tall: conv front end) and by columns (wide:
-    /// transformer layers), in every operand layout, with alpha and accumulation, against a Double reference.
-    /// Leading dimensions wider than the operands catch a part reading or writing outside its block.
+    /// Products big enough to be split across threads (by rows), tall and wide, in every operand layout, with alpha
+    /// and accumulation, against a Double reference. Leading dimensions wider than the operands catch a part reading
+    /// or writing outside its block.
     @Test(arguments: [(700, 64, 80), (100, 600, 64), (333, 333, 40), (64, 2000, 17)])
     func splitProductsMatchTheDefinition(m: Int, n: Int, k: Int) {
         let threads = BLAS.threads

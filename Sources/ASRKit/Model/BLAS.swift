@@ -32,7 +32,7 @@ public enum BLAS {
         get { initialize(); return splitThreads.value }
     }
 
-    /// Products are split by rows or columns across our own threads, each calling single-threaded OpenBLAS. OpenBLAS's own
+    /// Products are split by rows across our own threads, each calling single-threaded OpenBLAS. OpenBLAS's own
     /// workers spin in sched_yield between products, taking a core from the code that runs between them (softmax,
     /// norms, activations); measured on 2 cores: 17 % of the run in the scheduler.
     private static let splitThreads = AtomicCount(Int(openblas_get_num_procs()))
@@ -152,34 +152,24 @@ public enum BLAS {
             return
         }
         kernelSwitch.withReadLock {
-            // Rows [r0, r0 + rows) × columns [c0, c0 + cols) of C; parts write disjoint blocks. Addresses cross into
-            // the worker closures as integers.
+            // Rows [r0, r0 + rows) of C; parts write disjoint rows. Addresses cross into the worker closures as
+            // integers.
             let (aBits, bBits, cBits) = (UInt(bitPattern: a), UInt(bitPattern: b), UInt(bitPattern: c))
-            @Sendable func product(rows r0: Int, _ rows: Int, columns c0: Int, _ cols: Int) {
+            @Sendable func product(from r0: Int, rows: Int) {
                 let a = UnsafePointer<Float>(bitPattern: aBits)!, b = UnsafePointer<Float>(bitPattern: bBits)!
                 let c = UnsafeMutablePointer<Float>(bitPattern: cBits)!
                 cblas_sgemm(
                     CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-                    Int32(rows), Int32(cols), Int32(k), alpha, transposeA ? a + r0 : a + r0 * lda, Int32(lda),
-                    transposeB ? b + c0 * ldb : b + c0, Int32(ldb), beta, c + r0 * ldc + c0, Int32(ldc))
+                    Int32(rows), Int32(n), Int32(k), alpha, transposeA ? a + r0 : a + r0 * lda, Int32(lda),
+                    b, Int32(ldb), beta, c + r0 * ldc, Int32(ldc))
             }
-            let parts = split ? splitThreads.value : 1
-            if parts < 2 || m * n * k < 1 << 21 || max(m, n) < 64 { return product(rows: 0, m, columns: 0, n) }
-            // Which way to cut, measured on 2 cores (tools: min of 20 alternating runs): transformer products
-            // (m = frames ≤ ~1500, n = 768-3072 features) run up to 2× faster cut by columns — each part is then a
-            // product OpenBLAS handles well, and a row cut makes each thread pack the whole weight for half the
-            // frames; the conv front end's tall products (m = thousands of frames, n = 512) are faster cut by rows.
-            let byColumns = n >= m / 2
-            let length = byColumns ? n : m
-            let pieces = min(parts, length / 32)
-            if pieces < 2 { return product(rows: 0, m, columns: 0, n) }
-            // Blocks of a multiple of 16 so each part's packing stays aligned to the kernel's tiles.
-            let block = ((length + pieces - 1) / pieces + 15) / 16 * 16
-            DispatchQueue.concurrentPerform(iterations: pieces) { part in
-                let start = part * block
-                guard start < length else { return }
-                let size = min(block, length - start)
-                if byColumns { product(rows: 0, m, columns: start, size) } else { product(rows: start, size, columns: 0, n) }
+            let parts = split ? min(splitThreads.value, m / 32) : 1
+            if parts < 2 || m * n * k < 1 << 21 { return product(from: 0, rows: m) }
+            // Row blocks, multiples of 16 rows so each part's packing stays aligned to the kernel's tiles.
+            let block = ((m + parts - 1) / parts + 15) / 16 * 16
+            DispatchQueue.concurrentPerform(iterations: parts) { part in
+                let r0 = part * block
+                if r0 < m { product(from: r0, rows: min(block, m - r0)) }
             }
         }
     }
