@@ -67,3 +67,43 @@ void asr_softmax_rows(float *x, size_t rows, size_t cols) {
         for (size_t i = 0; i < cols; i++) row[i] *= inverse;
     }
 }
+
+ASR_CLONES
+void asr_layer_norm_rows(float *x, size_t rows, size_t cols, const float *weight, const float *bias, float eps) {
+    // Two passes (mean, then squared deviations) with 16 independent partial sums each, so the reductions vectorise;
+    // 16 lanes keep each partial sum short (48 terms for 768 channels).
+    enum { LANES = 16 };
+    size_t whole = cols / LANES * LANES;
+    for (size_t r = 0; r < rows; r++) {
+        float *row = x + r * cols;
+        float lane[LANES] = {0};
+        for (size_t i = 0; i < whole; i += LANES)
+            for (int l = 0; l < LANES; l++) lane[l] += row[i + l];
+        float sum = 0;
+        for (size_t i = whole; i < cols; i++) sum += row[i];
+        for (int l = 0; l < LANES; l++) sum += lane[l];
+        float mean = sum / (float)cols;
+
+        // Second pass: squared deviations, plus the deviations themselves, whose sum is the rounding error of the
+        // first mean (the corrected two-pass algorithm; matters when the mean is large next to the spread).
+        float squares_lane[LANES] = {0}, deviation_lane[LANES] = {0};
+        for (size_t i = 0; i < whole; i += LANES)
+            for (int l = 0; l < LANES; l++) {
+                float d = row[i + l] - mean;
+                squares_lane[l] += d * d;
+                deviation_lane[l] += d;
+            }
+        float squares = 0, deviation = 0;
+        for (size_t i = whole; i < cols; i++) {
+            float d = row[i] - mean;
+            squares += d * d;
+            deviation += d;
+        }
+        for (int l = 0; l < LANES; l++) squares += squares_lane[l], deviation += deviation_lane[l];
+        float correction = deviation / (float)cols;
+        mean += correction;
+        squares -= deviation * correction;
+        float inverse_std = 1.0f / __builtin_sqrtf(squares / (float)cols + eps);
+        for (size_t i = 0; i < cols; i++) row[i] = (row[i] - mean) * inverse_std * weight[i] + bias[i];
+    }
+}

@@ -45,4 +45,25 @@ import Testing
             #expect(abs(sum - 1) < 1e-5)
         }
     }
+
+    /// LayerNorm rows (the C kernel with 16-lane float sums) against the definition in Double, including rows whose
+    /// mean is large next to their spread (the residual stream of deep models), where one-pass formulas lose digits.
+    @Test(arguments: [(3, 768, Float(0)), (5, 7, Float(3)), (2, 33, Float(-50)), (4, 1024, Float(1000))])
+    func layerNormMatchesTheDefinition(rows: Int, cols: Int, offset: Float) {
+        var values = (0..<(rows * cols)).map { i in offset + Float((i * 7919) % 1013) / 1013 * 4 - 2 + Float(i / cols) }
+        let weight = (0..<cols).map { Float($0 % 5) * 0.3 + 0.5 }, bias = (0..<cols).map { Float($0 % 3) - 1 }
+        var reference = [Double]()
+        for r in 0..<rows {
+            let row = values[(r * cols)..<((r + 1) * cols)].map(Double.init)
+            let mean = row.reduce(0, +) / Double(cols)
+            let variance = row.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(cols)
+            reference += row.enumerated().map { j, v in (v - mean) / (variance + 1e-5).squareRoot() * Double(weight[j]) + Double(bias[j]) }
+        }
+        var matrix = Matrix(rows: rows, cols: cols, storage: values)
+        NormParameters(weight: weight, bias: bias, eps: 1e-5).layerNorm(&matrix)
+        values = matrix.storage
+        let worst = zip(values, reference).map { abs(Double($0) - $1) }.max()!
+        print("layer norm \(rows)×\(cols), offset \(offset): max |Δ| \(worst)")
+        #expect(worst < (offset == 1000 ? 1e-4 : 1e-5), "\(rows)×\(cols), offset \(offset): max |Δ| \(worst)")
+    }
 }

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// A row-major Float matrix: `rows` time steps × `cols` channels in the forward pass.
@@ -100,21 +101,16 @@ struct NormParameters: Sendable {
     let bias: [Float]
     let eps: Float
 
-    /// LayerNorm over each row (the channel axis), in place.
+    /// LayerNorm over each row (the channel axis), in place; rows are split across threads.
     func layerNorm(_ x: inout Matrix) {
         let cols = x.cols
-        precondition(weight.count == cols)
+        precondition(weight.count == cols && bias.count == cols)
+        let (weight, bias, eps) = (self.weight, self.bias, self.eps)
         x.storage.withUnsafeMutableBufferPointer { data in
-            for r in 0..<x.rows {
-                let row = UnsafeMutableBufferPointer(rebasing: data[(r * cols)..<((r + 1) * cols)])
-                var sum: Double = 0
-                for v in row { sum += Double(v) }
-                let mean = sum / Double(cols)
-                var squares: Double = 0
-                for v in row { let d = Double(v) - mean; squares += d * d }
-                let inverseStd = Float(1 / (squares / Double(cols) + Double(eps)).squareRoot())
-                let meanF = Float(mean)
-                for j in 0..<cols { row[j] = (row[j] - meanF) * inverseStd * weight[j] + bias[j] }
+            guard let base = data.baseAddress else { return }
+            let shared = SharedPointer(base: base)
+            Parallel.ranges(x.rows, minimumPerPart: max(1, (1 << 15) / max(1, cols))) { rows in
+                asr_layer_norm_rows(shared.base + rows.lowerBound * cols, rows.count, cols, weight, bias, eps)
             }
         }
     }
@@ -126,11 +122,15 @@ extension Matrix {
         precondition(scale.count == cols && shift.count == cols)
         let rows = self.rows, cols = self.cols
         storage.withUnsafeMutableBufferPointer { data in
-            scale.withUnsafeBufferPointer { a in
-                shift.withUnsafeBufferPointer { b in
-                    for r in 0..<rows {
-                        let row = data.baseAddress! + r * cols
-                        for j in 0..<cols { row[j] = row[j] * a[j] + b[j] }
+            guard let base = data.baseAddress else { return }
+            let shared = SharedPointer(base: base)
+            Parallel.ranges(rows, minimumPerPart: max(1, (1 << 15) / max(1, cols))) { part in
+                scale.withUnsafeBufferPointer { a in
+                    shift.withUnsafeBufferPointer { b in
+                        for r in part {
+                            let row = shared.base + r * cols
+                            for j in 0..<cols { row[j] = row[j] * a[j] + b[j] }
+                        }
                     }
                 }
             }
@@ -147,7 +147,14 @@ extension Matrix {
         }
     }
 
+    /// Element-wise, split across threads.
     mutating func apply(_ activation: Activation) {
-        storage.withUnsafeMutableBufferPointer { activation.apply($0) }
+        storage.withUnsafeMutableBufferPointer { data in
+            guard let base = data.baseAddress else { return }
+            let shared = SharedPointer(base: base)
+            Parallel.ranges(data.count, minimumPerPart: 1 << 15, alignment: 16) { part in
+                activation.apply(UnsafeMutableBufferPointer(start: shared.base + part.lowerBound, count: part.count))
+            }
+        }
     }
 }

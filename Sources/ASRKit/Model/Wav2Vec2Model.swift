@@ -270,37 +270,46 @@ public final class Wav2Vec2Model: Sendable {
     /// One feature-encoder convolution: Conv1d (no padding) with its bias. (t_in, c_in) → (t_out, c_out).
     private func convolve(_ x: Matrix, _ layer: ConvLayer) -> Matrix {
         let tOut = (x.rows - layer.kernel) / layer.stride + 1
+        guard tOut > 0 else { return Matrix(rows: 0, cols: layer.outChannels) }
         let window = layer.kernel * layer.inChannels   // one output frame reads this many contiguous floats
         let rowStep = layer.stride * layer.inChannels
         var y = Matrix(uninitializedRows: tOut, cols: layer.outChannels)  // bias fill or beta-0 GEMM writes it all
         x.storage.withUnsafeBufferPointer { input in
             layer.weight.withUnsafeBufferPointer { w in
                 y.storage.withUnsafeMutableBufferPointer { out in
-                    if let bias = layer.bias {
-                        for t in 0..<tOut { for o in 0..<layer.outChannels { out[t * layer.outChannels + o] = bias[o] } }
-                    }
                     let beta: Float = layer.bias == nil ? 0 : 1
                     if rowStep >= window {
+                        if let bias = layer.bias {
+                            for t in 0..<tOut { (out.baseAddress! + t * layer.outChannels).update(from: bias, count: layer.outChannels) }
+                        }
                         // Windows don't overlap: read them in place with a row stride.
                         BLAS.gemm(m: tOut, n: layer.outChannels, k: window, a: input.baseAddress!, lda: rowStep,
                                   b: w.baseAddress!, ldb: window, transposeB: true,
                                   c: out.baseAddress!, ldc: layer.outChannels, beta: beta)
                         return
                     }
-                    // Overlapping windows: copy a block of them (im2col), bounded to ~16 MB of scratch.
+                    // Overlapping windows: copy a block of them (im2col, the copy split across threads), bounded to
+                    // ~16 MB of scratch, then one product over the block.
                     let blockRows = max(1, min(tOut, (4 << 20) / window))
-                    var columns = [Float](repeating: 0, count: blockRows * window)
+                    var columns = [Float](unsafeUninitializedCapacity: blockRows * window) { _, n in n = blockRows * window }
                     columns.withUnsafeMutableBufferPointer { cols in
+                        let (source, scratch) = (SharedPointer(base: UnsafeMutablePointer(mutating: input.baseAddress!)),
+                                                 SharedPointer(base: cols.baseAddress!))
                         var t0 = 0
                         while t0 < tOut {
-                            let rows = min(blockRows, tOut - t0)
-                            for r in 0..<rows {
-                                (cols.baseAddress! + r * window).update(
-                                    from: input.baseAddress! + (t0 + r) * rowStep, count: window)
+                            let rows = min(blockRows, tOut - t0), first = t0
+                            Parallel.ranges(rows, minimumPerPart: 256) { part in
+                                for r in part {
+                                    (scratch.base + r * window).update(from: source.base + (first + r) * rowStep, count: window)
+                                }
+                            }
+                            let c = out.baseAddress! + t0 * layer.outChannels
+                            if let bias = layer.bias {
+                                for r in 0..<rows { (c + r * layer.outChannels).update(from: bias, count: layer.outChannels) }
                             }
                             BLAS.gemm(m: rows, n: layer.outChannels, k: window, a: cols.baseAddress!, lda: window,
                                       b: w.baseAddress!, ldb: window, transposeB: true,
-                                      c: out.baseAddress! + t0 * layer.outChannels, ldc: layer.outChannels, beta: beta)
+                                      c: c, ldc: layer.outChannels, beta: beta)
                             t0 += rows
                         }
                     }
@@ -332,26 +341,34 @@ public final class Wav2Vec2Model: Sendable {
                 }
             }
         }
-        let blockRows = max(1, min(t, (4 << 20) / window))
-        var columns = [Float](repeating: 0, count: blockRows * window)
+        // Groups are spread over the threads; each copies windows of its group (im2col, ~16 MB of scratch in all)
+        // and multiplies them on its own core.
+        let workers = max(1, min(BLAS.threads, p.groups))
+        let blockRows = max(1, min(t, (4 << 20) / window / workers))
         y.storage.withUnsafeMutableBufferPointer { out in
-            for r in 0..<t { for o in 0..<h { out[r * h + o] = p.bias[o] } }
+            for r in 0..<t { (out.baseAddress! + r * h).update(from: p.bias, count: h) }
             grouped.withUnsafeBufferPointer { g in
                 p.weight.withUnsafeBufferPointer { w in
-                    columns.withUnsafeMutableBufferPointer { cols in
-                        for group in 0..<p.groups {
-                            let groupBase = g.baseAddress! + group * paddedRows * perGroup
-                            var t0 = 0
-                            while t0 < t {
-                                let rows = min(blockRows, t - t0)
-                                for r in 0..<rows {
-                                    (cols.baseAddress! + r * window).update(from: groupBase + (t0 + r) * perGroup, count: window)
+                    let (groupedInput, weights, outputs) = (SharedPointer(base: UnsafeMutablePointer(mutating: g.baseAddress!)),
+                                                            SharedPointer(base: UnsafeMutablePointer(mutating: w.baseAddress!)),
+                                                            SharedPointer(base: out.baseAddress!))
+                    DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                        var columns = [Float](unsafeUninitializedCapacity: blockRows * window) { _, n in n = blockRows * window }
+                        columns.withUnsafeMutableBufferPointer { cols in
+                            for group in stride(from: worker, to: p.groups, by: workers) {
+                                let groupBase = groupedInput.base + group * paddedRows * perGroup
+                                var t0 = 0
+                                while t0 < t {
+                                    let rows = min(blockRows, t - t0)
+                                    for r in 0..<rows {
+                                        (cols.baseAddress! + r * window).update(from: groupBase + (t0 + r) * perGroup, count: window)
+                                    }
+                                    // (rows, K·perGroup) · (perGroup_out, K·perGroup)ᵀ → y[t0..., group's channels]
+                                    BLAS.gemm(m: rows, n: perGroup, k: window, a: cols.baseAddress!, lda: window,
+                                              b: weights.base + group * perGroup * window, ldb: window, transposeB: true,
+                                              c: outputs.base + t0 * h + group * perGroup, ldc: h, beta: 1, split: false)
+                                    t0 += rows
                                 }
-                                // (rows, K·perGroup) · (perGroup_out, K·perGroup)ᵀ → y[t0..., group's channels]
-                                BLAS.gemm(m: rows, n: perGroup, k: window, a: cols.baseAddress!, lda: window,
-                                          b: w.baseAddress! + group * perGroup * window, ldb: window, transposeB: true,
-                                          c: out.baseAddress! + t0 * h + group * perGroup, ldc: h, beta: 1)
-                                t0 += rows
                             }
                         }
                     }
