@@ -241,11 +241,22 @@ public final class Wav2Vec2Model: Sendable {
             let n = Double(y.rows)
             var blockMean = [Double](repeating: 0, count: channels)
             var blockDeviations = [Double](repeating: 0, count: channels)
+            // Channel ranges in parallel: each thread sums its own channels over every row.
             y.storage.withUnsafeBufferPointer { data in
-                for r in 0..<y.rows { for j in 0..<channels { blockMean[j] += Double(data[r * channels + j]) } }
-                for j in 0..<channels { blockMean[j] /= n }
-                for r in 0..<y.rows {
-                    for j in 0..<channels { let d = Double(data[r * channels + j]) - blockMean[j]; blockDeviations[j] += d * d }
+                blockMean.withUnsafeMutableBufferPointer { meanBuffer in
+                    blockDeviations.withUnsafeMutableBufferPointer { deviationBuffer in
+                        let (values, means, squares) = (SharedPointer(base: UnsafeMutablePointer(mutating: data.baseAddress!)),
+                                                        SharedPointer(base: meanBuffer.baseAddress!),
+                                                        SharedPointer(base: deviationBuffer.baseAddress!))
+                        let rows = y.rows
+                        Parallel.ranges(channels, minimumPerPart: 64, alignment: 16) { part in
+                            for r in 0..<rows { for j in part { means.base[j] += Double(values.base[r * channels + j]) } }
+                            for j in part { means.base[j] /= n }
+                            for r in 0..<rows {
+                                for j in part { let d = Double(values.base[r * channels + j]) - means.base[j]; squares.base[j] += d * d }
+                            }
+                        }
+                    }
                 }
             }
             let merged = count + n
