@@ -107,3 +107,15 @@ void asr_layer_norm_rows(float *x, size_t rows, size_t cols, const float *weight
         for (size_t i = 0; i < cols; i++) row[i] = (row[i] - mean) * inverse_std * weight[i] + bias[i];
     }
 }
+
+ASR_CLONES
+size_t asr_count_nonfinite(const float *x, size_t count) {
+    // A float is NaN or infinite when its exponent bits are all ones; integer lanes let the loop vectorise.
+    size_t nonfinite = 0;
+    for (size_t i = 0; i < count; i++) {
+        uint32_t bits;
+        memcpy(&bits, x + i, sizeof bits);
+        nonfinite += (bits & 0x7F800000u) == 0x7F800000u;
+    }
+    return nonfinite;
+}

@@ -66,4 +66,22 @@ import Testing
         print("layer norm \(rows)×\(cols), offset \(offset): max |Δ| \(worst)")
         #expect(worst < (offset == 1000 ? 1e-4 : 1e-5), "\(rows)×\(cols), offset \(offset): max |Δ| \(worst)")
     }
+
+    /// The load-time weight scan: NaN and ±inf anywhere (first, last, both sides of the parallel split) are counted;
+    /// the largest finite values, subnormals and zeros are not.
+    @Test func nonFiniteWeightsAreCountedWherever() {
+        var values = (0..<((1 << 20) + 13)).map { Float($0 % 97) - 48 }
+        values[5] = .greatestFiniteMagnitude
+        values[6] = -.greatestFiniteMagnitude
+        values[7] = .leastNonzeroMagnitude
+        values[8] = -0.0
+        #expect(values.withUnsafeBufferPointer { CheckpointLoader.countNonFinite($0) } == 0)
+        let half = values.count / 2
+        for (i, v) in [(0, Float.nan), (half - 1, .infinity), (half, -.infinity), (half + 1, .signalingNaN),
+                       (values.count - 1, -.nan)] {
+            values[i] = v
+        }
+        #expect(values.withUnsafeBufferPointer { CheckpointLoader.countNonFinite($0) } == 5)
+        #expect(values.withUnsafeBufferPointer { CheckpointLoader.countNonFinite(UnsafeBufferPointer(rebasing: $0[1..<2])) } == 0)
+    }
 }

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Anything that can hand out named tensors: a safetensors file today; PyTorch files and shards can join later.
@@ -69,9 +70,20 @@ struct CheckpointLoader {
         return name
     }
 
+    /// Every weight is read once here (for a memory-mapped checkpoint this is also what brings it into memory), so
+    /// large tensors are scanned in parallel.
     private mutating func checkFinite(_ values: UnsafeBufferPointer<Float>, _ name: String) {
-        let nonFinite = values.reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
+        let nonFinite = Self.countNonFinite(values)
         if nonFinite > 0 { warnings.append("tensor '\(name)' has \(nonFinite) NaN or infinite values") }
+    }
+
+    /// NaN and infinite values in `values`; large tensors are scanned in parallel.
+    static func countNonFinite(_ values: UnsafeBufferPointer<Float>) -> Int {
+        guard let base = values.baseAddress else { return 0 }
+        let shared = SharedPointer(base: UnsafeMutablePointer(mutating: base))
+        return Parallel.sum(values.count, minimumPerPart: 1 << 18, alignment: 16) { part in
+            asr_count_nonfinite(shared.base + part.lowerBound, part.count)
+        }
     }
 
     func has(_ key: String) -> Bool { source.shapes[prefix + key] != nil }

@@ -11,6 +11,9 @@ void asr_gelu(float *x, size_t count);
 /// In place: each of `rows` rows of `cols` floats becomes its softmax (max subtracted first, so it cannot overflow).
 void asr_softmax_rows(float *x, size_t rows, size_t cols);
 
+/// How many of `count` floats are NaN or infinite.
+size_t asr_count_nonfinite(const float *x, size_t count);
+
 /// In place: LayerNorm of each of `rows` rows of `cols` floats (biased variance, as torch), then · weight + bias.
 void asr_layer_norm_rows(float *x, size_t rows, size_t cols, const float *weight, const float *bias, float eps);
 
