@@ -5,7 +5,8 @@ import Foundation
 /// (frames × vocab) out.
 ///
 /// Layout: every activation is time-major (rows = time steps, cols = channels), so a convolution window over time
-/// is one contiguous run of memory and every matrix product is a single `cblas_sgemm`.
+/// is one contiguous run of memory and every matrix product is a single `cblas_sgemm` — except attention's two per
+/// head, which the fused C kernel (`asr_attention_head`) does where the CPU has AVX-512.
 /// An instance is immutable after loading and safe to share across threads; each call owns its scratch memory.
 public final class Wav2Vec2Model: Sendable {
     public let configuration: Wav2Vec2Configuration
@@ -402,52 +403,32 @@ public final class Wav2Vec2Model: Sendable {
             layer.v.apply(x, into: out.baseAddress! + 2 * h, ldc: 3 * h)
         }
         var context = Matrix(uninitializedRows: t, cols: h)   // (t, h): heads side by side, each written once
-        // Heads run in parallel, each on one thread with its own scratch.
+        // Heads run in parallel, each worker with its own scratch: the fused kernel's packed operands, or a (t, t)
+        // score matrix for the BLAS path.
         let workers = max(1, min(BLAS.threads, heads))
-        if fused {
-            let perWorker = asr_attention_workspace(t, d)
-            var workspace = [Float](unsafeUninitializedCapacity: workers * perWorker) { _, count in count = workers * perWorker }
-            qkv.storage.withUnsafeBufferPointer { qkvData in
-                context.storage.withUnsafeMutableBufferPointer { ctx in
-                    workspace.withUnsafeMutableBufferPointer { scratch in
-                        let (qkvBits, ctxBits, scratchBits) = (UInt(bitPattern: qkvData.baseAddress!),
-                                                               UInt(bitPattern: ctx.baseAddress!), UInt(bitPattern: scratch.baseAddress!))
-                        DispatchQueue.concurrentPerform(iterations: workers) { worker in
-                            let base = UnsafePointer<Float>(bitPattern: qkvBits)!
-                            let out = UnsafeMutablePointer<Float>(bitPattern: ctxBits)!
-                            let scratch = UnsafeMutablePointer<Float>(bitPattern: scratchBits)! + worker * perWorker
-                            for head in stride(from: worker, to: heads, by: workers) {
-                                let q = base + head * d
-                                // context[:, head] (t, d) = softmax(scale · Q_h · K_hᵀ) · V_h, scores kept per query block
-                                asr_attention_head(t, d, q, q + h, q + 2 * h, 3 * h, scale, out + head * d, h, scratch)
-                            }
-                        }
-                    }
-                }
-            }
-            return layer.out(context)
-        }
-        var scores = Matrix(uninitializedRows: workers * t, cols: t)   // written by the score product before use
+        let perWorker = fused ? asr_attention_workspace(t, d) : t * t
+        var scratch = [Float](unsafeUninitializedCapacity: workers * perWorker) { _, count in count = workers * perWorker }
         qkv.storage.withUnsafeBufferPointer { qkvData in
             context.storage.withUnsafeMutableBufferPointer { ctx in
-                scores.storage.withUnsafeMutableBufferPointer { allScores in
-                    let (qkvBits, ctxBits, scoreBits) = (UInt(bitPattern: qkvData.baseAddress!),
-                                                         UInt(bitPattern: ctx.baseAddress!), UInt(bitPattern: allScores.baseAddress!))
+                scratch.withUnsafeMutableBufferPointer { allScratch in
+                    let (input, output, scratchBase) = (SharedPointer(base: UnsafeMutablePointer(mutating: qkvData.baseAddress!)),
+                                                        SharedPointer(base: ctx.baseAddress!), SharedPointer(base: allScratch.baseAddress!))
                     DispatchQueue.concurrentPerform(iterations: workers) { worker in
-                        let base = UnsafePointer<Float>(bitPattern: qkvBits)!
-                        let out = UnsafeMutablePointer<Float>(bitPattern: ctxBits)!
-                        let s = UnsafeMutableBufferPointer(start: UnsafeMutablePointer<Float>(bitPattern: scoreBits)! + worker * t * t, count: t * t)
+                        let s = scratchBase.base + worker * perWorker
                         for head in stride(from: worker, to: heads, by: workers) {
-                            let q = base + head * d
-                            let k = q + h
-                            let v = q + 2 * h
+                            let q = input.base + head * d, k = q + h, v = q + 2 * h, out = output.base + head * d
+                            if fused {
+                                // context[:, head] (t, d) = softmax(scale · Q_h · K_hᵀ) · V_h, scores kept per query block
+                                asr_attention_head(t, d, q, k, v, 3 * h, scale, out, h, s)
+                                continue
+                            }
                             // scores (t, t) = scale · Q_h · K_hᵀ
                             BLAS.gemm(m: t, n: t, k: d, a: q, lda: 3 * h, b: k, ldb: 3 * h, transposeB: true,
-                                      c: s.baseAddress!, ldc: t, alpha: scale, split: false)
-                            VectorMath.softmaxRows(s, rows: t, cols: t)
+                                      c: s, ldc: t, alpha: scale, split: false)
+                            VectorMath.softmaxRows(UnsafeMutableBufferPointer(start: s, count: t * t), rows: t, cols: t)
                             // context[:, head] (t, d) = P · V_h
-                            BLAS.gemm(m: t, n: d, k: t, a: s.baseAddress!, lda: t, b: v, ldb: 3 * h, transposeB: false,
-                                      c: out + head * d, ldc: h, split: false)
+                            BLAS.gemm(m: t, n: d, k: t, a: s, lda: t, b: v, ldb: 3 * h, transposeB: false,
+                                      c: out, ldc: h, split: false)
                         }
                     }
                 }
