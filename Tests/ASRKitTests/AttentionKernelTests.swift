@@ -5,7 +5,7 @@ import Testing
 
 /// The fused attention kernel (Sources/CKernels/attention.c) against the definition, computed in Double:
 /// out = softmax(scale · q·kᵀ) · v, per query. Shapes cover partial tiles (t and d not multiples of 12 or 32), one
-/// and several key chunks (144 keys each), and q, k, v interleaved in one wide matrix as the model lays them out.
+/// and several key chunks (192 keys each), and q, k, v interleaved in one wide matrix as the model lays them out.
 @Suite struct AttentionKernelTests {
     @Test(arguments: [(1, 64), (13, 64), (33, 7), (145, 80), (300, 64), (500, 12)])
     func fusedHeadMatchesTheDefinition(frames t: Int, headSize d: Int) {
