@@ -106,10 +106,14 @@ struct CheckpointLoader {
     /// order in which a time-major input window lies in memory.
     static func reorderConvKernel(_ w: [Float], out: Int, in channels: Int, kernel: Int) -> [Float] {
         var reordered = [Float](repeating: 0, count: w.count)
-        for o in 0..<out {
-            for c in 0..<channels {
-                for k in 0..<kernel {
-                    reordered[(o * kernel + k) * channels + c] = w[(o * channels + c) * kernel + k]
+        reordered.withUnsafeMutableBufferPointer { reordered in
+            w.withUnsafeBufferPointer { w in
+                for o in 0..<out {
+                    for c in 0..<channels {
+                        for k in 0..<kernel {
+                            reordered[(o * kernel + k) * channels + c] = w[(o * channels + c) * kernel + k]
+                        }
+                    }
                 }
             }
         }
@@ -133,14 +137,22 @@ struct CheckpointLoader {
         }
         let g = try tensor(gKey, shape: [1, 1, kernel])
         let v = try tensor(vKey, shape: [out, channels, kernel])
+        // w = g · v / ‖v‖ with the norm over all dims but the kernel position (dim=2). One sequential pass for the
+        // norms and one for the scaling (a pass per kernel position would stride through all of v 128 times).
         var norms = [Double](repeating: 0, count: kernel)
-        for i in 0..<(out * channels) {
-            for k in 0..<kernel { let x = Double(v[i * kernel + k]); norms[k] += x * x }
-        }
         var w = v
-        for k in 0..<kernel {
-            let scale = Float(Double(g[k]) / norms[k].squareRoot())
-            for i in 0..<(out * channels) { w[i * kernel + k] *= scale }
+        w.withUnsafeMutableBufferPointer { values in
+            norms.withUnsafeMutableBufferPointer { norms in
+                for i in 0..<(out * channels) {
+                    for k in 0..<kernel { let x = Double(values[i * kernel + k]); norms[k] += x * x }
+                }
+            }
+            let scales = (0..<kernel).map { Float(Double(g[$0]) / norms[$0].squareRoot()) }
+            scales.withUnsafeBufferPointer { scales in
+                for i in 0..<(out * channels) {
+                    for k in 0..<kernel { values[i * kernel + k] *= scales[k] }
+                }
+            }
         }
         return w
     }
