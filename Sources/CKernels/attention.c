@@ -32,19 +32,10 @@ typedef int32_t v16i __attribute__((vector_size(64)));
 // exp_approx (approx.h) on 16 lanes: the compiler does not vectorise the scalar version across the 32 queries of a
 // score row (it unrolls them as scalars instead).
 #define EXP16(value) ({                                                                                   \
-    v16 x_ = __builtin_elementwise_min(__builtin_elementwise_max((value), SPLAT16(-87.33f)), SPLAT16(88.72f)); \
-    v16 shifted_ = x_ * 1.44269504f + 12582912.0f;                                                        \
-    v16 n_ = shifted_ - 12582912.0f;                                                                      \
-    v16i integer_ = (v16i)shifted_ - 0x4B400000;                                                          \
-    v16 r_ = x_ - n_ * 0.69314575f - n_ * 1.4286068e-6f;                                                  \
-    v16 p_ = SPLAT16(1.0f / 720);                                                                         \
-    p_ = p_ * r_ + 1.0f / 120;                                                                            \
-    p_ = p_ * r_ + 1.0f / 24;                                                                             \
-    p_ = p_ * r_ + 1.0f / 6;                                                                              \
-    p_ = p_ * r_ + 0.5f;                                                                                  \
-    p_ = p_ * r_ + 1.0f;                                                                                  \
-    p_ = p_ * r_ + 1.0f;                                                                                  \
-    p_ * (v16)((integer_ + 127) << 23);                                                                   \
+    v16 x_ = __builtin_elementwise_min(__builtin_elementwise_max((value), SPLAT16(EXP_LOWEST)), SPLAT16(EXP_HIGHEST)); \
+    v16 shifted_ = x_ * 1.44269504f + EXP_SHIFTER;                                                        \
+    v16 n_ = shifted_ - EXP_SHIFTER;                                                                      \
+    EXP_POLYNOMIAL(EXP_REDUCED(x_, n_)) * (v16)(((v16i)shifted_ - EXP_SHIFTER_BITS + 127) << 23);         \
 })
 
 static inline size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }

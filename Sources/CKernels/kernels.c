@@ -1,11 +1,10 @@
 // Element-wise kernels the forward pass runs tens of millions of times per audio minute. Plain loops that the
-// compiler vectorises; target_clones builds an AVX-512, an AVX2 and a baseline version and the loader picks the
-// best the CPU has, so the binary stays portable. (Swift's SIMD types compile to SSE2 with spills here.)
+// compiler vectorises, built once per instruction set (ASR_CLONES, approx.h). (Swift's SIMD types compile to SSE2
+// with spills here.)
 #include "kernels.h"
 #include <stdint.h>
 #include <string.h>
 #include "approx.h"
-
 
 static inline float erf_approx(float x) {
     float a = x < 0 ? -x : x;

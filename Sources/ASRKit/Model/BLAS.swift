@@ -152,12 +152,11 @@ public enum BLAS {
             return
         }
         kernelSwitch.withReadLock {
-            // Rows [r0, r0 + rows) of C; parts write disjoint rows. Addresses cross into the worker closures as
-            // integers.
-            let (aBits, bBits, cBits) = (UInt(bitPattern: a), UInt(bitPattern: b), UInt(bitPattern: c))
+            // Rows [r0, r0 + rows) of C; parts write disjoint rows.
+            let (sharedA, sharedB, sharedC) = (SharedPointer(base: UnsafeMutablePointer(mutating: a)),
+                                               SharedPointer(base: UnsafeMutablePointer(mutating: b)), SharedPointer(base: c))
             @Sendable func product(from r0: Int, rows: Int) {
-                let a = UnsafePointer<Float>(bitPattern: aBits)!, b = UnsafePointer<Float>(bitPattern: bBits)!
-                let c = UnsafeMutablePointer<Float>(bitPattern: cBits)!
+                let (a, b, c) = (sharedA.base, sharedB.base, sharedC.base)
                 cblas_sgemm(
                     CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
                     Int32(rows), Int32(n), Int32(k), alpha, transposeA ? a + r0 : a + r0 * lda, Int32(lda),

@@ -70,8 +70,7 @@ struct CheckpointLoader {
         return name
     }
 
-    /// Every weight is read once here (for a memory-mapped checkpoint this is also what brings it into memory), so
-    /// large tensors are scanned in parallel.
+    /// Every weight is read once here; for a memory-mapped checkpoint this is also what brings it into memory.
     private mutating func checkFinite(_ values: UnsafeBufferPointer<Float>, _ name: String) {
         let nonFinite = Self.countNonFinite(values)
         if nonFinite > 0 { warnings.append("tensor '\(name)' has \(nonFinite) NaN or infinite values") }

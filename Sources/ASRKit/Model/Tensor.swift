@@ -84,9 +84,7 @@ struct Linear: Sendable {
     func apply(_ x: Matrix, into out: UnsafeMutablePointer<Float>, ldc: Int) {
         precondition(x.cols == inFeatures && ldc >= outFeatures)
         let rows = x.rows, n = outFeatures
-        if let bias {
-            for r in 0..<rows { (out + r * ldc).update(from: bias, count: n) }
-        }
+        if let bias { out.fillRows(rows, stride: ldc, with: bias) }
         x.storage.withUnsafeBufferPointer { input in
             BLAS.gemm(m: rows, n: n, k: inFeatures, a: input.baseAddress!, lda: inFeatures,
                       b: weight.pointer, ldb: inFeatures, transposeB: true,
@@ -156,5 +154,20 @@ extension Matrix {
                 activation.apply(UnsafeMutableBufferPointer(start: shared.base + part.lowerBound, count: part.count))
             }
         }
+    }
+}
+
+extension UnsafeMutablePointer where Pointee == Float {
+    /// Each of `rows` rows, `stride` floats apart, starts with a copy of `values` (a bias before a beta-1 product).
+    func fillRows(_ rows: Int, stride: Int, with values: [Float]) {
+        values.withUnsafeBufferPointer { v in
+            for r in 0..<rows { (self + r * stride).update(from: v.baseAddress!, count: v.count) }
+        }
+    }
+
+    /// im2col: row r of this (rows × window) block is the `window` floats at source + r · rowStep (windows that may
+    /// overlap, which BLAS cannot read in place).
+    func copyWindows(from source: UnsafePointer<Float>, rowStep: Int, window: Int, rows: Int) {
+        for r in 0..<rows { (self + r * window).update(from: source + r * rowStep, count: window) }
     }
 }

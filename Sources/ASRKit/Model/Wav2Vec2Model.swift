@@ -172,7 +172,7 @@ public final class Wav2Vec2Model: Sendable {
     /// Attention through the fused C kernel (`asr_attention_head`: scores kept per block of 32 queries, never a whole
     /// t × t matrix) where the CPU has AVX-512, which its register tiling needs; elsewhere two BLAS products and a
     /// softmax per head. `ASR_ATTENTION=blas` or `=fused` overrides the choice (for benchmarks).
-    public static let fusedAttentionByDefault: Bool = {
+    static let fusedAttentionByDefault: Bool = {
         switch ProcessInfo.processInfo.environment["ASR_ATTENTION"] {
         case "blas": return false
         case "fused": return true
@@ -289,11 +289,9 @@ public final class Wav2Vec2Model: Sendable {
         x.storage.withUnsafeBufferPointer { input in
             layer.weight.withUnsafeBufferPointer { w in
                 y.storage.withUnsafeMutableBufferPointer { out in
+                    if let bias = layer.bias { out.baseAddress!.fillRows(tOut, stride: layer.outChannels, with: bias) }
                     let beta: Float = layer.bias == nil ? 0 : 1
                     if rowStep >= window {
-                        if let bias = layer.bias {
-                            for t in 0..<tOut { (out.baseAddress! + t * layer.outChannels).update(from: bias, count: layer.outChannels) }
-                        }
                         // Windows don't overlap: read them in place with a row stride.
                         BLAS.gemm(m: tOut, n: layer.outChannels, k: window, a: input.baseAddress!, lda: rowStep,
                                   b: w.baseAddress!, ldb: window, transposeB: true,
@@ -311,17 +309,13 @@ public final class Wav2Vec2Model: Sendable {
                         while t0 < tOut {
                             let rows = min(blockRows, tOut - t0), first = t0
                             Parallel.ranges(rows, minimumPerPart: 256) { part in
-                                for r in part {
-                                    (scratch.base + r * window).update(from: source.base + (first + r) * rowStep, count: window)
-                                }
-                            }
-                            let c = out.baseAddress! + t0 * layer.outChannels
-                            if let bias = layer.bias {
-                                for r in 0..<rows { (c + r * layer.outChannels).update(from: bias, count: layer.outChannels) }
+                                (scratch.base + part.lowerBound * window).copyWindows(
+                                    from: source.base + (first + part.lowerBound) * rowStep, rowStep: rowStep,
+                                    window: window, rows: part.count)
                             }
                             BLAS.gemm(m: rows, n: layer.outChannels, k: window, a: cols.baseAddress!, lda: window,
                                       b: w.baseAddress!, ldb: window, transposeB: true,
-                                      c: c, ldc: layer.outChannels, beta: beta)
+                                      c: out.baseAddress! + t0 * layer.outChannels, ldc: layer.outChannels, beta: beta)
                             t0 += rows
                         }
                     }
@@ -358,7 +352,7 @@ public final class Wav2Vec2Model: Sendable {
         let workers = max(1, min(BLAS.threads, p.groups))
         let blockRows = max(1, min(t, (4 << 20) / window / workers))
         y.storage.withUnsafeMutableBufferPointer { out in
-            for r in 0..<t { (out.baseAddress! + r * h).update(from: p.bias, count: h) }
+            out.baseAddress!.fillRows(t, stride: h, with: p.bias)
             grouped.withUnsafeBufferPointer { g in
                 p.weight.withUnsafeBufferPointer { w in
                     let (groupedInput, weights, outputs) = (SharedPointer(base: UnsafeMutablePointer(mutating: g.baseAddress!)),
@@ -372,9 +366,8 @@ public final class Wav2Vec2Model: Sendable {
                                 var t0 = 0
                                 while t0 < t {
                                     let rows = min(blockRows, t - t0)
-                                    for r in 0..<rows {
-                                        (cols.baseAddress! + r * window).update(from: groupBase + (t0 + r) * perGroup, count: window)
-                                    }
+                                    cols.baseAddress!.copyWindows(from: groupBase + t0 * perGroup, rowStep: perGroup,
+                                                                  window: window, rows: rows)
                                     // (rows, K·perGroup) · (perGroup_out, K·perGroup)ᵀ → y[t0..., group's channels]
                                     BLAS.gemm(m: rows, n: perGroup, k: window, a: cols.baseAddress!, lda: window,
                                               b: weights.base + group * perGroup * window, ldb: window, transposeB: true,

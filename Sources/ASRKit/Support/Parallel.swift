@@ -12,21 +12,30 @@ enum Parallel {
     /// calling thread alone when a part would get fewer than `minimumPerPart` items. Range starts are multiples of
     /// `alignment`.
     static func ranges(_ count: Int, minimumPerPart: Int, alignment: Int = 1, _ body: @Sendable (Range<Int>) -> Void) {
-        _ = sum(count, minimumPerPart: minimumPerPart, alignment: alignment) { range in body(range); return 0 }
+        forEachPart(count, minimumPerPart: minimumPerPart, alignment: alignment) { _, range in body(range) }
     }
 
     /// Like `ranges`, adding up what `body` returns for each range.
     static func sum(_ count: Int, minimumPerPart: Int, alignment: Int = 1, _ body: @Sendable (Range<Int>) -> Int) -> Int {
+        var results = [Int](repeating: 0, count: BLAS.threads)
+        results.withUnsafeMutableBufferPointer { buffer in
+            let slots = SharedPointer(base: buffer.baseAddress!)
+            forEachPart(count, minimumPerPart: minimumPerPart, alignment: alignment) { part, range in
+                slots.base[part] = body(range)
+            }
+        }
+        return results.reduce(0, +)
+    }
+
+    /// The split itself: `body(part, range)` for part 0, 1, … (fewer than `BLAS.threads`).
+    private static func forEachPart(_ count: Int, minimumPerPart: Int, alignment: Int,
+                                    _ body: @Sendable (Int, Range<Int>) -> Void) {
         let parts = min(BLAS.threads, count / max(1, minimumPerPart))
-        guard parts >= 2 else { return body(0..<count) }
+        guard parts >= 2 else { return body(0, 0..<count) }
         let size = ((count + parts - 1) / parts + alignment - 1) / alignment * alignment
-        let results = SharedPointer(base: UnsafeMutablePointer<Int>.allocate(capacity: parts))
-        defer { results.base.deallocate() }
-        results.base.initialize(repeating: 0, count: parts)
         DispatchQueue.concurrentPerform(iterations: parts) { part in
             let start = part * size
-            if start < count { results.base[part] = body(start..<min(count, start + size)) }
+            if start < count { body(part, start..<min(count, start + size)) }
         }
-        return (0..<parts).reduce(0) { $0 + results.base[$1] }
     }
 }
