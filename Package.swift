@@ -27,16 +27,11 @@ let package = Package(
             name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
         // Vectorised element-wise kernels (exp, GELU), compiled for AVX-512, AVX2 and baseline x86-64.
-        .target(
-            name: "CKernels", path: "Sources/CKernels",
-            cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
+        .target(name: "CKernels", path: "Sources/CKernels"),
         .target(
             name: "ASRKit",
             dependencies: ["CSndFile", "CBLAS", "CFFTW", "CZlib", "CKernels"],
-            path: "Sources/ASRKit",
-            // Optimised in debug builds too: the test suite runs real models on real audio (a two-hour file among
-            // them), which unoptimised Swift makes 10-50× slower.
-            swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
+            path: "Sources/ASRKit"),
         // The built-in model's files linked into the binary (model/ is read by .incbin, through the search path).
         .target(
             name: "CBuiltinModel", path: "Sources/CBuiltinModel", exclude: ["model"],
