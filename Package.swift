@@ -28,9 +28,13 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
         // Vectorised element-wise kernels (exp, GELU), compiled for AVX-512, AVX2 and baseline x86-64.
         .target(name: "CKernels", path: "Sources/CKernels"),
+        // bf16 and int8 products on oneDNN (Debian's libdnnl-dev; OpenMP runtime), behind our own C functions.
+        .target(
+            name: "CLowPrecision", path: "Sources/CLowPrecision",
+            linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]),
         .target(
             name: "ASRKit",
-            dependencies: ["CSndFile", "CBLAS", "CFFTW", "CZlib", "CKernels"],
+            dependencies: ["CSndFile", "CBLAS", "CFFTW", "CZlib", "CKernels", "CLowPrecision"],
             path: "Sources/ASRKit"),
         // The built-in model's files linked into the binary (model/ is read by .incbin, through the search path).
         .target(

@@ -13,8 +13,9 @@ public enum BuiltinModel {
         "built-in model: a small Wav2Vec2ForCTC trained from scratch on synthetic speech (espeak-ng, flite, festival voices). "
         + "It is meant for trying asr out; for real recordings use a Hugging Face checkpoint (e.g. facebook/wav2vec2-base-960h) with --model."
 
-    /// Loads the built-in model (the weights are read in place from the binary's read-only data).
-    public static func load() throws -> Transcriber {
+    /// Loads the built-in model (the weights are read in place from the binary's read-only data), its large
+    /// products in `precision`.
+    public static func load(precision: Precision = .fp32) throws -> Transcriber {
         var files: [String: UnsafeRawBufferPointer] = [:]
         for name in ["config.json", "vocab.json", "tokenizer_config.json", "preprocessor_config.json", "model.safetensors"] {
             var size = 0
@@ -22,7 +23,7 @@ public enum BuiltinModel {
                 files[name] = UnsafeRawBufferPointer(start: start, count: size)
             }
         }
-        return try Transcriber(embeddedFiles: files, location: "built-in model")
+        return try Transcriber(embeddedFiles: files, location: "built-in model", precision: precision)
     }
 
     /// Training facts of the built-in model (steps, audio hours seen, minutes of training), as JSON.

@@ -61,36 +61,45 @@ public final class Transcriber: Sendable {
     public let location: String
     /// Storage types of the checkpoint's tensors (e.g. ["F32"]).
     public let weightTypes: [String]
+    /// The precision the large products run in (the one asked for, or fp32 where the CPU cannot run it).
+    public let precision: Precision
+    private let loadWarnings: [String]
 
     /// Loads a Hugging Face checkpoint directory (`config.json`, `vocab.json`, `model.safetensors`, and optionally
     /// `preprocessor_config.json`, `tokenizer_config.json`, `special_tokens_map.json`, `added_tokens.json`).
-    public convenience init(modelDirectory: URL) throws {
+    ///
+    /// `precision` other than `.fp32` converts the weights once, here (see ``Precision``).
+    public convenience init(modelDirectory: URL, precision: Precision = .fp32) throws {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: modelDirectory.path, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw ASRError.missingModelFile(directory: modelDirectory.path, file: "(the directory itself)")
         }
-        try self.init(files: .directory(modelDirectory))
+        try self.init(files: .directory(modelDirectory), precision: precision)
     }
 
     /// Loads a model whose files are held in memory for the life of the process (e.g. linked into the binary).
     /// `files` maps file names ("config.json", "model.safetensors", ...) to their bytes, which are not copied.
-    public convenience init(embeddedFiles files: [String: UnsafeRawBufferPointer], location: String) throws {
+    public convenience init(embeddedFiles files: [String: UnsafeRawBufferPointer], location: String, precision: Precision = .fp32) throws {
         let table = StaticFileTable(files: files)
-        try self.init(files: .embedded(location: location) { table.files[$0] })
+        try self.init(files: .embedded(location: location) { table.files[$0] }, precision: precision)
     }
 
-    init(files: ModelFiles) throws {
+    init(files: ModelFiles, precision requested: Precision = .fp32) throws {
         location = files.location
         configuration = try Wav2Vec2Configuration.decode(try files.required("config.json"))
         preprocessor = try PreprocessorConfiguration.load(files)
         vocabulary = try Vocabulary.load(files, vocabSize: configuration.vocabSize, padTokenID: configuration.padTokenId)
         let weights = try files.weights()
         weightTypes = weights.storageTypes
-        model = try Wav2Vec2Model(configuration: configuration, source: weights)
+        let (precision, fallback) = ReducedPrecisionKernels.effective(requested)
+        self.precision = precision
+        loadWarnings = fallback.map { [$0] } ?? []
+        model = try Wav2Vec2Model(configuration: configuration, source: weights, precision: precision)
     }
 
-    /// Loading problems that did not stop it (e.g. NaN or infinite weights): worth showing the user.
-    public var warnings: [String] { model.warnings }
+    /// Loading problems that did not stop it (e.g. NaN or infinite weights, a precision this CPU cannot run):
+    /// worth showing the user.
+    public var warnings: [String] { loadWarnings + model.warnings }
 
     /// Number of parameters read from the checkpoint.
     public var parameterCount: Int { model.parameterCount }

@@ -15,7 +15,7 @@ struct ASR: AsyncParsableCommand {
             stderr with the file and the problem); 2 usage error.
             """,
         version: "asr \(version) (OpenBLAS kernel: \(BLAS.kernel))",
-        subcommands: [Transcribe.self, Logits.self, Decode.self, LM.self, Info.self, Bench.self, Download.self],
+        subcommands: [Transcribe.self, Logits.self, Decode.self, LM.self, Info.self, Bench.self, Download.self, Kernels.self],
         defaultSubcommand: nil)
 
     /// ArgumentParser reports usage errors with EX_USAGE (64); our documented code for them is 2.
@@ -45,6 +45,8 @@ struct ASR: AsyncParsableCommand {
 }
 
 /// Options every command that runs a model shares.
+extension Precision: ExpressibleByArgument {}
+
 struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "A checkpoint directory, or a Hugging Face model id found in the local cache (default: the built-in model).")
     var model: String?
@@ -52,13 +54,17 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "BLAS threads (default: all cores).")
     var threads: Int?
 
+    @Option(name: .long, help: "Precision of the large matrix products: fp32 (default, exact), bf16 or int8 (faster; see the README).")
+    var precision: Precision = .fp32
+
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     }
 
     func load() throws -> Transcriber {
         BLAS.setThreads(threads ?? 0)
-        let transcriber = try model.map { try Transcriber(modelDirectory: ModelLocator.resolve($0)) } ?? BuiltinModel.load()
+        let transcriber = try model.map { try Transcriber(modelDirectory: ModelLocator.resolve($0), precision: precision) }
+            ?? BuiltinModel.load(precision: precision)
         for warning in transcriber.warnings {
             FileHandle.standardError.write(Data("warning: \(warning)\n".utf8))
         }
@@ -167,6 +173,7 @@ struct Info: AsyncParsableCommand {
         print("OpenBLAS: \(BLAS.configuration)")
         print("OpenBLAS kernel: \(kernel.active)\(kernel.override.map { " (\($0))" } ?? "")")
         print("BLAS threads: \(BLAS.threads)")
+        print("reduced-precision kernels: \(ReducedPrecisionKernels.summary)")
         do {
             let t = try model.map { try Transcriber(modelDirectory: ModelLocator.resolve($0)) } ?? BuiltinModel.load()
             let c = t.configuration

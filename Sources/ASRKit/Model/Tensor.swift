@@ -66,10 +66,26 @@ final class FloatStorage: @unchecked Sendable {  // immutable after init
 
 /// A PyTorch `nn.Linear`: weight (out × in) as stored, so y = x · Wᵀ + b.
 struct Linear: Sendable {
-    let weight: FloatStorage
+    let weight: WeightMatrix
     let bias: [Float]?
-    let inFeatures: Int
-    let outFeatures: Int
+    var inFeatures: Int { weight.k }
+    var outFeatures: Int { weight.n }
+
+    init(weight: FloatStorage, bias: [Float]?, inFeatures: Int, outFeatures: Int) {
+        self.weight = WeightMatrix(fp32: weight, n: outFeatures, k: inFeatures)
+        self.bias = bias
+    }
+
+    private init(weight: WeightMatrix, bias: [Float]?) {
+        self.weight = weight
+        self.bias = bias
+    }
+
+    /// The same layer with its weight in `precision` (converted once).
+    func converted(to precision: Precision) -> Linear {
+        guard precision != .fp32, case .fp32(let values) = weight.storage else { return self }
+        return Linear(weight: WeightMatrix(values, n: outFeatures, k: inFeatures, precision: precision), bias: bias)
+    }
 
     /// y (rows × out) = x (rows × in) · Wᵀ + b
     func callAsFunction(_ x: Matrix) -> Matrix {
@@ -83,12 +99,10 @@ struct Linear: Sendable {
     /// projections can fill side-by-side columns of one matrix).
     func apply(_ x: Matrix, into out: UnsafeMutablePointer<Float>, ldc: Int) {
         precondition(x.cols == inFeatures && ldc >= outFeatures)
-        let rows = x.rows, n = outFeatures
+        let rows = x.rows
         if let bias { out.fillRows(rows, stride: ldc, with: bias) }
         x.storage.withUnsafeBufferPointer { input in
-            BLAS.gemm(m: rows, n: n, k: inFeatures, a: input.baseAddress!, lda: inFeatures,
-                      b: weight.pointer, ldb: inFeatures, transposeB: true,
-                      c: out, ldc: ldc, beta: bias == nil ? 0 : 1)
+            weight.multiply(m: rows, a: input.baseAddress!, lda: inFeatures, into: out, ldc: ldc, accumulate: bias != nil)
         }
     }
 }

@@ -28,7 +28,7 @@ public final class Wav2Vec2Model: Sendable {
     struct ConvLayer: Sendable {
         let inChannels: Int, outChannels: Int, kernel: Int, stride: Int
         /// `.conv.weight` reordered to (out, kernel · in); `.conv.bias` when `conv_bias`.
-        let weight: [Float]
+        let weight: WeightMatrix
         let bias: [Float]?
         /// `.layer_norm`: GroupNorm (first layer only, group mode) or LayerNorm (every layer, layer mode).
         let norm: NormParameters?
@@ -44,8 +44,8 @@ public final class Wav2Vec2Model: Sendable {
     /// `wav2vec2.encoder.pos_conv_embed.conv`: grouped Conv1d(hidden, hidden, K, padding K/2, groups G).
     struct PositionalConvEmbedding: Sendable {
         let channels: Int, kernel: Int, groups: Int
-        /// Weight-norm folded kernel, reordered to (out, kernel · in-per-group).
-        let weight: [Float]
+        /// Weight-norm folded kernel, reordered to (out, kernel · in-per-group): one matrix per group.
+        let weights: [WeightMatrix]
         let bias: [Float]
     }
 
@@ -62,8 +62,9 @@ public final class Wav2Vec2Model: Sendable {
 
     // MARK: Loading
 
-    /// Builds the network from `source`, checking every tensor's name and shape against `configuration`.
-    init(configuration c: Wav2Vec2Configuration, source: TensorSource) throws {
+    /// Builds the network from `source`, checking every tensor's name and shape against `configuration`, with the
+    /// large products' weights converted once to `precision` (see `Precision` for which layers).
+    init(configuration c: Wav2Vec2Configuration, source: TensorSource, precision: Precision = .fp32) throws {
         try c.validate()
         configuration = c
         let prefix = source.shapes.keys.contains { $0.hasPrefix(c.weightPrefix) } ? c.weightPrefix : ""
@@ -79,9 +80,11 @@ public final class Wav2Vec2Model: Sendable {
             let bias = c.convBias ? try loader.tensor(key + ".conv.bias", shape: [out]) : nil
             let hasNorm = c.featExtractNorm == .layer || i == 0
             let norm = hasNorm ? try loader.norm(key + ".layer_norm", channels: out, eps: frontEndEps) : nil
+            // The first layer (one input channel, a window of ~10 samples) is too narrow a product to gain: fp32.
+            let reordered = FloatStorage(copying: CheckpointLoader.reorderConvKernel(raw, out: out, in: inChannels, kernel: kernel))
             convs.append(ConvLayer(
                 inChannels: inChannels, outChannels: out, kernel: kernel, stride: c.convStride[i],
-                weight: CheckpointLoader.reorderConvKernel(raw, out: out, in: inChannels, kernel: kernel),
+                weight: WeightMatrix(reordered, n: out, k: kernel * inChannels, precision: i == 0 ? .fp32 : precision),
                 bias: bias, norm: norm, normOverTime: c.featExtractNorm == .group))
             inChannels = out
         }
@@ -91,14 +94,20 @@ public final class Wav2Vec2Model: Sendable {
         featureProjection = FeatureProjection(
             norm: c.hasFeatureProjectionNorm
                 ? try loader.norm("feature_projection.layer_norm", channels: inChannels, eps: c.layerNormEps) : nil,
-            projection: try loader.linear("feature_projection.projection", inFeatures: inChannels, outFeatures: h))
+            projection: try loader.linear("feature_projection.projection", inFeatures: inChannels, outFeatures: h)
+                .converted(to: precision))
 
         let groups = c.numConvPosEmbeddingGroups, kernel = c.numConvPosEmbeddings
         let perGroup = h / groups
         let posKernel = try loader.weightNormedConv("encoder.pos_conv_embed.conv", out: h, in: perGroup, kernel: kernel)
+        let posWeight = CheckpointLoader.reorderConvKernel(posKernel, out: h, in: perGroup, kernel: kernel)
+        let groupSize = perGroup * kernel * perGroup
         positionalEmbedding = PositionalConvEmbedding(
             channels: h, kernel: kernel, groups: groups,
-            weight: CheckpointLoader.reorderConvKernel(posKernel, out: h, in: perGroup, kernel: kernel),
+            weights: (0..<groups).map { g in
+                WeightMatrix(FloatStorage(copying: Array(posWeight[(g * groupSize)..<((g + 1) * groupSize)])),
+                             n: perGroup, k: kernel * perGroup, precision: Self.positionalPrecision(precision))
+            },
             bias: try loader.tensor("encoder.pos_conv_embed.conv.bias", shape: [h]))
         encoderNorm = try loader.norm("encoder.layer_norm", channels: h, eps: c.layerNormEps)
 
@@ -106,13 +115,15 @@ public final class Wav2Vec2Model: Sendable {
         for n in 0..<c.numHiddenLayers {
             let key = "encoder.layers.\(n)"
             layers.append(EncoderLayer(
-                q: try loader.linear(key + ".attention.q_proj", inFeatures: h, outFeatures: h),
-                k: try loader.linear(key + ".attention.k_proj", inFeatures: h, outFeatures: h),
-                v: try loader.linear(key + ".attention.v_proj", inFeatures: h, outFeatures: h),
-                out: try loader.linear(key + ".attention.out_proj", inFeatures: h, outFeatures: h),
+                q: try loader.linear(key + ".attention.q_proj", inFeatures: h, outFeatures: h).converted(to: precision),
+                k: try loader.linear(key + ".attention.k_proj", inFeatures: h, outFeatures: h).converted(to: precision),
+                v: try loader.linear(key + ".attention.v_proj", inFeatures: h, outFeatures: h).converted(to: precision),
+                out: try loader.linear(key + ".attention.out_proj", inFeatures: h, outFeatures: h).converted(to: precision),
                 attentionNorm: try loader.norm(key + ".layer_norm", channels: h, eps: c.layerNormEps),
-                intermediate: try loader.linear(key + ".feed_forward.intermediate_dense", inFeatures: h, outFeatures: c.intermediateSize),
-                output: try loader.linear(key + ".feed_forward.output_dense", inFeatures: c.intermediateSize, outFeatures: h),
+                intermediate: try loader.linear(key + ".feed_forward.intermediate_dense", inFeatures: h, outFeatures: c.intermediateSize)
+                    .converted(to: precision),
+                output: try loader.linear(key + ".feed_forward.output_dense", inFeatures: c.intermediateSize, outFeatures: h)
+                    .converted(to: precision),
                 finalNorm: try loader.norm(key + ".final_layer_norm", channels: h, eps: c.layerNormEps)))
         }
         self.layers = layers
@@ -120,6 +131,15 @@ public final class Wav2Vec2Model: Sendable {
         try loader.checkAllUsed()
         parameterCount = loader.used.reduce(0) { $0 + (source.shapes[$1]?.reduce(1, *) ?? 0) }
         warnings = loader.warnings
+    }
+
+    /// The positional convolution's products are narrow (48 or 64 output channels per group, K = 128 · that):
+    /// oneDNN's int8 GEMM packs its operands for each such product, which made that stage 2.3× slower than fp32
+    /// (base, 10 s: 0.107 s vs 0.046 s), while bf16 halves it. So int8 runs it in bf16 where the CPU has bf16 dot
+    /// products, else in fp32.
+    static func positionalPrecision(_ precision: Precision) -> Precision {
+        guard precision == .int8 else { return precision }
+        return ReducedPrecisionKernels.bf16Native ? .bf16 : .fp32
     }
 
     // MARK: Forward pass
@@ -287,37 +307,34 @@ public final class Wav2Vec2Model: Sendable {
         let rowStep = layer.stride * layer.inChannels
         var y = Matrix(uninitializedRows: tOut, cols: layer.outChannels)  // bias fill or beta-0 GEMM writes it all
         x.storage.withUnsafeBufferPointer { input in
-            layer.weight.withUnsafeBufferPointer { w in
-                y.storage.withUnsafeMutableBufferPointer { out in
-                    if let bias = layer.bias { out.baseAddress!.fillRows(tOut, stride: layer.outChannels, with: bias) }
-                    let beta: Float = layer.bias == nil ? 0 : 1
-                    if rowStep >= window {
-                        // Windows don't overlap: read them in place with a row stride.
-                        BLAS.gemm(m: tOut, n: layer.outChannels, k: window, a: input.baseAddress!, lda: rowStep,
-                                  b: w.baseAddress!, ldb: window, transposeB: true,
-                                  c: out.baseAddress!, ldc: layer.outChannels, beta: beta)
-                        return
-                    }
-                    // Overlapping windows: copy a block of them (im2col, the copy split across threads), bounded to
-                    // ~16 MB of scratch, then one product over the block.
-                    let blockRows = max(1, min(tOut, (4 << 20) / window))
-                    var columns = [Float](unsafeUninitializedCapacity: blockRows * window) { _, n in n = blockRows * window }
-                    columns.withUnsafeMutableBufferPointer { cols in
-                        let (source, scratch) = (SharedPointer(base: UnsafeMutablePointer(mutating: input.baseAddress!)),
-                                                 SharedPointer(base: cols.baseAddress!))
-                        var t0 = 0
-                        while t0 < tOut {
-                            let rows = min(blockRows, tOut - t0), first = t0
-                            Parallel.ranges(rows, minimumPerPart: 256) { part in
-                                (scratch.base + part.lowerBound * window).copyWindows(
-                                    from: source.base + (first + part.lowerBound) * rowStep, rowStep: rowStep,
-                                    window: window, rows: part.count)
-                            }
-                            BLAS.gemm(m: rows, n: layer.outChannels, k: window, a: cols.baseAddress!, lda: window,
-                                      b: w.baseAddress!, ldb: window, transposeB: true,
-                                      c: out.baseAddress! + t0 * layer.outChannels, ldc: layer.outChannels, beta: beta)
-                            t0 += rows
+            y.storage.withUnsafeMutableBufferPointer { out in
+                if let bias = layer.bias { out.baseAddress!.fillRows(tOut, stride: layer.outChannels, with: bias) }
+                let accumulate = layer.bias != nil
+                if rowStep >= window {
+                    // Windows don't overlap: read them in place with a row stride.
+                    layer.weight.multiply(m: tOut, a: input.baseAddress!, lda: rowStep, into: out.baseAddress!,
+                                          ldc: layer.outChannels, accumulate: accumulate)
+                    return
+                }
+                // Overlapping windows: copy a block of them (im2col, the copy split across threads), bounded to
+                // ~16 MB of scratch, then one product over the block.
+                let blockRows = max(1, min(tOut, (4 << 20) / window))
+                var columns = [Float](unsafeUninitializedCapacity: blockRows * window) { _, n in n = blockRows * window }
+                columns.withUnsafeMutableBufferPointer { cols in
+                    let (source, scratch) = (SharedPointer(base: UnsafeMutablePointer(mutating: input.baseAddress!)),
+                                             SharedPointer(base: cols.baseAddress!))
+                    var t0 = 0
+                    while t0 < tOut {
+                        let rows = min(blockRows, tOut - t0), first = t0
+                        Parallel.ranges(rows, minimumPerPart: 256) { part in
+                            (scratch.base + part.lowerBound * window).copyWindows(
+                                from: source.base + (first + part.lowerBound) * rowStep, rowStep: rowStep,
+                                window: window, rows: part.count)
                         }
+                        layer.weight.multiply(m: rows, a: cols.baseAddress!, lda: window,
+                                              into: out.baseAddress! + t0 * layer.outChannels, ldc: layer.outChannels,
+                                              accumulate: accumulate)
+                        t0 += rows
                     }
                 }
             }
@@ -354,26 +371,23 @@ public final class Wav2Vec2Model: Sendable {
         y.storage.withUnsafeMutableBufferPointer { out in
             out.baseAddress!.fillRows(t, stride: h, with: p.bias)
             grouped.withUnsafeBufferPointer { g in
-                p.weight.withUnsafeBufferPointer { w in
-                    let (groupedInput, weights, outputs) = (SharedPointer(base: UnsafeMutablePointer(mutating: g.baseAddress!)),
-                                                            SharedPointer(base: UnsafeMutablePointer(mutating: w.baseAddress!)),
-                                                            SharedPointer(base: out.baseAddress!))
-                    DispatchQueue.concurrentPerform(iterations: workers) { worker in
-                        var columns = [Float](unsafeUninitializedCapacity: blockRows * window) { _, n in n = blockRows * window }
-                        columns.withUnsafeMutableBufferPointer { cols in
-                            for group in stride(from: worker, to: p.groups, by: workers) {
-                                let groupBase = groupedInput.base + group * paddedRows * perGroup
-                                var t0 = 0
-                                while t0 < t {
-                                    let rows = min(blockRows, t - t0)
-                                    cols.baseAddress!.copyWindows(from: groupBase + t0 * perGroup, rowStep: perGroup,
-                                                                  window: window, rows: rows)
-                                    // (rows, K·perGroup) · (perGroup_out, K·perGroup)ᵀ → y[t0..., group's channels]
-                                    BLAS.gemm(m: rows, n: perGroup, k: window, a: cols.baseAddress!, lda: window,
-                                              b: weights.base + group * perGroup * window, ldb: window, transposeB: true,
-                                              c: outputs.base + t0 * h + group * perGroup, ldc: h, beta: 1, split: false)
-                                    t0 += rows
-                                }
+                let (groupedInput, outputs) = (SharedPointer(base: UnsafeMutablePointer(mutating: g.baseAddress!)),
+                                               SharedPointer(base: out.baseAddress!))
+                DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                    var columns = [Float](unsafeUninitializedCapacity: blockRows * window) { _, n in n = blockRows * window }
+                    columns.withUnsafeMutableBufferPointer { cols in
+                        for group in stride(from: worker, to: p.groups, by: workers) {
+                            let groupBase = groupedInput.base + group * paddedRows * perGroup
+                            var t0 = 0
+                            while t0 < t {
+                                let rows = min(blockRows, t - t0)
+                                cols.baseAddress!.copyWindows(from: groupBase + t0 * perGroup, rowStep: perGroup,
+                                                              window: window, rows: rows)
+                                // (rows, K·perGroup) · (perGroup_out, K·perGroup)ᵀ → y[t0..., group's channels]
+                                p.weights[group].multiply(m: rows, a: cols.baseAddress!, lda: window,
+                                                          into: outputs.base + t0 * h + group * perGroup, ldc: h,
+                                                          accumulate: true, split: false)
+                                t0 += rows
                             }
                         }
                     }

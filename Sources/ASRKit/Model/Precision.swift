@@ -1,0 +1,166 @@
+import CLowPrecision
+import Foundation
+
+/// The number format of the model's large matrix products, chosen when a model is loaded.
+///
+/// - `fp32`: the default; exact to transformers (1e-4 on every fixture checkpoint).
+/// - `bf16`: weights rounded to bfloat16 once at load, activations rounded to bfloat16 before each product, sums in
+///   fp32 (AVX512_BF16 dot products where the CPU has them).
+/// - `int8`: weights quantized per output channel (symmetric int8), activations per row at run time (asymmetric
+///   uint8), products summed in int32 (VNNI where the CPU has it) and scaled back to fp32.
+///
+/// Either reduced precision applies to the feature encoder's convolutions after the first, the feature projection,
+/// the positional convolution and the transformer's projections and feed-forward layers. Layer norms, group norm,
+/// softmax, attention scores, the first convolution (one input channel) and the CTC head stay fp32. Their error
+/// against fp32 is measured by `tools/precision/accuracy.py` and the parity tests (see the README).
+public enum Precision: String, Sendable, CaseIterable, Codable {
+    case fp32, bf16, int8
+}
+
+/// What this machine runs the reduced-precision products on (oneDNN's dispatch, after `ONEDNN_MAX_CPU_ISA`).
+public enum ReducedPrecisionKernels {
+    /// The instruction set oneDNN uses here ("avx512_core_bf16", "avx512_core_vnni", "avx2", ...).
+    public static var instructionSet: String { String(cString: asr_lowp_isa()) }
+
+    /// bf16 products run natively on AVX512_BF16 dot products.
+    public static var bf16Native: Bool { asr_lowp_bf16_native() != 0 }
+
+    /// bf16 products can run here at all (natively, or emulated on AVX-512 without BF16).
+    public static var bf16Available: Bool { bf16Probe }
+    private static let bf16Probe = asr_lowp_bf16_available() != 0
+
+    /// int8 products use VNNI (int32 sums). Without it weights are kept within ±63 so that oneDNN's int16 pair sums
+    /// cannot saturate.
+    public static var int8VNNI: Bool { asr_lowp_int8_vnni() != 0 }
+
+    /// One line for `asr info`: which kernel each precision runs on here.
+    public static var summary: String {
+        let bf16 = bf16Available
+            ? (bf16Native ? "oneDNN matmul on AVX512_BF16" : "oneDNN matmul, bf16 emulated (no AVX512_BF16)")
+            : "not available on this CPU (falls back to fp32)"
+        let int8 = int8VNNI ? "oneDNN u8s8s32 on VNNI" : "oneDNN u8s8s32 without VNNI (7-bit weights)"
+        return "fp32: OpenBLAS \(BLAS.kernel); bf16: \(bf16); int8: \(int8); oneDNN ISA \(instructionSet)"
+    }
+
+    /// The precision a load with `requested` actually runs, and a warning when it differs.
+    static func effective(_ requested: Precision) -> (Precision, warning: String?) {
+        if requested == .bf16 && !bf16Available {
+            return (.fp32, "bf16 products are not available on this CPU (oneDNN ISA \(instructionSet)); using fp32")
+        }
+        return (requested, nil)
+    }
+}
+
+/// Memory the product kernels read: owned, freed with the last reference.
+final class OwnedBuffer<Element>: @unchecked Sendable {  // immutable after init
+    let pointer: UnsafeMutablePointer<Element>
+    let count: Int
+
+    init(count: Int) {
+        pointer = .allocate(capacity: max(1, count))
+        self.count = count
+    }
+
+    deinit { pointer.deallocate() }
+}
+
+/// A weight matrix W (n × k, PyTorch's layout: one row per output channel) in the precision the model was loaded
+/// with. The forward pass asks it for C = A · Wᵀ, whatever the storage.
+struct WeightMatrix: Sendable {
+    enum Storage: Sendable {
+        case fp32(FloatStorage)
+        case bf16(OwnedBuffer<UInt16>)
+        /// int8 codes, per-row scales, per-row code sums (for the activations' zero point).
+        case int8(OwnedBuffer<Int8>, scales: [Float], rowSums: [Int32])
+    }
+
+    /// Output channels (rows of W) and input features (columns).
+    let n: Int, k: Int
+    let storage: Storage
+
+    var precision: Precision {
+        switch storage {
+        case .fp32: .fp32
+        case .bf16: .bf16
+        case .int8: .int8
+        }
+    }
+
+    init(fp32 values: FloatStorage, n: Int, k: Int) {
+        precondition(values.count == n * k)
+        self.n = n
+        self.k = k
+        storage = .fp32(values)
+    }
+
+    init(fp32 values: [Float], n: Int, k: Int) {
+        self.init(fp32: FloatStorage(copying: values), n: n, k: k)
+    }
+
+    /// W converted once: rounded to bf16, or quantized per output channel to int8.
+    init(_ values: FloatStorage, n: Int, k: Int, precision: Precision) {
+        precondition(values.count == n * k)
+        self.n = n
+        self.k = k
+        switch precision {
+        case .fp32:
+            storage = .fp32(values)
+        case .bf16:
+            let buffer = OwnedBuffer<UInt16>(count: n * k)
+            asr_f32_to_bf16(n * k, values.pointer, buffer.pointer)
+            storage = .bf16(buffer)
+        case .int8:
+            let codes = OwnedBuffer<Int8>(count: n * k)
+            var scales = [Float](repeating: 0, count: n)
+            var sums = [Int32](repeating: 0, count: n)
+            let maxCode: Int32 = ReducedPrecisionKernels.int8VNNI ? 127 : 63
+            asr_quantize_weights_s8(Int32(n), Int32(k), values.pointer, maxCode, codes.pointer, &scales, &sums)
+            storage = .int8(codes, scales: scales, rowSums: sums)
+        }
+    }
+
+    /// C (m × n, rows `ldc` apart) = A (m × k, rows `lda` apart) · Wᵀ, plus C's previous contents when `accumulate`.
+    /// Rows are split across `BLAS.threads` threads unless `split` is false (callers already running in parallel).
+    func multiply(m: Int, a: UnsafePointer<Float>, lda: Int, into c: UnsafeMutablePointer<Float>, ldc: Int,
+                  accumulate: Bool, split: Bool = true) {
+        switch storage {
+        case .fp32(let w):
+            BLAS.gemm(m: m, n: n, k: k, a: a, lda: lda, b: w.pointer, ldb: k, transposeB: true,
+                      c: c, ldc: ldc, beta: accumulate ? 1 : 0, split: split)
+        case .bf16(let w):
+            let weights = SharedPointer(base: w.pointer)
+            rowParts(m: m, a: a, lda: lda, c: c, ldc: ldc, split: split) { rows, a, c in
+                let status = asr_gemm_bf16(Int32(rows), Int32(n), Int32(k), a, Int32(lda), weights.base, c, Int32(ldc),
+                                           accumulate ? 1 : 0)
+                precondition(status == 0, "oneDNN bf16 product (\(rows)×\(n)×\(k)) failed with status \(status)")
+            }
+        case .int8(let w, let scales, let sums):
+            let codes = SharedPointer(base: w.pointer)
+            scales.withUnsafeBufferPointer { scales in
+                sums.withUnsafeBufferPointer { sums in
+                    let (s, r) = (SharedPointer(base: UnsafeMutablePointer(mutating: scales.baseAddress!)),
+                                  SharedPointer(base: UnsafeMutablePointer(mutating: sums.baseAddress!)))
+                    rowParts(m: m, a: a, lda: lda, c: c, ldc: ldc, split: split) { rows, a, c in
+                        let status = asr_gemm_int8(Int32(rows), Int32(n), Int32(k), a, Int32(lda), codes.base, s.base,
+                                                   r.base, c, Int32(ldc), accumulate ? 1 : 0)
+                        precondition(status == 0, "oneDNN int8 product (\(rows)×\(n)×\(k)) failed with status \(status)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Row blocks of A and C across threads, as `BLAS.gemm` splits fp32 products.
+    private func rowParts(m: Int, a: UnsafePointer<Float>, lda: Int, c: UnsafeMutablePointer<Float>, ldc: Int, split: Bool,
+                          _ body: @Sendable (Int, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
+        guard m > 0, n > 0 else { return }
+        let parts = split ? min(BLAS.threads, m / 32) : 1
+        if parts < 2 || m * n * k < 1 << 21 { return body(m, a, c) }
+        let block = ((m + parts - 1) / parts + 15) / 16 * 16
+        let (sharedA, sharedC) = (SharedPointer(base: UnsafeMutablePointer(mutating: a)), SharedPointer(base: c))
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            let r0 = part * block
+            if r0 < m { body(min(block, m - r0), sharedA.base + r0 * lda, sharedC.base + r0 * ldc) }
+        }
+    }
+}

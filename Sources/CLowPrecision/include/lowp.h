@@ -1,0 +1,58 @@
+#ifndef ASR_LOWP_H
+#define ASR_LOWP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+// Reduced-precision matrix products for the forward pass, on oneDNN (libdnnl): bf16 products through its matmul
+// primitive (VDPBF16PS where the CPU has AVX512_BF16), int8 products through dnnl_gemm_u8s8s32 (VPDPBUSD with VNNI).
+// Every product here is C (m × n) = A (m × k) · Wᵀ (+ C), with W stored n × k (PyTorch's Linear layout), A and C
+// row-major fp32: the conversions of A happen inside, so the Swift side never sees a reduced-precision activation.
+// Each call runs on the calling thread only (oneDNN's OpenMP team is set to one thread there): the caller splits
+// products across its own threads, as it does for OpenBLAS. Scratch memory is per thread, kept between calls.
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// The instruction set oneDNN dispatches to ("avx512_core_bf16", "avx2", ...), after ONEDNN_MAX_CPU_ISA.
+const char *asr_lowp_isa(void);
+
+/// 1 when oneDNN can run bf16 matmul here (natively or emulated); 0 otherwise (callers fall back to fp32).
+int asr_lowp_bf16_available(void);
+
+/// 1 when oneDNN's bf16 products run on the CPU's bf16 dot-product instructions (AVX512_BF16), not emulated.
+int asr_lowp_bf16_native(void);
+
+/// 1 when oneDNN's int8 products use VNNI (VPDPBUSD: products summed in int32, no intermediate saturation).
+/// Without it the u8×s8 pairs are summed in int16 (VPMADDUBSW) and can saturate: weights must then stay within
+/// ±63 so that 255·63·2 fits (what FBGEMM calls reduce_range).
+int asr_lowp_int8_vnni(void);
+
+/// fp32 → bf16, rounding to nearest even (NaN stays NaN).
+void asr_f32_to_bf16(size_t count, const float *in, uint16_t *out);
+/// bf16 → fp32 (exact).
+void asr_bf16_to_f32(size_t count, const uint16_t *in, float *out);
+
+/// Symmetric per-row quantization of a weight matrix (n × k): scale[r] = max|w[r, :]| / max_q, q = round(w / scale)
+/// in [-max_q, max_q]; row_sum[r] = Σ q[r, :] (for the activations' zero-point correction).
+void asr_quantize_weights_s8(int n, int k, const float *w, int max_q, int8_t *q, float *scale, int32_t *row_sum);
+
+/// Asymmetric per-row quantization of activations (m × k, rows lda apart) to u8: the range [min(x, 0), max(x, 0)]
+/// maps onto 0…255, zero[r] is the code of 0.0 (exactly representable), x ≈ scale[r] · (q − zero[r]).
+void asr_quantize_rows_u8(int m, int k, const float *a, int lda, uint8_t *q, float *scale, int32_t *zero);
+
+/// C = A · Wᵀ (+ C when accumulate) with A quantized per row to u8 and W per output channel to s8 (int32 sums,
+/// then C[i, j] = sa[i] · sw[j] · (Σ qa·qw − za[i] · Σ qw)). Returns 0, or a oneDNN status on failure.
+int asr_gemm_int8(int m, int n, int k, const float *a, int lda, const int8_t *w, const float *w_scale,
+                  const int32_t *w_row_sum, float *c, int ldc, int accumulate);
+
+/// C = A · Wᵀ (+ C when accumulate), A rounded to bf16, W bf16, fp32 accumulation and output. Returns 0, or a
+/// oneDNN status on failure.
+int asr_gemm_bf16(int m, int n, int k, const float *a, int lda, const uint16_t *w, float *c, int ldc, int accumulate);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,367 @@
+#include "lowp.h"
+
+#include <dnnl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+// libgomp (oneDNN's threading runtime in Debian's build). The thread count is a per-thread setting in OpenMP, so
+// setting it to one on the calling thread keeps oneDNN from starting a team there without touching other threads.
+extern void omp_set_num_threads(int);
+
+// The element-wise loops around the products (conversions, quantization, scaling back) are built for AVX-512, AVX2
+// and baseline x86-64, and the loader picks the best the CPU has (as CKernels does).
+#if defined(__x86_64__) && defined(__linux__) && defined(__clang__)
+#define LOWP_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define LOWP_CLONES
+#endif
+
+// MARK: oneDNN objects shared by every call
+
+static dnnl_engine_t engine;
+static dnnl_status_t engine_status = dnnl_runtime_error;
+static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
+
+static void create_engine(void) { engine_status = dnnl_engine_create(&engine, dnnl_cpu, 0); }
+
+// Per-thread state: a stream (streams are not for concurrent use) and a growing scratch buffer (bf16 copy of A,
+// quantized A and its int32 products, oneDNN's scratchpad). Freed when the thread ends.
+typedef struct {
+    dnnl_stream_t stream;
+    void *scratch;
+    size_t capacity;
+} thread_state;
+
+static pthread_key_t state_key;
+static pthread_once_t state_once = PTHREAD_ONCE_INIT;
+
+static void free_state(void *p) {
+    thread_state *s = p;
+    if (s->stream) dnnl_stream_destroy(s->stream);
+    free(s->scratch);
+    free(s);
+}
+
+static void create_state_key(void) { pthread_key_create(&state_key, free_state); }
+
+static thread_state *state(void) {
+    pthread_once(&state_once, create_state_key);
+    thread_state *s = pthread_getspecific(state_key);
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (!s) return NULL;
+        pthread_setspecific(state_key, s);
+    }
+    return s;
+}
+
+static void *scratch(thread_state *s, size_t bytes) {
+    if (bytes > s->capacity) {
+        free(s->scratch);
+        size_t grown = bytes + bytes / 4;
+        // 64-byte alignment for the vector kernels on both sides.
+        s->scratch = aligned_alloc(64, (grown + 63) / 64 * 64);
+        s->capacity = s->scratch ? grown : 0;
+    }
+    return s->scratch;
+}
+
+static size_t align64(size_t bytes) { return (bytes + 63) / 64 * 64; }
+
+// MARK: Capabilities
+
+const char *asr_lowp_isa(void) {
+    switch (dnnl_get_effective_cpu_isa()) {
+    case dnnl_cpu_isa_sse41: return "sse4.1";
+    case dnnl_cpu_isa_avx: return "avx";
+    case dnnl_cpu_isa_avx2: return "avx2";
+    case dnnl_cpu_isa_avx512_mic: return "avx512_mic";
+    case dnnl_cpu_isa_avx512_mic_4ops: return "avx512_mic_4ops";
+    case dnnl_cpu_isa_avx512_core: return "avx512_core";
+    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+    default: return "baseline";
+    }
+}
+
+int asr_lowp_int8_vnni(void) {
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    // The isa values are bit sets: each level contains the bits of the ones below it.
+    return (isa & dnnl_cpu_isa_avx512_core_vnni) == dnnl_cpu_isa_avx512_core_vnni;
+}
+
+int asr_lowp_bf16_native(void) {
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    return (isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16;
+}
+
+// MARK: Conversions
+
+LOWP_CLONES
+void asr_f32_to_bf16(size_t count, const float *in, uint16_t *out) {
+    for (size_t i = 0; i < count; i++) {
+        uint32_t u;
+        memcpy(&u, &in[i], 4);
+        // Round to nearest even: add 0x7fff plus the lowest kept bit, then truncate. A NaN keeps a set mantissa bit.
+        uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+        out[i] = (uint16_t)(((u & 0x7fffffffu) > 0x7f800000u) ? ((u >> 16) | 0x40u) : rounded);
+    }
+}
+
+LOWP_CLONES
+void asr_bf16_to_f32(size_t count, const uint16_t *in, float *out) {
+    for (size_t i = 0; i < count; i++) {
+        uint32_t u = (uint32_t)in[i] << 16;
+        memcpy(&out[i], &u, 4);
+    }
+}
+
+void asr_quantize_weights_s8(int n, int k, const float *w, int max_q, int8_t *q, float *scale, int32_t *row_sum) {
+    for (int r = 0; r < n; r++) {
+        const float *row = w + (size_t)r * k;
+        float amax = 0;
+        for (int j = 0; j < k; j++) amax = fmaxf(amax, fabsf(row[j]));
+        float s = amax > 0 ? amax / (float)max_q : 1;
+        int32_t sum = 0;
+        for (int j = 0; j < k; j++) {
+            float v = roundf(row[j] / s);
+            v = fminf(fmaxf(v, (float)-max_q), (float)max_q);
+            q[(size_t)r * k + j] = (int8_t)v;
+            sum += (int8_t)v;
+        }
+        scale[r] = s;
+        row_sum[r] = sum;
+    }
+}
+
+LOWP_CLONES
+void asr_quantize_rows_u8(int m, int k, const float *a, int lda, uint8_t *q, float *scale, int32_t *zero) {
+    for (int r = 0; r < m; r++) {
+        const float *row = a + (size_t)r * lda;
+        float lo = 0, hi = 0;   // the range always holds 0, so that zero padding and ReLU/GELU zeros are exact
+        for (int j = 0; j < k; j++) {
+            lo = fminf(lo, row[j]);
+            hi = fmaxf(hi, row[j]);
+        }
+        float s = hi > lo ? (hi - lo) / 255.0f : 1.0f;
+        float inverse = 1.0f / s;
+        int z = (int)lrintf(-lo * inverse);
+        z = z < 0 ? 0 : (z > 255 ? 255 : z);
+        // x · (1/s) + z lies in [0, 255] up to rounding; + 0.5 and truncation round it (all values non-negative).
+        float offset = (float)z + 0.5f;
+        uint8_t *out = q + (size_t)r * k;
+        for (int j = 0; j < k; j++) {
+            float v = row[j] * inverse + offset;
+            v = v < 0 ? 0 : (v > 255.0f ? 255.0f : v);
+            out[j] = (uint8_t)(int)v;
+        }
+        scale[r] = s;
+        zero[r] = z;
+    }
+}
+
+// MARK: int8 products
+
+// x ≈ sa·(qa − za) and w ≈ sw·qw, so x·w ≈ sa·sw·(Σ qa·qw − za·Σ qw): the zero point is folded in here.
+LOWP_CLONES
+static void scale_back(int m, int n, const int32_t *products, const float *a_scale, const int32_t *a_zero,
+                       const float *w_scale, const int32_t *w_row_sum, float *c, int ldc, int accumulate) {
+    for (int i = 0; i < m; i++) {
+        const int32_t *p = products + (size_t)i * n;
+        float *out = c + (size_t)i * ldc;
+        float sa = a_scale[i];
+        int32_t za = a_zero[i];
+        if (accumulate) {
+            for (int j = 0; j < n; j++) out[j] += sa * w_scale[j] * (float)(p[j] - za * w_row_sum[j]);
+        } else {
+            for (int j = 0; j < n; j++) out[j] = sa * w_scale[j] * (float)(p[j] - za * w_row_sum[j]);
+        }
+    }
+}
+
+int asr_gemm_int8(int m, int n, int k, const float *a, int lda, const int8_t *w, const float *w_scale,
+                  const int32_t *w_row_sum, float *c, int ldc, int accumulate) {
+    if (m <= 0 || n <= 0) return 0;
+    thread_state *s = state();
+    if (!s) return dnnl_out_of_memory;
+    size_t qa_bytes = align64((size_t)m * k), products_bytes = align64((size_t)m * n * 4);
+    size_t row_bytes = align64((size_t)m * 4);
+    char *base = scratch(s, qa_bytes + products_bytes + 2 * row_bytes);
+    if (!base) return dnnl_out_of_memory;
+    uint8_t *qa = (uint8_t *)base;
+    int32_t *products = (int32_t *)(base + qa_bytes);
+    float *a_scale = (float *)(base + qa_bytes + products_bytes);
+    int32_t *a_zero = (int32_t *)(base + qa_bytes + products_bytes + row_bytes);
+
+    asr_quantize_rows_u8(m, k, a, lda, qa, a_scale, a_zero);
+    omp_set_num_threads(1);
+    const int32_t no_offset = 0;
+    // Row-major: products (m × n) = qa (m × k) · qwᵀ, qw stored n × k.
+    dnnl_status_t status = dnnl_gemm_u8s8s32('N', 'T', 'F', m, n, k, 1.0f, qa, k, 0, w, k, 0, 0.0f, products, n,
+                                             &no_offset);
+    if (status != dnnl_success) return status;
+    scale_back(m, n, products, a_scale, a_zero, w_scale, w_row_sum, c, ldc, accumulate);
+    return 0;
+}
+
+// MARK: bf16 products
+
+// Matmul primitives for (rows, n, k), rows rounded up to a multiple of 16 so that chunks of varying length reuse a
+// few primitives (creating one JIT-compiles kernels: ~0.5 ms). Entries are never removed, so a primitive is never
+// destroyed while another thread runs it; past the table's size a call makes and destroys its own.
+#define CACHE_SIZE 1024
+#define ROW_BUCKET 16
+typedef struct {
+    int rows, n, k;
+    dnnl_primitive_t primitive;
+    size_t scratchpad_bytes;
+} cached_matmul;
+
+static cached_matmul cache[CACHE_SIZE];
+static int cache_count;
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static dnnl_status_t create_matmul(int rows, int n, int k, dnnl_primitive_t *primitive, size_t *scratchpad_bytes) {
+    dnnl_memory_desc_t src, weights, dst;
+    dnnl_dims_t src_dims = {rows, k}, src_strides = {k, 1};
+    dnnl_dims_t weight_dims = {k, n}, weight_strides = {1, k};  // W (n × k) row-major read as Wᵀ (k × n)
+    dnnl_dims_t dst_dims = {rows, n}, dst_strides = {n, 1};
+    dnnl_status_t status;
+    if ((status = dnnl_memory_desc_init_by_strides(&src, 2, src_dims, dnnl_bf16, src_strides))) return status;
+    if ((status = dnnl_memory_desc_init_by_strides(&weights, 2, weight_dims, dnnl_bf16, weight_strides))) return status;
+    if ((status = dnnl_memory_desc_init_by_strides(&dst, 2, dst_dims, dnnl_f32, dst_strides))) return status;
+    dnnl_matmul_desc_t desc;
+    if ((status = dnnl_matmul_desc_init(&desc, &src, &weights, NULL, &dst))) return status;
+    dnnl_primitive_attr_t attr;
+    if ((status = dnnl_primitive_attr_create(&attr))) return status;
+    // The caller's scratch, not a library-wide one: the same primitive runs on several threads at once.
+    dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    dnnl_primitive_desc_t pd;
+    status = dnnl_primitive_desc_create(&pd, &desc, attr, engine, NULL);
+    dnnl_primitive_attr_destroy(attr);
+    if (status) return status;
+    const dnnl_memory_desc_t *pad = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    *scratchpad_bytes = pad ? dnnl_memory_desc_get_size(pad) : 0;
+    status = dnnl_primitive_create(primitive, pd);
+    dnnl_primitive_desc_destroy(pd);
+    return status;
+}
+
+static dnnl_status_t matmul(int rows, int n, int k, dnnl_primitive_t *primitive, size_t *scratchpad_bytes, int *owned) {
+    pthread_mutex_lock(&cache_lock);
+    for (int i = 0; i < cache_count; i++) {
+        if (cache[i].rows == rows && cache[i].n == n && cache[i].k == k) {
+            *primitive = cache[i].primitive;
+            *scratchpad_bytes = cache[i].scratchpad_bytes;
+            *owned = 0;
+            pthread_mutex_unlock(&cache_lock);
+            return dnnl_success;
+        }
+    }
+    // Created under the lock: two threads asking for the same new shape compile it once.
+    dnnl_status_t status = create_matmul(rows, n, k, primitive, scratchpad_bytes);
+    if (status == dnnl_success && cache_count < CACHE_SIZE) {
+        cache[cache_count++] = (cached_matmul){rows, n, k, *primitive, *scratchpad_bytes};
+        *owned = 0;
+    } else {
+        *owned = 1;
+    }
+    pthread_mutex_unlock(&cache_lock);
+    return status;
+}
+
+static dnnl_status_t run_bf16(int rows, int n, int k, uint16_t *a, const uint16_t *w, float *out, void *pad,
+                              dnnl_primitive_t primitive, thread_state *s) {
+    dnnl_status_t status;
+    if (!s->stream && (status = dnnl_stream_create(&s->stream, engine, dnnl_stream_default_flags))) return status;
+    dnnl_memory_desc_t src, weights, dst, pad_md;
+    dnnl_dims_t src_dims = {rows, k}, src_strides = {k, 1};
+    dnnl_dims_t weight_dims = {k, n}, weight_strides = {1, k};
+    dnnl_dims_t dst_dims = {rows, n}, dst_strides = {n, 1};
+    dnnl_memory_desc_init_by_strides(&src, 2, src_dims, dnnl_bf16, src_strides);
+    dnnl_memory_desc_init_by_strides(&weights, 2, weight_dims, dnnl_bf16, weight_strides);
+    dnnl_memory_desc_init_by_strides(&dst, 2, dst_dims, dnnl_f32, dst_strides);
+    dnnl_memory_t memories[4] = {0};
+    dnnl_exec_arg_t args[4];
+    int count = 3;
+    if ((status = dnnl_memory_create(&memories[0], &src, engine, a))) goto done;
+    if ((status = dnnl_memory_create(&memories[1], &weights, engine, (void *)w))) goto done;
+    if ((status = dnnl_memory_create(&memories[2], &dst, engine, out))) goto done;
+    args[0] = (dnnl_exec_arg_t){DNNL_ARG_SRC, memories[0]};
+    args[1] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, memories[1]};
+    args[2] = (dnnl_exec_arg_t){DNNL_ARG_DST, memories[2]};
+    if (pad) {
+        const_dnnl_primitive_desc_t pd;
+        if ((status = dnnl_primitive_get_primitive_desc(primitive, &pd))) goto done;
+        pad_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+        if ((status = dnnl_memory_create(&memories[3], &pad_md, engine, pad))) goto done;
+        args[3] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, memories[3]};
+        count = 4;
+    }
+    if ((status = dnnl_primitive_execute(primitive, s->stream, count, args))) goto done;
+    status = dnnl_stream_wait(s->stream);
+done:
+    for (int i = 0; i < 4; i++) if (memories[i]) dnnl_memory_destroy(memories[i]);
+    return status;
+}
+
+// The product went to scratch (its row count is the bucket's, not m); copy or add the m real rows into C.
+LOWP_CLONES
+static void copy_rows(int m, int n, const float *product, float *c, int ldc, int accumulate) {
+    for (int i = 0; i < m; i++) {
+        const float *p = product + (size_t)i * n;
+        float *dst = c + (size_t)i * ldc;
+        if (accumulate) {
+            for (int j = 0; j < n; j++) dst[j] += p[j];
+        } else {
+            memcpy(dst, p, (size_t)n * 4);
+        }
+    }
+}
+
+int asr_gemm_bf16(int m, int n, int k, const float *a, int lda, const uint16_t *w, float *c, int ldc, int accumulate) {
+    if (m <= 0 || n <= 0) return 0;
+    pthread_once(&engine_once, create_engine);
+    if (engine_status != dnnl_success) return engine_status;
+    thread_state *s = state();
+    if (!s) return dnnl_out_of_memory;
+    omp_set_num_threads(1);
+    int rows = (m + ROW_BUCKET - 1) / ROW_BUCKET * ROW_BUCKET;
+    dnnl_primitive_t primitive;
+    size_t pad_bytes;
+    int owned;
+    dnnl_status_t status = matmul(rows, n, k, &primitive, &pad_bytes, &owned);
+    if (status != dnnl_success) return status;
+
+    size_t a_bytes = align64((size_t)rows * k * 2), out_bytes = align64((size_t)rows * n * 4);
+    char *base = scratch(s, a_bytes + out_bytes + align64(pad_bytes));
+    if (!base) {
+        if (owned) dnnl_primitive_destroy(primitive);
+        return dnnl_out_of_memory;
+    }
+    uint16_t *a16 = (uint16_t *)base;
+    float *out = (float *)(base + a_bytes);
+    for (int i = 0; i < m; i++) asr_f32_to_bf16((size_t)k, a + (size_t)i * lda, a16 + (size_t)i * k);
+    // Padding rows: zeros, so their (discarded) products are finite.
+    memset(a16 + (size_t)m * k, 0, (size_t)(rows - m) * k * 2);
+    status = run_bf16(rows, n, k, a16, w, out, pad_bytes ? base + a_bytes + out_bytes : NULL, primitive, s);
+    if (owned) dnnl_primitive_destroy(primitive);
+    if (status != dnnl_success) return status;
+    copy_rows(m, n, out, c, ldc, accumulate);
+    return 0;
+}
+
+int asr_lowp_bf16_available(void) {
+    pthread_once(&engine_once, create_engine);
+    if (engine_status != dnnl_success) return 0;
+    dnnl_primitive_t primitive;
+    size_t pad;
+    int owned;
+    if (matmul(ROW_BUCKET, 16, 32, &primitive, &pad, &owned) != dnnl_success) return 0;
+    if (owned) dnnl_primitive_destroy(primitive);
+    return 1;
+}
