@@ -3,14 +3,16 @@
 
 Builds random models with the exact facebook/wav2vec2-base-960h and wav2vec2-large-960h-lv60-self architectures
 with transformers (if absent), then in one run times, on the same audio and with the same thread count:
-transformers fp32 (torch), ONNX Runtime fp32 (exported from the same model), and our `asr bench`. Prints a table of
-median real-time factors (processing seconds / audio seconds) and the ratios to ours.
+transformers fp32, bf16 autocast and dynamic int8 (torch), ONNX Runtime fp32 and dynamic int8 (exported from the
+same model), and our `asr bench` in each --precision. Prints, per model and length, the median real-time factors
+(processing seconds / audio seconds) and each engine's speed relative to the fastest peer configuration.
 
     swift build -c release
     pip install torch transformers onnx onnxruntime
     python benchmarks/compare.py [--threads 2] [--runs 5] [--rounds 3] [--seconds 10 30] [--models base large]
 """
 import argparse
+import contextlib
 import os
 import re
 import statistics
@@ -36,9 +38,11 @@ def audio(seconds):
     return (x - x.mean()) / x.std()
 
 
-def time_torch(model, x, runs):
+def time_torch(model, x, runs, bf16=False):
+    """transformers as people run it: fp32, or bf16 autocast (torch.autocast("cpu", dtype=torch.bfloat16))."""
     inputs = torch.from_numpy(x)[None]
-    with torch.inference_mode():
+    context = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    with torch.inference_mode(), context:
         model(inputs)
         times = []
         for _ in range(runs):
@@ -48,13 +52,31 @@ def time_torch(model, x, runs):
     return statistics.median(times)
 
 
-def time_onnx(model, directory, x, runs, threads):
+def torch_int8(model):
+    """transformers with dynamic int8 quantization of its Linear layers (torch.ao.quantization.quantize_dynamic)."""
+    import copy
+    return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def onnx_int8(directory, x):
+    """ONNX Runtime on the dynamically quantized (int8) export of the same model."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    path = os.path.join(directory, "model.onnx")
+    quantized = os.path.join(directory, "model.int8.onnx")
+    if not os.path.exists(quantized):
+        quantize_dynamic(path, quantized, weight_type=QuantType.QInt8)
+    return quantized
+
+
+def time_onnx(model, directory, x, runs, threads, int8=False):
     import onnxruntime as ort
     path = os.path.join(directory, "model.onnx")
     if not os.path.exists(path):
         torch.onnx.export(model, (torch.from_numpy(x)[None],), path, input_names=["input_values"],
                           output_names=["logits"], dynamic_axes={"input_values": {1: "samples"}, "logits": {1: "frames"}},
                           opset_version=17, dynamo=False)
+    if int8:
+        path = onnx_int8(directory, x)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -69,12 +91,14 @@ def time_onnx(model, directory, x, runs, threads):
     return statistics.median(times)
 
 
-def time_ours(asr, directory, seconds, runs, threads, attention=None):
+def time_ours(asr, directory, seconds, runs, threads, attention=None, precision="fp32"):
     env = dict(os.environ, ASR_ATTENTION=attention) if attention else None
     out = subprocess.run([asr, "bench", "--model", directory, "--seconds", str(seconds), "--runs", str(runs),
-                          "--threads", str(threads)], check=True, capture_output=True, text=True, env=env).stdout
+                          "--threads", str(threads), "--precision", precision],
+                         check=True, capture_output=True, text=True, env=env).stdout
     median = float(re.search(r"median: ([0-9.]+) s", out).group(1))
-    return median, out
+    peak = re.search(r"peak RSS: ([0-9.]+) MB", out)
+    return median, out, float(peak.group(1)) if peak else None
 
 
 def main():
@@ -86,6 +110,8 @@ def main():
     parser.add_argument("--seconds", type=float, nargs="+", default=[10, 30])
     parser.add_argument("--models", nargs="+", default=["base", "large"])
     parser.add_argument("--no-onnx", action="store_true")
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16", "int8"],
+                        help="our precisions to time (asr bench --precision)")
     parser.add_argument("--blas-attention", action="store_true",
                         help="also time our binary with ASR_ATTENTION=blas (attention as two sgemm calls and a softmax "
                              "per head instead of the fused kernel), to show what the fused kernel gains")
@@ -94,38 +120,53 @@ def main():
                              "engine's median (this machine's speed drifts by 10-20 %% over minutes)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    engines = ["transformers fp32", "transformers bf16", "transformers int8"]
+    if not args.no_onnx:
+        engines += ["onnxruntime fp32", "onnxruntime int8"]
+    ours_engines = [f"asr {p}" for p in args.precisions]
+    if args.blas_attention:
+        ours_engines.append("asr fp32, BLAS attention")
     rows = []
     for key in args.models:
         directory = os.path.join(args.work, NAMES[key])
         build(NAMES[key], directory)
         model = Wav2Vec2ForCTC.from_pretrained(directory).eval()
+        quantized = torch_int8(model)
         for seconds in args.seconds:
             x = audio(seconds)
-            ours, torch_times, onnx_times, blas_times = [], [], [], []
+            times = {name: [] for name in engines + ours_engines}
+            peaks = {name: [] for name in ours_engines}
             for round_number in range(args.rounds):
-                median, report = time_ours(args.asr, directory, seconds, args.runs, args.threads)
-                ours.append(median)
+                # Engines take turns within each round, so drift in the machine's speed hits them alike.
+                for precision in args.precisions:
+                    median, report, peak = time_ours(args.asr, directory, seconds, args.runs, args.threads, precision=precision)
+                    times[f"asr {precision}"].append(median)
+                    peaks[f"asr {precision}"].append(peak)
                 if args.blas_attention:
-                    blas_times.append(time_ours(args.asr, directory, seconds, args.runs, args.threads, "blas")[0])
-                torch_times.append(time_torch(model, x, args.runs))
+                    times["asr fp32, BLAS attention"].append(
+                        time_ours(args.asr, directory, seconds, args.runs, args.threads, "blas")[0])
+                times["transformers fp32"].append(time_torch(model, x, args.runs))
+                times["transformers bf16"].append(time_torch(model, x, args.runs, bf16=True))
+                times["transformers int8"].append(time_torch(quantized, x, args.runs))
                 if not args.no_onnx:
-                    onnx_times.append(time_onnx(model, directory, x, args.runs, args.threads))
-                print(f"{key} {seconds:.0f}s round {round_number + 1}: ours {median:.3f} s, torch {torch_times[-1]:.3f} s"
-                      + (f", onnx {onnx_times[-1]:.3f} s" if onnx_times else "")
-                      + (f", ours with BLAS attention {blas_times[-1]:.3f} s" if blas_times else ""), flush=True)
-            print(report, flush=True)
-            rows.append((key, seconds, statistics.median(torch_times),
-                         statistics.median(onnx_times) if onnx_times else None, statistics.median(ours),
-                         statistics.median(blas_times) if blas_times else None))
+                    times["onnxruntime fp32"].append(time_onnx(model, directory, x, args.runs, args.threads))
+                    times["onnxruntime int8"].append(time_onnx(model, directory, x, args.runs, args.threads, int8=True))
+                print(f"{key} {seconds:.0f}s round {round_number + 1}: "
+                      + ", ".join(f"{name} {t[-1]:.3f} s" for name, t in times.items()), flush=True)
+            medians = {name: statistics.median(t) for name, t in times.items()}
+            fastest_peer = min(engines, key=lambda name: medians[name])
+            rows.append((key, seconds, medians, fastest_peer,
+                         {name: max(p) for name, p in peaks.items() if p and None not in p}))
     print(f"threads: {args.threads}, runs: {args.runs} per round, rounds: {args.rounds} (median of medians), "
           f"torch {torch.__version__}")
-    print(f"{'model':6s} {'audio':>6s} {'transformers':>13s} {'onnxruntime':>12s} {'asr (ours)':>11s} {'vs torch':>9s} {'vs onnx':>8s}"
-          + (f" {'asr, BLAS attention':>20s} {'fused gain':>10s}" if args.blas_attention else ""))
-    for key, seconds, t, o, ours, b in rows:
-        onnx_rtf = f"{o / seconds:12.4f}" if o else f"{'-':>12s}"
-        onnx_ratio = f"{o / ours:7.2f}×" if o else f"{'-':>8s}"
-        blas = f" {b / seconds:20.4f} {b / ours:9.2f}×" if b else ""
-        print(f"{key:6s} {seconds:5.0f}s {t / seconds:13.4f} {onnx_rtf} {ours / seconds:11.4f} {t / ours:8.2f}× {onnx_ratio}{blas}")
+    for key, seconds, medians, fastest_peer, peaks in rows:
+        print(f"\n{key}, {seconds:.0f} s of audio: RTF (processing seconds / audio seconds)")
+        print(f"  {'engine':28s} {'RTF':>8s} {'vs fastest peer':>16s} {'peak RSS':>9s}")
+        for name, t in medians.items():
+            ratio = medians[fastest_peer] / t
+            mark = " (fastest peer)" if name == fastest_peer else ""
+            peak = f"{peaks[name]:7.0f} MB" if name in peaks else ""
+            print(f"  {name:28s} {t / seconds:8.4f} {ratio:15.2f}× {peak:>9s}{mark}")
 
 
 if __name__ == "__main__":
