@@ -15,7 +15,7 @@ struct ASR: AsyncParsableCommand {
             stderr with the file and the problem); 2 usage error.
             """,
         version: "asr \(version) (OpenBLAS kernel: \(BLAS.kernel))",
-        subcommands: [Transcribe.self, Logits.self, Decode.self, LM.self, Info.self, Bench.self, Download.self],
+        subcommands: [Transcribe.self, Logits.self, Decode.self, LM.self, Info.self, Bench.self, Download.self, Serve.self],
         defaultSubcommand: nil)
 
     /// ArgumentParser reports usage errors with EX_USAGE (64); our documented code for them is 2.
@@ -58,11 +58,16 @@ struct ModelOptions: ParsableArguments {
 
     func load() throws -> Transcriber {
         BLAS.setThreads(threads ?? 0)
-        let transcriber = try model.map { try Transcriber(modelDirectory: ModelLocator.resolve($0)) } ?? BuiltinModel.load()
+        let transcriber = try Self.transcriber(model)
         for warning in transcriber.warnings {
             FileHandle.standardError.write(Data("warning: \(warning)\n".utf8))
         }
         return transcriber
+    }
+
+    /// `--model DIR|ID` (a checkpoint directory or a cached hub id), or the built-in model when nil.
+    static func transcriber(_ model: String?) throws -> Transcriber {
+        try model.map { try Transcriber(modelDirectory: ModelLocator.resolve($0)) } ?? BuiltinModel.load()
     }
 }
 
