@@ -79,10 +79,7 @@ let package = Package(
             dependencies: [
                 "ASRKit", "ASRBuiltinModel", "ASRServer", "asr",
                 .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Tests/ASRServerTests"),
     ]

@@ -6,26 +6,28 @@ import Prometheus
 /// The server's metrics through swift-metrics, kept in a Prometheus registry of the server's own (no global
 /// bootstrap: several servers can live in one process, as in the tests) and served at /metrics.
 package final class ServerMetrics: Sendable {
-    let registry = PrometheusCollectorRegistry()
+    let registry: PrometheusCollectorRegistry
     private let factory: PrometheusMetricsFactory
-    private let audioSeconds: FloatingPointCounter
-    private let realTimeFactor: Recorder
-    private let requestSeconds: Recorder
-    private let queueDepth: Gauge
-    private let inFlight: Gauge
-    private let running: Gauge
+    private let audioSeconds: CoreMetrics.FloatingPointCounter
+    private let realTimeFactor: CoreMetrics.Recorder
+    private let requestSeconds: CoreMetrics.Recorder
+    private let queueDepth: CoreMetrics.Gauge
+    private let inFlight: CoreMetrics.Gauge
+    private let running: CoreMetrics.Gauge
 
     init() {
+        let registry = PrometheusCollectorRegistry()
+        self.registry = registry
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.valueHistogramBuckets["asr_real_time_factor"] = [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 5]
         factory.valueHistogramBuckets["asr_request_duration_seconds"] = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
         self.factory = factory
-        audioSeconds = FloatingPointCounter(label: "asr_audio_seconds_total", factory: factory)
-        realTimeFactor = Recorder(label: "asr_real_time_factor", aggregate: true, factory: factory)
-        requestSeconds = Recorder(label: "asr_request_duration_seconds", aggregate: true, factory: factory)
-        queueDepth = Gauge(label: "asr_queue_depth", factory: factory)
-        inFlight = Gauge(label: "asr_in_flight_requests", factory: factory)
-        running = Gauge(label: "asr_forward_passes_running", factory: factory)
+        audioSeconds = CoreMetrics.FloatingPointCounter(label: "asr_audio_seconds_total", factory: factory)
+        realTimeFactor = CoreMetrics.Recorder(label: "asr_real_time_factor", aggregate: true, factory: factory)
+        requestSeconds = CoreMetrics.Recorder(label: "asr_request_duration_seconds", aggregate: true, factory: factory)
+        queueDepth = CoreMetrics.Gauge(label: "asr_queue_depth", factory: factory)
+        inFlight = CoreMetrics.Gauge(label: "asr_in_flight_requests", factory: factory)
+        running = CoreMetrics.Gauge(label: "asr_forward_passes_running", factory: factory)
         queueDepth.record(0)
         inFlight.record(0)
         running.record(0)
@@ -34,7 +36,7 @@ package final class ServerMetrics: Sendable {
 
     /// One answered request.
     func request(endpoint: String, status: Int, seconds: Double) {
-        Counter(label: "asr_http_requests_total", dimensions: [("endpoint", endpoint), ("status", String(status))], factory: factory)
+        CoreMetrics.Counter(label: "asr_http_requests_total", dimensions: [("endpoint", endpoint), ("status", String(status))], factory: factory)
             .increment()
         requestSeconds.record(seconds)
     }

@@ -60,7 +60,7 @@ package final class TranscriptionServer: Sendable {
     package let models: [ServedModel]
     package let options: ServerOptions
     let logger: Logger
-    package let metrics = ServerMetrics()
+    package let metrics: ServerMetrics
     let admission: Admission
     private let draining = NIOLockedValueBox(false)
 
@@ -69,7 +69,8 @@ package final class TranscriptionServer: Sendable {
         self.models = models
         self.options = options
         self.logger = logger
-        let metrics = self.metrics
+        let metrics = ServerMetrics()
+        self.metrics = metrics
         admission = Admission(maxConcurrency: options.maxConcurrency, queueSize: options.queueSize) { admitted, running in
             metrics.admission(admitted: admitted, running: running)
         }

@@ -31,11 +31,11 @@ final class TemporaryFile {
     }
 
     /// Appends `buffer`.
-    func write(_ buffer: ByteBuffer) throws {
+    func append(_ buffer: ByteBuffer) throws {
         try buffer.withUnsafeReadableBytes { bytes in
             var offset = 0
             while offset < bytes.count {
-                let written = Foundation.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+                let written = write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
                 if written < 0 {
                     if errno == EINTR { continue }
                     throw APIError(.internalServerError, "Cannot store the upload: \(String(cString: strerror(errno)))")
@@ -127,7 +127,7 @@ func readMultipartForm(
         collector.startBodyIfNeeded()
         guard collector.error == nil else { return }
         if collector.isFile {
-            do { try collector.file.write(buffer) } catch { collector.error = error as? APIError ?? .badRequest("\(error)") }
+            do { try collector.file.append(buffer) } catch { collector.error = error as? APIError ?? .badRequest("\(error)") }
         } else {
             collector.value += buffer.readableBytesView
             if collector.value.count > FormLimits.maxFieldBytes {

@@ -97,7 +97,7 @@ final class Connection: @unchecked Sendable {
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Foundation.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { systemConnect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard result == 0 else { close(fd); throw TestFailure("connect to 127.0.0.1:\(port) failed: errno \(errno)") }
         var timeout = timeval(tv_sec: 60, tv_usec: 0)
@@ -114,7 +114,7 @@ final class Connection: @unchecked Sendable {
         data.withUnsafeBytes { bytes in
             var offset = 0
             while offset < bytes.count {
-                let n = Foundation.send(fd, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
+                let n = systemSend(fd, bytes.baseAddress! + offset, bytes.count - offset)
                 if n <= 0 { return false }
                 offset += n
             }
@@ -230,4 +230,17 @@ final class RunningServer: @unchecked Sendable {
         _ = try? await task.value
         try? FileManager.default.removeItem(atPath: temporaryDirectory)
     }
+}
+
+// The C socket calls, under names that Connection's methods do not shadow.
+private func systemConnect(_ fd: Int32, _ address: UnsafePointer<sockaddr>, _ length: socklen_t) -> Int32 {
+    connect(fd, address, length)
+}
+
+private func systemSend(_ fd: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -> Int {
+    #if os(Linux)
+    send(fd, bytes, count, Int32(MSG_NOSIGNAL))
+    #else
+    send(fd, bytes, count, 0)
+    #endif
 }
