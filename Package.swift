@@ -18,7 +18,6 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.65.0"),
-        .package(url: "https://github.com/vapor/multipart-kit", from: "4.7.0"),
     ],
     targets: [
         // One system library per C dependency; each is imported by exactly one Swift file in ASRKit.
@@ -47,7 +46,7 @@ let package = Package(
         .target(
             name: "ASRBuiltinModel", dependencies: ["ASRKit", "CBuiltinModel"], path: "Sources/ASRBuiltinModel"),
         // The OpenAI-compatible HTTP server behind `asr serve` (Hummingbird 2, swift-log, swift-metrics + Prometheus,
-        // swift-service-lifecycle, MultipartKit's streaming parser).
+        // swift-service-lifecycle; MultipartKit's streaming parser, vendored with a crash fix).
         .target(
             name: "ASRServer",
             dependencies: [
@@ -59,7 +58,6 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                .product(name: "MultipartKit", package: "multipart-kit"),
             ],
             path: "Sources/ASRServer"),
         .executableTarget(

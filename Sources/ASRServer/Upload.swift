@@ -1,6 +1,6 @@
 import Foundation
 import Hummingbird
-import MultipartKit
+
 import NIOCore
 
 /// A private temporary file for one upload: created by mkstemp (mode 0600, a random name under the temporary
