@@ -30,9 +30,9 @@ def cli(sample, fmt):
     return subprocess.run([args.asr, "transcribe", sample, "--format", fmt], check=True, capture_output=True, text=True).stdout
 
 
-def transcribe(sample, **kwargs):
+def transcribe(sample, model=None, **kwargs):
     with open(sample, "rb") as f:
-        return client.audio.transcriptions.create(model=args.model, file=f, **kwargs)
+        return client.audio.transcriptions.create(model=model or args.model, file=f, **kwargs)
 
 
 for sample in args.samples:
