@@ -58,16 +58,11 @@ struct ModelOptions: ParsableArguments {
 
     func load() throws -> Transcriber {
         BLAS.setThreads(threads ?? 0)
-        let transcriber = try Self.transcriber(model)
+        let transcriber = try model.map { try Transcriber(modelDirectory: ModelLocator.resolve($0)) } ?? BuiltinModel.load()
         for warning in transcriber.warnings {
             FileHandle.standardError.write(Data("warning: \(warning)\n".utf8))
         }
         return transcriber
-    }
-
-    /// `--model DIR|ID` (a checkpoint directory or a cached hub id), or the built-in model when nil.
-    static func transcriber(_ model: String?) throws -> Transcriber {
-        try model.map { try Transcriber(modelDirectory: ModelLocator.resolve($0)) } ?? BuiltinModel.load()
     }
 }
 

@@ -98,12 +98,14 @@ struct Serve: AsyncParsableCommand {
         var models: [ServedModel] = []
         let recipe: DecoderRecipe
         do {
-            BLAS.setThreads(threads ?? 0)
             recipe = try decoderOptions.recipe
             for spec in model.isEmpty ? [nil] : model.map(Optional.some) {
                 let (name, location) = spec.map(Self.split) ?? ("builtin", "")
-                let transcriber = try ModelOptions.transcriber(spec == nil ? nil : location)
-                for warning in transcriber.warnings { logger.warning("\(name): \(warning)") }
+                // Loaded exactly as `asr transcribe --model DIR|ID --threads N` loads it (the built-in model without
+                // --model); its warnings go to stderr as there.
+                var arguments = spec == nil ? [] : ["--model", location]
+                if let threads { arguments += ["--threads", String(threads)] }
+                let transcriber = try ModelOptions.parse(arguments).load()
                 let languageModel = try decoderOptions.loadLanguageModel(for: transcriber)
                 // Built once, so that a bad --hotword or option fails here rather than in every request.
                 _ = try recipe.makeDecoder(vocabulary: transcriber.vocabulary, languageModel: languageModel)
