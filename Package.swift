@@ -11,6 +11,13 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // The server (ASRServer and `asr serve` only: ASRKit does not depend on these).
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.65.0"),
     ],
     targets: [
         // One system library per C dependency; each is imported by exactly one Swift file in ASRKit.
@@ -42,13 +49,40 @@ let package = Package(
             cSettings: [.headerSearchPath(".")]),
         .target(
             name: "ASRBuiltinModel", dependencies: ["ASRKit", "CBuiltinModel"], path: "Sources/ASRBuiltinModel"),
+        // The OpenAI-compatible HTTP server behind `asr serve` (Hummingbird 2, swift-log, swift-metrics + Prometheus,
+        // swift-service-lifecycle; MultipartKit's streaming parser, vendored with a crash fix).
+        .target(
+            name: "ASRServer",
+            dependencies: [
+                "ASRKit",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            path: "Sources/ASRServer"),
         .executableTarget(
             name: "asr",
-            dependencies: ["ASRKit", "ASRBuiltinModel", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "ASRKit", "ASRBuiltinModel", "ASRServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Sources/asr"),
         .testTarget(
             name: "ASRKitTests", dependencies: ["ASRKit"], path: "Tests/ASRKitTests"),
         .testTarget(
             name: "asrTests", dependencies: ["ASRKit", "ASRBuiltinModel", "asr"], path: "Tests/asrTests"),
+        .testTarget(
+            name: "ASRServerTests",
+            dependencies: [
+                "ASRKit", "ASRBuiltinModel", "ASRServer", "asr",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/ASRServerTests"),
     ]
 )

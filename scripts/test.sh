@@ -9,3 +9,4 @@ scripts/install-deps.sh
 # in a versioned dependency).
 swift test -Xswiftc -O -Xcc -O2 "$@"
 scripts/check-consumer.sh
+scripts/test-openai-client.sh

@@ -15,7 +15,9 @@ struct ASR: AsyncParsableCommand {
             stderr with the file and the problem); 2 usage error.
             """,
         version: "asr \(version) (OpenBLAS kernel: \(BLAS.kernel))",
-        subcommands: [Transcribe.self, Logits.self, Decode.self, LM.self, Info.self, Bench.self, Download.self, Kernels.self],
+        subcommands: [
+            Transcribe.self, Logits.self, Decode.self, LM.self, Info.self, Bench.self, Download.self, Serve.self, Kernels.self,
+        ],
         defaultSubcommand: nil)
 
     /// ArgumentParser reports usage errors with EX_USAGE (64); our documented code for them is 2.

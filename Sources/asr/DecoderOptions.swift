@@ -50,48 +50,50 @@ struct DecoderOptions: ParsableArguments {
         }
     }
 
+    /// The settings laid over the language model's (shared with `asr serve`).
+    var recipe: DecoderRecipe {
+        get throws {
+            var recipe = DecoderRecipe()
+            recipe.beam = beam
+            recipe.alpha = alpha
+            recipe.beta = beta
+            recipe.unknownWordPenalty = unkPenalty
+            recipe.beamPruneThreshold = beamPrune
+            recipe.tokenMinLogProbability = tokenMinLogp
+            recipe.hotwords = try hotword.map { try Hotword(parsing: $0) }
+            return recipe
+        }
+    }
+
+    /// The language model to decode with: --lm, else the model directory's language_model/ unless --no-lm (nil when
+    /// there is none, or when the bundled one cannot be used: a warning says why). Progress and warnings go to stderr.
+    func loadLanguageModel(for transcriber: Transcriber) throws -> DecoderRecipe.LoadedLanguageModel? {
+        guard let lmPath = lm ?? (noLm ? nil : DecoderRecipe.bundledLanguageModelPath(for: transcriber)) else { return nil }
+        let started = DispatchTime.now().uptimeNanoseconds
+        do {
+            let (loaded, fromDirectory) = try DecodingLanguageModel.load(path: lmPath, options: BeamSearchOptions())
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+            let counts = loaded.model.counts.enumerated().map { "\($0.offset + 1)-grams \($0.element)" }
+            FileHandle.standardError.write(Data(
+                "language model: \(lmPath) (\(counts.joined(separator: ", ")); loaded in \(String(format: "%.2f", seconds)) s)\n".utf8))
+            let spellable = loaded.spellableFraction(by: transcriber.vocabulary)
+            if spellable < 0.5 {
+                FileHandle.standardError.write(Data(
+                    "warning: only \(Int(spellable * 100))% of the language model's words can be written with the model's alphabet (letter case? build it with `asr lm build --uppercase`)\n".utf8))
+            }
+            return (loaded, fromDirectory)
+        } catch where lm == nil {
+            // Found, not asked for (e.g. a hub "-with-lm" repository holding only a KenLM binary): say why it is
+            // not used and go on without it rather than fail.
+            FileHandle.standardError.write(Data("warning: not using the model's language model: \(error)\n".utf8))
+            return nil
+        }
+    }
+
     /// The decoder to use with `transcriber`, or nil for greedy decoding.
     func makeDecoder(for transcriber: Transcriber) throws -> (any CTCDecoder)? {
-        var lmPath = lm
-        if lmPath == nil && !noLm {
-            let bundled = URL(fileURLWithPath: transcriber.location).appendingPathComponent("language_model")
-            var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: bundled.path, isDirectory: &isDirectory), isDirectory.boolValue {
-                lmPath = bundled.path
-            }
-        }
-        guard lmPath != nil || !hotword.isEmpty || beam != nil else { return nil }
-        var options = BeamSearchOptions()
-        var languageModel: DecodingLanguageModel?
-        if let lmPath {
-            let started = DispatchTime.now().uptimeNanoseconds
-            do {
-                let (loaded, fromDirectory) = try DecodingLanguageModel.load(path: lmPath, options: options)
-                languageModel = loaded
-                options = fromDirectory
-                let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
-                let counts = loaded.model.counts.enumerated().map { "\($0.offset + 1)-grams \($0.element)" }
-                FileHandle.standardError.write(Data(
-                    "language model: \(lmPath) (\(counts.joined(separator: ", ")); loaded in \(String(format: "%.2f", seconds)) s)\n".utf8))
-                let spellable = loaded.spellableFraction(by: transcriber.vocabulary)
-                if spellable < 0.5 {
-                    FileHandle.standardError.write(Data(
-                        "warning: only \(Int(spellable * 100))% of the language model's words can be written with the model's alphabet (letter case? build it with `asr lm build --uppercase`)\n".utf8))
-                }
-            } catch where lm == nil {
-                // Found, not asked for (e.g. a hub "-with-lm" repository holding only a KenLM binary): say why it is
-                // not used and go on without it rather than fail.
-                FileHandle.standardError.write(Data("warning: not using the model's language model: \(error)\n".utf8))
-                if hotword.isEmpty && beam == nil { return nil }
-            }
-        }
-        if let beam { options.beamWidth = beam }
-        if let alpha { options.alpha = alpha }
-        if let beta { options.beta = beta }
-        if let unkPenalty { options.unknownWordPenalty = unkPenalty }
-        if let beamPrune { options.beamPruneThreshold = beamPrune }
-        if let tokenMinLogp { options.tokenMinLogProbability = tokenMinLogp }
-        options.hotwords = try hotword.map { try Hotword(parsing: $0) }
-        return try BeamSearchDecoder(vocabulary: transcriber.vocabulary, languageModel: languageModel, options: options)
+        let recipe = try recipe
+        // Loading the language model is skipped when nothing else asks for beam search and there is none to find.
+        return try recipe.makeDecoder(vocabulary: transcriber.vocabulary, languageModel: try loadLanguageModel(for: transcriber))
     }
 }

@@ -1,0 +1,72 @@
+import Foundation
+
+/// Bounds the work in the server: at most `maxConcurrency` forward passes at once and at most `queueSize` more
+/// transcription requests admitted and waiting (uploading, or uploaded and waiting for a slot). Beyond that a
+/// request is refused at once (429) rather than queued without bound.
+actor Admission {
+    let maxConcurrency: Int
+    let queueSize: Int
+    private(set) var admitted = 0
+    private(set) var running = 0
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+    /// Smoothed seconds per forward pass, for Retry-After.
+    private var averageSeconds = 1.0
+    private let onChange: @Sendable (_ admitted: Int, _ running: Int) -> Void
+
+    init(maxConcurrency: Int, queueSize: Int, onChange: @escaping @Sendable (Int, Int) -> Void) {
+        self.maxConcurrency = max(1, maxConcurrency)
+        self.queueSize = max(0, queueSize)
+        self.onChange = onChange
+    }
+
+    /// Admits a request, or returns the seconds after which to retry when the queue is full.
+    func admit() -> Int? {
+        guard admitted < maxConcurrency + queueSize else {
+            // Time for the requests ahead to drain, rounded up; at least one second.
+            let ahead = Double(admitted) / Double(maxConcurrency)
+            return max(1, Int((ahead * averageSeconds).rounded(.up)))
+        }
+        admitted += 1
+        onChange(admitted, running)
+        return nil
+    }
+
+    /// A request leaves (answered or failed).
+    func leave() {
+        admitted -= 1
+        onChange(admitted, running)
+    }
+
+    /// Waits for a forward-pass slot (first come, first served).
+    func acquire() async {
+        if running < maxConcurrency && waiters.isEmpty {
+            running += 1
+            onChange(admitted, running)
+            return
+        }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    /// Gives the slot back (to the next waiter, if any); `seconds` is how long the pass took.
+    func release(seconds: Double?) {
+        if let seconds { averageSeconds = 0.8 * averageSeconds + 0.2 * seconds }
+        if waiters.isEmpty {
+            running -= 1
+            onChange(admitted, running)
+        } else {
+            waiters.removeFirst().resume()
+        }
+    }
+}
+
+/// Runs the forward passes on threads of their own, off the NIO event loops and off Swift's cooperative pool
+/// (a pass holds its thread for seconds; BLAS and the model's workers use every core meanwhile).
+enum ComputeThreads {
+    private static let queue = DispatchQueue(label: "asr-serve.compute", qos: .userInitiated, attributes: .concurrent)
+
+    static func run<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async { continuation.resume(with: Result { try work() }) }
+        }
+    }
+}

@@ -1,0 +1,432 @@
+import ASRKit
+import Foundation
+import Hummingbird
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import ServiceLifecycle
+
+/// A model the server offers, under the name requests give in `model`.
+package struct ServedModel: Sendable {
+    package let name: String
+    package let transcriber: Transcriber
+    /// Loaded once at start (--lm, or the model directory's language_model/), used unless a request says lm=off.
+    package let languageModel: DecoderRecipe.LoadedLanguageModel?
+
+    package init(name: String, transcriber: Transcriber, languageModel: DecoderRecipe.LoadedLanguageModel?) {
+        self.name = name
+        self.transcriber = transcriber
+        self.languageModel = languageModel
+    }
+}
+
+/// `asr serve`'s settings.
+package struct ServerOptions: Sendable {
+    package var host = "127.0.0.1"
+    package var port = 8080
+    package var apiKey: String?
+    package var maxUploadBytes = 100 * 1_048_576
+    package var maxAudioSeconds = 3600.0
+    package var maxConcurrency = 1
+    package var queueSize = 16
+    /// An upload still arriving after this long is cut (slow clients hold a queue place and a temporary file).
+    package var uploadTimeout: Duration = .seconds(300)
+    /// A connection that sends nothing for this long (between requests, or stalled mid-request) is closed.
+    package var idleTimeout: Duration = .seconds(30)
+    /// SIGTERM/SIGINT: requests in flight get this long to finish.
+    package var gracePeriod: Duration = .seconds(30)
+    package var temporaryDirectory = NSTemporaryDirectory()
+    package var chunking = ChunkingOptions.default
+    /// The server's decoding settings (--beam, --hotword, ...); a request's `beam` and hotwords are laid over them.
+    package var decoder = DecoderRecipe()
+
+    package init() {}
+}
+
+/// The request context: Hummingbird's, plus the connection (to stop reading an upload that is refused).
+package struct ServerContext: RequestContext {
+    package var coreContext: CoreRequestContextStorage
+    let channel: any Channel
+
+    package init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        channel = source.channel
+    }
+}
+
+/// The OpenAI-compatible transcription server: `POST /v1/audio/transcriptions`, `POST /v1/audio/translations` (400),
+/// `GET /v1/models`, `GET /health`, `GET /metrics`.
+package final class TranscriptionServer: Sendable {
+    package let models: [ServedModel]
+    package let options: ServerOptions
+    let logger: Logger
+    package let metrics: ServerMetrics
+    let admission: Admission
+    private let draining = NIOLockedValueBox(false)
+
+    package init(models: [ServedModel], options: ServerOptions, logger: Logger) {
+        precondition(!models.isEmpty, "a server needs a model")
+        self.models = models
+        self.options = options
+        self.logger = logger
+        let metrics = ServerMetrics()
+        self.metrics = metrics
+        admission = Admission(maxConcurrency: options.maxConcurrency, queueSize: options.queueSize) { admitted, running in
+            metrics.admission(admitted: admitted, running: running)
+        }
+    }
+
+    /// Whether SIGTERM/SIGINT has been received: new requests are answered 503.
+    package var isDraining: Bool { draining.withLockedValue { $0 } }
+
+    package func beginDraining() {
+        draining.withLockedValue { $0 = true }
+    }
+
+    /// The Hummingbird application; `onListening` gets the bound port (useful with port 0).
+    package func makeApplication(onListening: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
+        let router = Router(context: ServerContext.self)
+        router.add(middleware: OpenAIMiddleware(server: self))
+        router.get("/health") { _, _ in self.health() }
+        router.get("/metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                     body: .init(byteBuffer: ByteBuffer(bytes: self.metrics.exposition())))
+        }
+        router.get("/v1/models") { _, _ in
+            self.json(ModelList(object: "list", data: self.models.map { ModelEntry(id: $0.name) }))
+        }
+        router.get("/v1/models/{id}") { _, context in
+            let id = context.parameters.get("id") ?? ""
+            guard self.models.contains(where: { $0.name == id }) else { throw self.unknownModel(id) }
+            return self.json(ModelEntry(id: id))
+        }
+        router.post("/v1/audio/transcriptions") { request, context in try await self.transcribe(request, context: context) }
+        router.post("/v1/audio/translations") { _, _ -> Response in
+            throw APIError.badRequest(
+                "Translation is not supported: this server transcribes speech in the language its model was trained on. "
+                    + "Use /v1/audio/transcriptions.", code: "unsupported_endpoint")
+        }
+        let listeningLogger = logger
+        let host = options.host
+        return Application(
+            router: router,
+            server: .http1(configuration: .init(idleTimeout: .nanoseconds(Int64(options.idleTimeout.components.seconds) * 1_000_000_000))),
+            configuration: .init(address: .hostname(host, port: options.port), serverName: nil),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? 0
+                listeningLogger.info("listening on http://\(host):\(port)")
+                await onListening(port)
+            },
+            logger: logger)
+    }
+
+    /// Runs until SIGTERM or SIGINT, then stops accepting, lets requests in flight finish (up to the grace period)
+    /// and returns.
+    package func run(onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        let app = makeApplication(onListening: onListening)
+        var configuration = ServiceGroupConfiguration(
+            services: [
+                .init(service: app),
+                // Last, so shut down first: from then on new requests get 503 while the server drains.
+                .init(service: DrainOnShutdown(server: self), successTerminationBehavior: .ignore),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger)
+        configuration.maximumGracefulShutdownDuration = options.gracePeriod
+        try await ServiceGroup(configuration: configuration).run()
+    }
+
+    // MARK: Endpoints
+
+    struct ModelEntry: Encodable {
+        let id: String
+        let object = "model"
+        let created = 0
+        let owned_by = "asr"
+    }
+
+    struct ModelList: Encodable {
+        let object: String
+        let data: [ModelEntry]
+    }
+
+    struct Health: Encodable {
+        let status: String
+        let models: [String]
+    }
+
+    func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: JSON.encode(value)))
+    }
+
+    func health() -> Response {
+        isDraining
+            ? json(Health(status: "shutting_down", models: models.map(\.name)), status: .serviceUnavailable)
+            : json(Health(status: "ok", models: models.map(\.name)))
+    }
+
+    func unknownModel(_ name: String) -> APIError {
+        .notFound("The model '\(name)' does not exist. This server has: \(models.map(\.name).joined(separator: ", ")).",
+                  param: "model", code: "model_not_found")
+    }
+
+    /// Checks `Authorization: Bearer KEY` when the server has a key (constant-time comparison).
+    func authenticate(_ request: Request) throws {
+        guard let key = options.apiKey else { return }
+        let header = request.headers[.authorization] ?? ""
+        let given = header.lowercased().hasPrefix("bearer ") ? header.dropFirst(7).trimmingCharacters(in: .whitespaces) : ""
+        guard Self.constantTimeEqual(Array(given.utf8), Array(key.utf8)) else { throw APIError.unauthorized }
+    }
+
+    /// Compares in time that depends only on the lengths, not on where the bytes differ.
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        var difference = UInt8(a.count == b.count ? 0 : 1)
+        guard !b.isEmpty else { return a.isEmpty }
+        for i in 0..<max(a.count, b.count) {
+            difference |= (i < a.count ? a[i] : 0) ^ b[i % b.count]
+        }
+        return difference == 0
+    }
+
+    // MARK: Transcription
+
+    func transcribe(_ request: Request, context: ServerContext) async throws -> Response {
+        guard !isDraining else { throw APIError.shuttingDown }
+        let boundary = try multipartBoundary(request.headers[.contentType])
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > options.maxUploadBytes {
+            throw APIError.tooLarge(limit: options.maxUploadBytes)
+        }
+        if let retryAfter = await admission.admit() { throw APIError.queueFull(retryAfter: retryAfter) }
+        do {
+            let response = try await transcribeAdmitted(request, context: context, boundary: boundary)
+            await admission.leave()
+            return response
+        } catch {
+            await admission.leave()
+            throw error
+        }
+    }
+
+    private func transcribeAdmitted(_ request: Request, context: ServerContext, boundary: String) async throws -> Response {
+        let file = try TemporaryFile(directory: options.temporaryDirectory)
+        defer { file.remove() }
+        // A client still uploading after the timeout (slowloris) is disconnected, which ends the body stream.
+        let channel = context.channel
+        let timeout = options.uploadTimeout
+        let watchdog = Task {
+            try await Task.sleep(for: timeout)
+            channel.close(promise: nil)
+        }
+        let form: UploadedForm
+        do {
+            form = try await readMultipartForm(request.body, boundary: boundary, maxBytes: options.maxUploadBytes, into: file)
+            watchdog.cancel()
+        } catch let error as APIError {
+            watchdog.cancel()
+            throw error
+        } catch {
+            watchdog.cancel()
+            throw APIError.badRequest("The upload was interrupted: \(error)", code: "upload_interrupted")
+        }
+        let job = try TranscriptionJob(form: form, server: self)
+
+        await admission.acquire()
+        let started = ContinuousClock.now
+        let path = file.path
+        let chunking = options.chunking
+        let maxSeconds = options.maxAudioSeconds
+        let outcome: Result<Transcription, any Error>
+        do {
+            outcome = .success(try await ComputeThreads.run {
+                try job.model.transcriber.transcribe(file: URL(fileURLWithPath: path), chunking: chunking, decoder: job.decoder, maxSeconds: maxSeconds)
+            })
+        } catch {
+            outcome = .failure(error)
+        }
+        let elapsed = ContinuousClock.now - started
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        await admission.release(seconds: seconds)
+
+        switch outcome {
+        case .success(let transcription):
+            metrics.transcribed(audioSeconds: transcription.duration, computeSeconds: seconds)
+            logger.info("transcribed \(String(format: "%.2f", transcription.duration)) s of audio in \(String(format: "%.3f", seconds)) s",
+                        metadata: ["model": "\(job.model.name)", "format": "\(job.format.rawValue)"])
+            return job.format.response(transcription, language: job.language, words: job.words)
+        case .failure(let error as AudioTooLong):
+            throw APIError.audioTooLong(limit: error.limitSeconds)
+        case .failure(let error as ASRError):
+            // The decoder's message names the temporary file: name the upload instead.
+            let name = job.filename.map { "'\($0)'" } ?? "the uploaded file"
+            let message = "\(error)".replacingOccurrences(of: path, with: name)
+            throw APIError.badRequest("The audio could not be read: \(message)", param: "file", code: "invalid_audio")
+        case .failure(let error):
+            throw APIError(.internalServerError, "Transcription failed: \(error)")
+        }
+    }
+}
+
+/// A validated transcription request.
+struct TranscriptionJob: Sendable {
+    let model: ServedModel
+    let decoder: (any CTCDecoder)?
+    let format: ResponseFormat
+    let language: String?
+    let words: Bool
+    let filename: String?
+
+    init(form: UploadedForm, server: TranscriptionServer) throws {
+        guard let file = form.file else {
+            throw APIError.badRequest("The request has no audio: send it in a multipart 'file' field.", param: "file")
+        }
+        guard file.size > 0 else { throw APIError.badRequest("The uploaded file is empty.", param: "file", code: "empty_file") }
+        filename = form.filename
+
+        let name = form.value("model").map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        if name.isEmpty {
+            model = server.models[0]
+        } else {
+            guard let found = server.models.first(where: { $0.name == name }) else { throw server.unknownModel(name) }
+            model = found
+        }
+
+        let formatName = form.value("response_format") ?? "json"
+        guard let format = ResponseFormat(rawValue: formatName) else {
+            throw APIError.badRequest(
+                "response_format '\(formatName)' is not one of \(ResponseFormat.allCases.map(\.rawValue).joined(separator: ", ")).",
+                param: "response_format")
+        }
+        self.format = format
+
+        var granularities: [String] = []
+        for key in ["timestamp_granularities[]", "timestamp_granularities"] { granularities += form.fields[key] ?? [] }
+        for value in granularities where value != "word" && value != "segment" {
+            throw APIError.badRequest("timestamp_granularities[] '\(value)' is not 'word' or 'segment'.", param: "timestamp_granularities[]")
+        }
+        words = granularities.contains("word")
+
+        // Accepted for compatibility; a CTC model has neither a language setting nor sampling.
+        language = form.value("language").flatMap { $0.isEmpty ? nil : $0 }
+        if let temperature = form.value("temperature"), !temperature.isEmpty {
+            guard let value = Double(temperature), value.isFinite, value >= 0 else {
+                throw APIError.badRequest("temperature '\(temperature)' is not a number ≥ 0.", param: "temperature")
+            }
+        }
+        if let stream = form.value("stream"), stream == "true" {
+            throw APIError.badRequest("Streaming responses are not supported.", param: "stream")
+        }
+
+        var recipe = server.options.decoder
+        if let beam = form.value("beam") {
+            guard let width = Int(beam), (1...100_000).contains(width) else {
+                throw APIError.badRequest("beam '\(beam)' is not a whole number in 1...100000.", param: "beam")
+            }
+            recipe.beam = width
+        }
+        var useLanguageModel = model.languageModel != nil
+        if let lm = form.value("lm") {
+            switch lm.lowercased() {
+            case "on", "true", "1":
+                guard model.languageModel != nil else {
+                    throw APIError.badRequest("The model '\(model.name)' has no language model (start the server with --lm).", param: "lm")
+                }
+                useLanguageModel = true
+            case "off", "false", "0": useLanguageModel = false
+            default: throw APIError.badRequest("lm '\(lm)' is not 'on' or 'off'.", param: "lm")
+            }
+        }
+        for spec in (form.fields["hotwords"] ?? []).flatMap(Self.phrases) {
+            do {
+                recipe.hotwords.append(try Hotword(parsing: spec))
+            } catch {
+                throw APIError.badRequest("hotwords: \(error)", param: "hotwords")
+            }
+        }
+        if let prompt = form.value("prompt") {
+            recipe.hotwords += Self.promptHotwords(prompt, vocabulary: model.transcriber.vocabulary)
+        }
+        do {
+            decoder = try recipe.makeDecoder(vocabulary: model.transcriber.vocabulary, languageModel: useLanguageModel ? model.languageModel : nil)
+        } catch {
+            throw APIError.badRequest("\(error)", param: "hotwords")
+        }
+    }
+
+    /// A `hotwords` field: phrases separated by commas or newlines, each "phrase" or "phrase:weight" as --hotword.
+    static func phrases(_ field: String) -> [String] {
+        field.split(whereSeparator: { $0 == "," || $0 == "\n" }).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
+    /// OpenAI's `prompt` as hotwords: its words (split at whitespace and punctuation other than apostrophes), at the
+    /// default weight; words the model cannot spell are left out; at most 64.
+    static func promptHotwords(_ prompt: String, vocabulary: Vocabulary) -> [Hotword] {
+        var seen = Set<String>()
+        var hotwords: [Hotword] = []
+        for word in prompt.split(whereSeparator: { !($0.isLetter || $0.isNumber || $0 == "'") }) where hotwords.count < 64 {
+            let hotword = Hotword(String(word))
+            guard seen.insert(hotword.text.uppercased()).inserted else { continue }
+            var options = BeamSearchOptions()
+            options.hotwords = [hotword]
+            if (try? BeamSearchDecoder(vocabulary: vocabulary, languageModel: nil, options: options)) != nil { hotwords.append(hotword) }
+        }
+        return hotwords
+    }
+}
+
+/// Errors in OpenAI's shape, authentication of /v1/, request metrics.
+struct OpenAIMiddleware: RouterMiddleware {
+    typealias Context = ServerContext
+    let server: TranscriptionServer
+
+    static let endpoints: Set<String> = [
+        "/health", "/metrics", "/v1/models", "/v1/audio/transcriptions", "/v1/audio/translations",
+    ]
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let started = ContinuousClock.now
+        var response: Response
+        do {
+            if request.uri.path.hasPrefix("/v1/") { try server.authenticate(request) }
+            response = try await next(request, context)
+        } catch {
+            let apiError: APIError
+            switch error {
+            case let error as APIError: apiError = error
+            case let error as HTTPError where error.status == .notFound:
+                apiError = .notFound("No endpoint \(request.method) \(request.uri.path).", code: "unknown_endpoint")
+            case let error as HTTPError:
+                apiError = APIError(error.status, error.body ?? error.status.reasonPhrase)
+            default:
+                apiError = APIError(.internalServerError, "\(error)")
+            }
+            response = apiError.response
+            if request.method == .post || request.method == .put {
+                // The rest of a refused upload is not read: the connection ends after this answer.
+                response.headers[.connection] = "close"
+                context.channel.close(mode: .input, promise: nil)
+            }
+            if apiError.status.code >= 500 {
+                server.logger.error("\(request.method) \(request.uri.path): \(apiError.message)")
+            } else {
+                server.logger.debug("\(request.method) \(request.uri.path): \(apiError.status.code) \(apiError.message)")
+            }
+        }
+        let path = request.uri.path
+        let endpoint = Self.endpoints.contains(path) ? path : path.hasPrefix("/v1/models/") ? "/v1/models/{id}" : "other"
+        let elapsed = ContinuousClock.now - started
+        server.metrics.request(endpoint: endpoint, status: Int(response.status.code),
+                               seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        return response
+    }
+}
+
+/// Marks the server as draining when graceful shutdown begins (before the HTTP server stops accepting).
+struct DrainOnShutdown: Service {
+    let server: TranscriptionServer
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        server.beginDraining()
+        server.logger.info("shutting down: finishing the requests in flight")
+    }
+}

@@ -1,0 +1,142 @@
+import ArgumentParser
+import ASRKit
+import ASRServer
+import Foundation
+import Logging
+
+/// `asr serve`: the OpenAI-compatible transcription server (ASRServer); this command only parses options and loads
+/// the models.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve transcription over HTTP with OpenAI's API (POST /v1/audio/transcriptions).",
+        discussion: """
+            Endpoints: POST /v1/audio/transcriptions (multipart: file, model, response_format = json|text|srt|vtt|\
+            verbose_json, timestamp_granularities[], prompt → hotwords, language and temperature accepted and \
+            ignored; our own lm=on|off, hotwords, beam), POST /v1/audio/translations (400), GET /v1/models, \
+            GET /health, GET /metrics (Prometheus). Models are loaded before listening (a model that cannot be \
+            loaded: exit 1); the first --model is the default. SIGTERM/SIGINT: stop accepting, finish the requests \
+            in flight (up to --grace-seconds), exit 0.
+            """)
+
+    @Option(name: .long, help: ArgumentHelp(
+        "A model to serve: NAME=DIR|ID, or DIR|ID (named after the directory or the id); repeatable, the first is the default (default: the built-in model, as \"builtin\").",
+        valueName: "name=dir|id"))
+    var model: [String] = []
+
+    @Option(name: .long, help: "BLAS threads for each forward pass (default: all cores).")
+    var threads: Int?
+
+    @Option(name: .long, help: "Precision of the large matrix products for every served model: fp32 (default), bf16 or int8.")
+    var precision: Precision = .fp32
+
+    @OptionGroup(title: "Decoding (server defaults; requests may add hotwords, set beam, turn the language model off)")
+    var decoderOptions: DecoderOptions
+
+    @Option(help: "Address to listen on (loopback by default; anything else exposes the server to the network).")
+    var host = "127.0.0.1"
+
+    @Option(help: "Port (0: any free port; the chosen one is logged).")
+    var port = 8080
+
+    @Option(name: .long, help: "Require 'Authorization: Bearer KEY' on /v1/ (default: $ASR_API_KEY, else no key).")
+    var apiKey: String?
+
+    @Option(help: "Largest upload in MB (refused with 413 as soon as it is exceeded).")
+    var maxUploadMb = 100.0
+
+    @Option(help: "Longest audio in seconds (longer: 422).")
+    var maxAudioSeconds = 3600.0
+
+    @Option(help: "Forward passes run at once; more requests wait in the queue.")
+    var maxConcurrency = 1
+
+    @Option(help: "Requests that may wait (uploading or queued) beyond those running; more are refused with 429.")
+    var queue = 16
+
+    @Option(help: "An upload still arriving after this many seconds is cut.")
+    var uploadTimeoutSeconds = 300.0
+
+    @Option(help: "On SIGTERM/SIGINT, seconds the requests in flight get to finish.")
+    var graceSeconds = 30.0
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel = "info"
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535") }
+        guard maxUploadMb > 0, maxUploadMb.isFinite else { throw ValidationError("--max-upload-mb must be positive") }
+        guard maxAudioSeconds > 0, maxAudioSeconds.isFinite else { throw ValidationError("--max-audio-seconds must be positive") }
+        guard maxConcurrency >= 1 else { throw ValidationError("--max-concurrency must be at least 1") }
+        guard queue >= 0 else { throw ValidationError("--queue must be 0 or more") }
+        guard uploadTimeoutSeconds > 0, graceSeconds >= 0 else { throw ValidationError("timeouts must be positive") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level '\(logLevel)' is not a log level") }
+        var names = Set<String>()
+        for spec in model {
+            let (name, _) = Self.split(spec)
+            guard !name.isEmpty else { throw ValidationError("--model '\(spec)' has an empty name") }
+            guard names.insert(name).inserted else { throw ValidationError("two models are named '\(name)'") }
+        }
+    }
+
+    /// "NAME=DIR|ID" → (NAME, DIR|ID); "DIR|ID" → (its last path component or the id, DIR|ID).
+    static func split(_ spec: String) -> (name: String, location: String) {
+        if let equals = spec.firstIndex(of: "="), !spec[..<equals].contains("/") {
+            return (String(spec[..<equals]), String(spec[spec.index(after: equals)...]))
+        }
+        if ModelLocator.isModelID(spec) { return (spec, spec) }
+        return (URL(fileURLWithPath: spec).standardizedFileURL.lastPathComponent, spec)
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var logger = Logger(label: "asr.serve")
+        logger.logLevel = level
+
+        var models: [ServedModel] = []
+        let recipe: DecoderRecipe
+        do {
+            recipe = try decoderOptions.recipe
+            for spec in model.isEmpty ? [nil] : model.map(Optional.some) {
+                let (name, location) = spec.map(Self.split) ?? ("builtin", "")
+                // Loaded exactly as `asr transcribe --model DIR|ID --threads N` loads it (the built-in model without
+                // --model); its warnings go to stderr as there.
+                var arguments = spec == nil ? [] : ["--model", location]
+                if let threads { arguments += ["--threads", String(threads)] }
+                arguments += ["--precision", precision.rawValue]
+                let transcriber = try ModelOptions.parse(arguments).load()
+                let languageModel = try decoderOptions.loadLanguageModel(for: transcriber)
+                // Built once, so that a bad --hotword or option fails here rather than in every request.
+                _ = try recipe.makeDecoder(vocabulary: transcriber.vocabulary, languageModel: languageModel)
+                models.append(ServedModel(name: name, transcriber: transcriber, languageModel: languageModel))
+                logger.info("model '\(name)': \(transcriber.location)\(languageModel == nil ? "" : " with a language model")")
+            }
+        } catch {
+            throw report(error)
+        }
+
+        var options = ServerOptions()
+        options.host = host
+        options.port = port
+        options.apiKey = apiKey ?? ProcessInfo.processInfo.environment["ASR_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+        options.maxUploadBytes = Int(maxUploadMb * 1_048_576)
+        options.maxAudioSeconds = maxAudioSeconds
+        options.maxConcurrency = maxConcurrency
+        options.queueSize = queue
+        options.uploadTimeout = .milliseconds(Int64(uploadTimeoutSeconds * 1000))
+        options.gracePeriod = .milliseconds(Int64(graceSeconds * 1000))
+        options.decoder = recipe
+        let server = TranscriptionServer(models: models, options: options, logger: logger)
+        do {
+            try await server.run()
+        } catch {
+            throw report(error)
+        }
+        logger.info("stopped")
+    }
+}

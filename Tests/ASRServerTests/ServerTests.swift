@@ -1,0 +1,238 @@
+import ASRBuiltinModel
+import ASRKit
+@testable import ASRServer
+import Foundation
+import Testing
+
+/// The transcription endpoint against the CLI, every response format and every error status, on an in-process
+/// server listening on an ephemeral loopback port.
+@Suite(.serialized) struct ServerTests {
+    static let sample = Paths.fixture("audio/builtin/08.wav")
+    static let longer = Paths.fixture("audio/builtin/03.wav")
+
+    @Test func formatsMatchTheCLIByteForByte() async throws {
+        let running = try await RunningServer.start()
+        defer { Task { await running.stop() } }
+        for file in [Self.sample, Self.longer, Paths.fixture("audio/stereo_44100_24bit.flac")] {
+            let txt = try cliTranscript(file, format: "txt")
+            for (format, cli) in [("text", "txt"), ("srt", "srt"), ("vtt", "vtt")] {
+                let reply = try await transcription(port: running.port, try form(file: file, [("model", "builtin"), ("response_format", format)]))
+                #expect(reply.status == 200, "\(reply.text)")
+                #expect(reply.text == (cli == "txt" ? txt : try cliTranscript(file, format: cli)), "\(format) of \(file)")
+            }
+            let json = try await transcription(port: running.port, try form(file: file))
+            #expect(json.status == 200)
+            #expect(json.headers["content-type"] == "application/json")
+            #expect(json.json["text"] as? String == String(txt.dropLast()))
+
+            let cliJSON = try JSONSerialization.jsonObject(with: Data(try cliTranscript(file, format: "json").utf8)) as! [String: Any]
+            let verbose = try await transcription(port: running.port, try form(file: file, [
+                ("response_format", "verbose_json"), ("timestamp_granularities[]", "word"), ("timestamp_granularities[]", "segment"),
+                ("language", "en"), ("temperature", "0.2"),
+            ]))
+            #expect(verbose.status == 200)
+            let v = verbose.json
+            #expect(v["task"] as? String == "transcribe")
+            #expect(v["language"] as? String == "en")
+            #expect(v["text"] as? String == cliJSON["text"] as? String)
+            #expect(v["duration"] as? Double == cliJSON["duration"] as? Double)
+            let words = v["words"] as? [[String: Any]] ?? []
+            let cliWords = cliJSON["words"] as? [[String: Any]] ?? []
+            #expect(words.count == cliWords.count)
+            for (ours, theirs) in zip(words, cliWords) {
+                #expect(ours["word"] as? String == theirs["text"] as? String)
+                #expect(ours["start"] as? Double == theirs["start"] as? Double)
+                #expect(ours["end"] as? Double == theirs["end"] as? Double)
+            }
+            let srtCues = try cliTranscript(file, format: "srt").components(separatedBy: "\n\n").filter { !$0.isEmpty }
+            let segments = v["segments"] as? [[String: Any]] ?? []
+            #expect(segments.count == srtCues.count)
+            #expect(segments.map { $0["text"] as? String ?? "" }.joined(separator: " ") == cliWords.map { $0["text"] as? String ?? "" }.joined(separator: " "))
+            // Without word granularity: no words.
+            let plain = try await transcription(port: running.port, try form(file: file, [("response_format", "verbose_json")]))
+            #expect(plain.json["words"] == nil)
+            #expect(plain.json["segments"] != nil)
+        }
+        #expect(running.leftovers.isEmpty)
+    }
+
+    @Test func decodingOptionsMatchTheCLI() async throws {
+        let running = try await RunningServer.start()
+        defer { Task { await running.stop() } }
+        let expected = try cliTranscript(Self.sample, format: "srt", ["--hotword", "TEMPERATURE:4", "--hotword", "DEGREES", "--beam", "8"])
+        let reply = try await transcription(port: running.port, try form(file: Self.sample, [
+            ("response_format", "srt"), ("hotwords", "TEMPERATURE:4, DEGREES"), ("beam", "8"),
+        ]))
+        #expect(reply.status == 200, "\(reply.text)")
+        #expect(reply.text == expected)
+        // prompt → hotwords (words the model can spell, default weight).
+        let prompted = try await transcription(port: running.port, try form(file: Self.sample, [
+            ("response_format", "text"), ("prompt", "Temperature, degrees!"),
+        ]))
+        #expect(prompted.text == (try cliTranscript(Self.sample, format: "txt", ["--hotword", "Temperature", "--hotword", "degrees"])))
+    }
+
+    @Test func languageModelOnAndOffMatchTheCLI() async throws {
+        let modelDirectory = Paths.fixture("models/base-layout")
+        let arpa = Paths.fixture("lm/tiny_corpus.lmplz.order3.arpa")
+        let transcriber = try Transcriber(modelDirectory: URL(fileURLWithPath: modelDirectory))
+        let lm = try DecodingLanguageModel.load(path: arpa, options: BeamSearchOptions())
+        let running = try await RunningServer.start(models: [
+            ServedModel(name: "base", transcriber: transcriber, languageModel: (lm.0, lm.1)),
+            ServedModel(name: "builtin", transcriber: RunningServer.builtin, languageModel: nil),
+        ])
+        defer { Task { await running.stop() } }
+        let speech = Paths.fixture("speech_16k.wav")
+        let on = try await transcription(port: running.port, try form(file: speech, [("model", "base"), ("response_format", "text")]))
+        #expect(on.text == (try cliTranscript(speech, format: "txt", ["--model", modelDirectory, "--lm", arpa])))
+        let off = try await transcription(port: running.port, try form(file: speech, [("model", "base"), ("response_format", "text"), ("lm", "off")]))
+        #expect(off.text == (try cliTranscript(speech, format: "txt", ["--model", modelDirectory])))
+        let noLM = try await transcription(port: running.port, try form(file: Self.sample, [("model", "builtin"), ("lm", "on")]))
+        #expect(noLM.status == 400 && (noLM.json["error"] as? [String: Any])?["param"] as? String == "lm")
+        let models = try await request(port: running.port, "GET", "/v1/models")
+        #expect((models.json["data"] as? [[String: Any]])?.compactMap { $0["id"] as? String } == ["base", "builtin"])
+    }
+
+    @Test func errorsHaveOpenAIsShapeAndStatus() async throws {
+        let running = try await RunningServer.start { $0.maxAudioSeconds = 20 }
+        defer { Task { await running.stop() } }
+        let port = running.port
+        func expectError(_ reply: Reply, _ status: Int, code: String? = nil, param: String? = nil, sourceLocation: SourceLocation = #_sourceLocation) {
+            #expect(reply.status == status, "\(reply.text)", sourceLocation: sourceLocation)
+            let error = reply.json["error"] as? [String: Any]
+            #expect(error?["message"] is String, sourceLocation: sourceLocation)
+            #expect(error?["type"] is String, sourceLocation: sourceLocation)
+            #expect(error?.keys.contains("param") == true && error?.keys.contains("code") == true, sourceLocation: sourceLocation)
+            if let code { #expect(error?["code"] as? String == code, sourceLocation: sourceLocation) }
+            if let param { #expect(error?["param"] as? String == param, sourceLocation: sourceLocation) }
+        }
+        expectError(try await transcription(port: port, try form(file: Self.sample, [("response_format", "xml")])), 400, param: "response_format")
+        var noFile = Multipart()
+        noFile.field("model", "builtin")
+        expectError(try await transcription(port: port, noFile), 400, param: "file")
+        var empty = Multipart()
+        empty.file(Data())
+        expectError(try await transcription(port: port, empty), 400, code: "empty_file")
+        let unreadable = try await transcription(port: port, try form(file: Paths.fixture("audio/broken_text.wav")))
+        expectError(unreadable, 400, code: "invalid_audio", param: "file")
+        #expect(!unreadable.text.contains(running.temporaryDirectory) && !unreadable.text.contains("/proc/self"))
+        #expect(unreadable.text.contains("broken_text.wav"))
+        expectError(try await transcription(port: port, try form(file: Self.sample, [("beam", "0")])), 400, param: "beam")
+        expectError(try await transcription(port: port, try form(file: Self.sample, [("temperature", "hot")])), 400, param: "temperature")
+        expectError(try await transcription(port: port, try form(file: Self.sample, [("hotwords", "ÆØÅ")])), 400, param: "hotwords")
+        expectError(try await transcription(port: port, try form(file: Self.sample, [("timestamp_granularities[]", "char")])), 400)
+        expectError(try await transcription(port: port, try form(file: Self.sample, [("model", "whisper-1")])), 404, code: "model_not_found", param: "model")
+        expectError(try await request(port: port, "GET", "/v1/nothing"), 404)
+        expectError(try await request(port: port, "POST", "/v1/audio/transcriptions", headers: ["Content-Type": "application/json"], body: Data("{}".utf8)), 415)
+        expectError(try await request(port: port, "POST", "/v1/audio/transcriptions"), 415)
+        expectError(try await request(port: port, "POST", "/v1/audio/transcriptions", headers: ["Content-Type": "multipart/form-data"], body: Data("x".utf8)), 400)
+        var garbage = Multipart()
+        garbage.file(try Data(contentsOf: URL(fileURLWithPath: Self.sample)))
+        var truncated = garbage.finished()
+        truncated.removeLast(40)
+        expectError(try await request(port: port, "POST", "/v1/audio/transcriptions", headers: ["Content-Type": garbage.contentType], body: truncated), 400, code: "malformed_multipart")
+        expectError(try await transcription(port: port, try form(file: Paths.fixture("audio/builtin/long_speech.flac"))), 422, code: "audio_too_long")
+        expectError(try await request(port: port, "POST", "/v1/audio/transcriptions", headers: ["Content-Type": "text/plain"],
+                                      body: try form(file: Self.sample).finished()), 415)
+        let translation = try await transcription(port: port, try form(file: Self.sample)).status
+        #expect(translation == 200)
+        var translate = try form(file: Self.sample)
+        translate.field("model", "builtin")
+        let t = try await request(port: port, "POST", "/v1/audio/translations", headers: ["Content-Type": translate.contentType], body: translate.finished())
+        expectError(t, 400, code: "unsupported_endpoint")
+        // Errors are counted by status in /metrics.
+        let metrics = try await request(port: port, "GET", "/metrics").text
+        #expect(metrics.contains("asr_http_requests_total{endpoint=\"/v1/audio/transcriptions\",status=\"400\"}"))
+        #expect(metrics.contains("asr_http_requests_total{endpoint=\"/v1/audio/transcriptions\",status=\"422\"}"))
+        #expect(running.leftovers.isEmpty)
+    }
+
+    @Test func apiKeyIsRequiredOnV1() async throws {
+        let running = try await RunningServer.start { $0.apiKey = "sk-test-123" }
+        defer { Task { await running.stop() } }
+        let port = running.port
+        #expect(try await transcription(port: port, try form(file: Self.sample)).status == 401)
+        let wrong = try await transcription(port: port, try form(file: Self.sample), headers: ["Authorization": "Bearer sk-test-124"])
+        #expect(wrong.status == 401 && wrong.errorCode == "invalid_api_key")
+        #expect(try await request(port: port, "GET", "/v1/models", headers: ["Authorization": "Bearer sk-test-12"]).status == 401)
+        #expect(try await transcription(port: port, try form(file: Self.sample), headers: ["Authorization": "Bearer sk-test-123"]).status == 200)
+        #expect(try await request(port: port, "GET", "/v1/models", headers: ["Authorization": "Bearer sk-test-123"]).status == 200)
+        #expect(try await request(port: port, "GET", "/health").status == 200)
+        #expect(TranscriptionServer.constantTimeEqual(Array("abc".utf8), Array("abc".utf8)))
+        #expect(!TranscriptionServer.constantTimeEqual(Array("abcd".utf8), Array("abc".utf8)))
+        #expect(!TranscriptionServer.constantTimeEqual([], Array("abc".utf8)))
+    }
+
+    @Test func uploadsOverTheLimitAreRefusedWhileStreaming() async throws {
+        let running = try await RunningServer.start { $0.maxUploadBytes = 1_048_576 }
+        defer { Task { await running.stop() } }
+        let port = running.port
+        // Announced too large: refused before reading.
+        var big = Multipart()
+        big.file(Data(repeating: 7, count: 3 * 1_048_576))
+        let announced = try await transcription(port: port, big)
+        #expect(announced.status == 413 && announced.errorCode == "upload_too_large")
+        // Chunked, no length: refused as soon as the limit is passed; the server does not wait for the rest.
+        let form = big
+        let streamed = try await offPool { () -> (Reply, Int) in
+            let connection = try Connection(port: port)
+            connection.send(Data("POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Type: \(form.contentType)\r\n\r\n".utf8))
+            var sent = 0
+            let body = form.finished()
+            var offset = 0
+            // 2 MB of a 3 MB body, then stop sending: the answer must still come.
+            while offset < 2 * 1_048_576 {
+                let piece = body[offset..<min(offset + 65536, body.count)]
+                guard connection.send(Data(String(piece.count, radix: 16).utf8) + Data("\r\n".utf8) + piece + Data("\r\n".utf8)) else { break }
+                offset += piece.count
+                sent += piece.count
+            }
+            connection.setReceiveTimeout(20)
+            return (try connection.readReply(), sent)
+        }
+        #expect(streamed.0.status == 413)
+        #expect(try await request(port: port, "GET", "/health").status == 200)
+        #expect(running.leftovers.isEmpty)
+    }
+
+    @Test func aFullQueueAnswers429WithRetryAfter() async throws {
+        let running = try await RunningServer.start { $0.maxConcurrency = 1; $0.queueSize = 0 }
+        defer { Task { await running.stop() } }
+        let port = running.port
+        // One request admitted and still uploading holds the only place.
+        let holder = try Connection(port: port)
+        let slowForm = try form(file: Self.sample)
+        let slowBody = slowForm.finished()
+        let slowType = slowForm.contentType
+        holder.send(Data("POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: \(slowType)\r\nContent-Length: \(slowBody.count)\r\n\r\n".utf8) + slowBody.prefix(100))
+        try await Task.sleep(for: .milliseconds(300))
+        let refused = try await transcription(port: port, try form(file: Self.sample))
+        #expect(refused.status == 429 && refused.errorCode == "queue_full")
+        #expect(Int(refused.headers["retry-after"] ?? "") ?? 0 >= 1)
+        let metrics = try await request(port: port, "GET", "/metrics").text
+        #expect(metrics.contains("asr_in_flight_requests 1"))
+        #expect(metrics.contains("asr_queue_depth 1"))
+        // The holder finishes its upload and is answered; then there is room again.
+        let finished = try await offPool { () -> Reply in
+            holder.send(slowBody.dropFirst(100))
+            return try holder.readReply()
+        }
+        #expect(finished.status == 200)
+        #expect(try await transcription(port: port, try form(file: Self.sample)).status == 200)
+        let after = try await request(port: port, "GET", "/metrics").text
+        #expect(after.contains("asr_queue_depth 0") && after.contains("asr_in_flight_requests 0"))
+        #expect(after.contains("asr_http_requests_total{endpoint=\"/v1/audio/transcriptions\",status=\"429\"} 1"))
+        #expect(after.contains("asr_real_time_factor_bucket"))
+        #expect(after.contains("asr_audio_seconds_total"))
+    }
+
+    @Test func drainingAnswers503() async throws {
+        let running = try await RunningServer.start()
+        defer { Task { await running.stop() } }
+        #expect(try await request(port: running.port, "GET", "/health").status == 200)
+        running.server.beginDraining()
+        let reply = try await transcription(port: running.port, try form(file: Self.sample))
+        #expect(reply.status == 503 && reply.errorCode == "shutting_down")
+        #expect(try await request(port: running.port, "GET", "/health").status == 503)
+    }
+}
