@@ -1,0 +1,59 @@
+import Foundation
+import Testing
+@testable import ASRKit
+
+/// bf16 and int8: the kernels against independent references, and whole models against fp32 on every fixture
+/// checkpoint (fp32 itself is held to transformers by ParityTests, unchanged).
+@Suite struct ReducedPrecisionTests {
+    @Test func kernelsMatchIndependentReferences() {
+        let failures = ReducedPrecisionCheck.run()
+        #expect(failures.isEmpty, "\(failures.joined(separator: "\n"))")
+    }
+
+    @Test func precisionIsAPropertyOfTheLoadedModel() throws {
+        let fp32 = try Transcriber(modelDirectory: Fixtures.model("base-layout"))
+        let int8 = try Transcriber(modelDirectory: Fixtures.model("base-layout"), precision: .int8)
+        #expect(fp32.precision == .fp32)
+        #expect(int8.precision == .int8)
+        let bf16 = try Transcriber(modelDirectory: Fixtures.model("base-layout"), precision: .bf16)
+        // Where oneDNN cannot run bf16 the load falls back to fp32 and says so.
+        #expect(bf16.precision == (ReducedPrecisionKernels.bf16Available ? .bf16 : .fp32))
+        #expect(bf16.warnings.contains { $0.contains("bf16") } == !ReducedPrecisionKernels.bf16Available)
+        // Both models loaded side by side give their own results: no process-wide switch.
+        let samples = try fp32.loadAudio(file: Fixtures.speech)
+        let a = fp32.emissions(samples: samples), b = int8.emissions(samples: samples)
+        #expect(a.logits != b.logits)
+        #expect(fp32.emissions(samples: samples).logits == a.logits)
+    }
+
+    /// The bounds below are what this suite measured on the fixture checkpoints (tiny random models, where near-ties
+    /// between classes are common) with some margin; tools/precision/accuracy.py sets them beside transformers' own
+    /// bf16 autocast and dynamic int8 on the same inputs (README, "Reduced precision").
+    static let bounds: [Precision: (argmaxChanged: Double, relativeDelta: Float)] = [
+        .bf16: (0.10, 0.05),
+        .int8: (0.15, 0.10),
+    ]
+
+    @Test(arguments: Fixtures.modelNames, [Precision.bf16, .int8])
+    func reducedPrecisionStaysNearFP32(model name: String, precision: Precision) throws {
+        let exact = try Transcriber(modelDirectory: Fixtures.model(name))
+        let reduced = try Transcriber(modelDirectory: Fixtures.model(name), precision: precision)
+        let samples = try exact.loadAudio(file: Fixtures.speech)
+        let a = exact.emissions(samples: samples), b = reduced.emissions(samples: samples)
+        #expect(a.frames == b.frames && a.vocabularySize == b.vocabularySize)
+        let v = a.vocabularySize
+        var changed = 0
+        for f in 0..<a.frames {
+            let rowA = a.logits[(f * v)..<((f + 1) * v)], rowB = b.logits[(f * v)..<((f + 1) * v)]
+            if rowA.indices.max(by: { rowA[$0] < rowA[$1] }) != rowB.indices.max(by: { rowB[$0] < rowB[$1] }) { changed += 1 }
+        }
+        let share = Double(changed) / Double(max(1, a.frames))
+        let maxDelta = zip(a.logits, b.logits).map { abs($0 - $1) }.max() ?? 0
+        let range = (a.logits.max() ?? 0) - (a.logits.min() ?? 0)
+        print("precision \(precision.rawValue) \(name): argmax changed \(changed)/\(a.frames), max |Δ| \(maxDelta) (logit range \(range))")
+        let bound = Self.bounds[precision]!
+        #expect(share <= bound.argmaxChanged, "\(name) \(precision): \(changed)/\(a.frames) frames changed argmax")
+        #expect(maxDelta <= bound.relativeDelta * range, "\(name) \(precision): max |Δ| \(maxDelta), logit range \(range)")
+        #expect(maxDelta > 0, "\(precision) must actually change the products")
+    }
+}
