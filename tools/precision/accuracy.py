@@ -77,7 +77,7 @@ def synthetic_speech(seconds):
 def logits_table(args):
     cases = []
     for directory in sorted(glob.glob(os.path.join(ROOT, "fixtures", "models", "*"))):
-        cases.append((os.path.basename(directory), directory, np.load(os.path.join(directory, "input_values.npy"))[0]))
+        cases.append((os.path.basename(directory), directory, np.load(os.path.join(directory, "input_values.npy")).reshape(-1)))
     if args.full_size:
         from compare_full_size import build
         x = synthetic_speech(10)

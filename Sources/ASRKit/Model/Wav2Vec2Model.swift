@@ -84,7 +84,7 @@ public final class Wav2Vec2Model: Sendable {
             let reordered = FloatStorage(copying: CheckpointLoader.reorderConvKernel(raw, out: out, in: inChannels, kernel: kernel))
             convs.append(ConvLayer(
                 inChannels: inChannels, outChannels: out, kernel: kernel, stride: c.convStride[i],
-                weight: WeightMatrix(reordered, n: out, k: kernel * inChannels, precision: i == 0 ? .fp32 : precision),
+                weight: WeightMatrix(reordered, n: out, k: kernel * inChannels, precision: i == 0 ? .fp32 : Self.frontEndPrecision(precision)),
                 bias: bias, norm: norm, normOverTime: c.featExtractNorm == .group))
             inChannels = out
         }
@@ -137,6 +137,14 @@ public final class Wav2Vec2Model: Sendable {
     /// oneDNN's int8 GEMM packs its operands for each such product, which made that stage 2.3× slower than fp32
     /// (base, 10 s: 0.107 s vs 0.046 s), while bf16 halves it. So int8 runs it in bf16 where the CPU has bf16 dot
     /// products, else in fp32.
+    /// int8 in the conv feature encoder moved the logits most (it quantizes raw-audio features, before any norm)
+    /// while that stage's time is mostly outside the products (the first layer, norms, GELU, window copies), so int8
+    /// runs the encoder's products in bf16 where the CPU has bf16 dot products (measured in the README).
+    static func frontEndPrecision(_ precision: Precision) -> Precision {
+        guard precision == .int8 else { return precision }
+        return ReducedPrecisionKernels.bf16Native ? .bf16 : .int8
+    }
+
     static func positionalPrecision(_ precision: Precision) -> Precision {
         guard precision == .int8 else { return precision }
         return ReducedPrecisionKernels.bf16Native ? .bf16 : .fp32
