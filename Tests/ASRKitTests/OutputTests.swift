@@ -21,6 +21,24 @@ import Testing
         #expect(OutputFormat.cues(slow).map(\.text) == ["W W W W W", "W"])
     }
 
+    /// Issue 19: an 80 ms cue ("BI" at 20.06-20.14) cannot be read: it is extended into the pause after it, or
+    /// merged with the next cue when that follows at once.
+    @Test func shortCuesAreExtendedOrMerged() {
+        let lone = [Self.word("HELLO", 18.0, 18.9), Self.word("BI", 20.06, 20.14), Self.word("THERE", 22.0, 22.6)]
+        let extended = OutputFormat.cues(lone)
+        #expect(extended.map(\.text) == ["HELLO", "BI", "THERE"])
+        #expect(extended[1].start == 20.06 && abs(extended[1].end - 20.56) < 1e-9)
+        #expect(extended.allSatisfy { $0.end - $0.start >= 0.5 - 1e-9 })
+        // Too close to the next cue to be extended (a new cue starts there because the first is full): merged.
+        let crowded = [Self.word(String(repeating: "A", count: 40), 0, 2), Self.word("BI", 2.0, 2.08),
+                       Self.word(String(repeating: "C", count: 40), 2.1, 4)]
+        let merged = OutputFormat.cues(crowded)
+        #expect(merged.allSatisfy { $0.end - $0.start >= 0.5 - 1e-9 }, "\(merged)")
+        #expect(merged.map(\.text).joined(separator: " ") == crowded.map(\.text).joined(separator: " "))
+        // Cues never overlap.
+        for (a, b) in zip(merged, merged.dropFirst()) { #expect(a.end <= b.start) }
+    }
+
     @Test func subtitleTimestamps() {
         #expect(OutputFormat.timestamp(3723.456, vtt: false) == "01:02:03,456")
         #expect(OutputFormat.timestamp(0.02, vtt: true) == "00:00:00.020")
