@@ -143,3 +143,28 @@ import Testing
         #expect(throws: ASRError.self) { try AtomicFile.write(Data("x".utf8), to: target) }
     }
 }
+
+/// Issue 19, item 3: chunking settings are validated by the library, so no caller can make the chunked path run
+/// (nearly) forever or overflow.
+@Suite struct ChunkingOptionsTests {
+    @Test func invalidSettingsThrowATypedError() {
+        for (chunk, stride) in [(5.0, 5.0), (30, -1), (30, 0), (.nan, 5), (30, .infinity), (0.5, 0.1), (1e300, 5), (-30, 5), (10, 4.6)] {
+            #expect(throws: ASRError.self, "chunk \(chunk) s, stride \(stride) s") {
+                try ChunkingOptions(chunkSeconds: chunk, strideSeconds: stride)
+            }
+        }
+        do {
+            _ = try ChunkingOptions(chunkSeconds: 5, strideSeconds: 5)
+        } catch let error as ASRError {
+            guard case .invalidChunking = error else { Issue.record("got \(error)"); return }
+            #expect("\(error)".contains("stride"))
+        } catch { Issue.record("got \(error)") }
+    }
+
+    @Test func validSettingsAreKept() throws {
+        #expect(ChunkingOptions.default.chunkSeconds == 30 && ChunkingOptions.default.strideSeconds == 5)
+        let options = try ChunkingOptions(chunkSeconds: 3, strideSeconds: 1)
+        #expect(options.chunkSeconds == 3 && options.strideSeconds == 1)
+        #expect(throws: Never.self) { try ChunkingOptions(chunkSeconds: 30, strideSeconds: 14.5) }
+    }
+}
