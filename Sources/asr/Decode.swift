@@ -37,12 +37,13 @@ struct Decode: AsyncParsableCommand {
         for file in files {
             do {
                 let data = try Files.read(file) { ASRError.invalidArrayFile(file: file, reason: "cannot read: \($0)") }
-                let values: [Float], shape: [Int]
+                let decoded: (values: [Float], shape: [Int])
                 do {
-                    (values, shape) = try NPY.decode(data)
+                    decoded = try NPY.decode(data)
                 } catch ASRError.invalidArrayFile(_, let reason) {
                     throw ASRError.invalidArrayFile(file: file, reason: reason)
                 }
+                let (values, shape) = decoded
                 guard shape.count == 2, shape[1] == transcriber.vocabulary.count else {
                     throw ASRError.invalidArrayFile(
                         file: file, reason: "shape \(shape) is not frames × \(transcriber.vocabulary.count) (the model's vocabulary)")

@@ -76,7 +76,7 @@ struct Transcribe: AsyncParsableCommand {
         }
 
         // Every input's outputs, and no two inputs sharing one (before any work).
-        let plan = inputs.items.map { input in
+        let plan: [[(format: OutputFormat, path: String)]] = inputs.items.map { input in
             toStdout ? [] : formats.map { (format: $0, path: input.output(for: $0, under: outputDir)) }
         }
         var owners: [String: Int] = [:]
@@ -188,7 +188,7 @@ struct Transcribe: AsyncParsableCommand {
             } catch {
                 failed += 1
                 var message = standardInput?.describe(error) ?? "\(error)"
-                if case ASRError.writeFailed = error { message = "\(input.displayPath): \(message)" }
+                if let error = error as? ASRError, case .writeFailed = error { message = "\(input.displayPath): \(message)" }
                 progress.failed(input.displayPath, message: message)
                 manifest.append(ManifestLine.failure(input.displayPath, message: message))
             }
