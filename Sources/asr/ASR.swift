@@ -12,7 +12,8 @@ struct ASR: AsyncParsableCommand {
         abstract: "Speech recognition with Wav2Vec2 CTC models, natively.",
         discussion: """
             Exit codes: 0 success; 1 some input or the model could not be processed (each failure is reported on \
-            stderr with the file and the problem); 2 usage error.
+            stderr with the file and the problem), or an output cannot be written (checked before any work); 2 usage \
+            error (including inputs whose outputs would clash).
             """,
         version: "asr \(version) (OpenBLAS kernel: \(BLAS.kernel))",
         subcommands: [Transcribe.self, Logits.self, Decode.self, LM.self, Info.self, Bench.self, Download.self],

@@ -91,8 +91,14 @@ struct Transcribe: AsyncParsableCommand {
                 }
             }
         }
-        if let jsonl, jsonl != "-", let owner = owners[URL(fileURLWithPath: jsonl).standardizedFileURL.path] {
-            clashes.append("--jsonl \(jsonl) is also the output of \(inputs.items[owner].displayPath)")
+        if let jsonl, jsonl != "-" {
+            let key = URL(fileURLWithPath: jsonl).standardizedFileURL.path
+            if let owner = owners[key] {
+                clashes.append("--jsonl \(jsonl) is also the output of \(inputs.items[owner].displayPath)")
+            }
+            if let input = inputs.items.first(where: { !$0.isStandardInput && $0.url.standardizedFileURL.path == key }) {
+                clashes.append("--jsonl \(jsonl) is the input \(input.displayPath)")
+            }
         }
         if !clashes.isEmpty {
             for clash in clashes { printError("output clash: \(clash)") }
@@ -148,14 +154,13 @@ struct Transcribe: AsyncParsableCommand {
         var manifest: [String] = []
         var failed = 0, skipped = 0
 
-        if !quiet {
-            for directory in inputs.directories where directory.audioFiles == 0 {
-                var message = "warning: \(directory.path): no audio files found"
-                if directory.skippedSubdirectories > 0 {
-                    message += " (\(directory.skippedSubdirectories) subfolder\(directory.skippedSubdirectories == 1 ? "" : "s") not searched; add -r to descend)"
-                }
-                FileHandle.standardError.write(Data((message + "\n").utf8))
+        // Not silenced by --quiet: a folder that gave nothing is probably a mistake.
+        for directory in inputs.directories where directory.audioFiles == 0 {
+            var message = "warning: \(directory.path): no audio files found"
+            if directory.skippedSubdirectories > 0 {
+                message += " (\(directory.skippedSubdirectories) subfolder\(directory.skippedSubdirectories == 1 ? "" : "s") not searched; add -r to descend)"
             }
+            FileHandle.standardError.write(Data((message + "\n").utf8))
         }
         for problem in inputs.problems {
             failed += 1

@@ -233,6 +233,22 @@ enum Runner {
     }
 }
 
+extension OutputClashTests {
+    @Test func aManifestOverAnInputOrAnOutputIsRefused() throws {
+        let dir = try Runner.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try makeInputs(["a.wav", "b.wav"], in: dir)
+        let a = dir.appendingPathComponent("a.wav").path, b = dir.appendingPathComponent("b.wav").path
+        let before = try Data(contentsOf: URL(fileURLWithPath: a))
+        let overInput = try Runner.run(["transcribe", a, b, "-o", dir.appendingPathComponent("out").path, "--jsonl", a, "-q"], limit: 60)
+        #expect(overInput.status == 2, "\(overInput.stderr)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: a)) == before, "the input is untouched")
+        let out = dir.appendingPathComponent("out").path
+        let overOutput = try Runner.run(["transcribe", a, b, "-o", out, "--jsonl", out + "/a.txt", "-q"], limit: 60)
+        #expect(overOutput.status == 2 && overOutput.stderr.contains(out + "/a.txt"), "\(overOutput.stderr)")
+    }
+}
+
 /// Issue 19, item 3: chunking settings are checked by the library, for `logits` as for `transcribe`.
 @Suite struct ChunkingValidationTests {
     @Test func logitsRefusesAChunkThatKeepsNothingInsteadOfRunningForever() throws {
