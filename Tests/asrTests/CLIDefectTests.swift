@@ -191,6 +191,36 @@ enum Runner {
     }
 }
 
+extension OutputTargetTests {
+    /// The same outputs when not root (the other tests run as whoever runs the suite: root in CI): as `nobody`.
+    @Test(.enabled(if: geteuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")))
+    func specialOutputsAsAnUnprivilegedUser() throws {
+        let dir = try FaultTests.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let input = dir.appendingPathComponent("a.wav").path
+        try FileManager.default.copyItem(atPath: Runner.sample, toPath: input)
+        chmod(input, 0o644)
+        let fifo = dir.appendingPathComponent("manifest.fifo").path
+        let reader = try Runner.FIFOReader(path: fifo)
+        chmod(fifo, 0o666)
+        let null = dir.appendingPathComponent("null").path
+        try FileManager.default.createSymbolicLink(atPath: null, withDestinationPath: "/dev/null")
+        let out = dir.appendingPathComponent("out")
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        chmod(out.path, 0o777)
+        // The manifest is far smaller than a pipe's buffer, so it can be read after the command ends.
+        let manifest = try FaultTests.spawn(try FaultTests.unprivileged(
+            ["transcribe", input, "-o", out.path, "--jsonl", fifo, "-q"], in: dir), in: dir)
+        reader.drain()
+        #expect(manifest.status == 0, "\(manifest.stderr)")
+        #expect(String(decoding: reader.data, as: UTF8.self).contains("\"status\":\"ok\""))
+        #expect(Runner.fileType(fifo) == S_IFIFO)
+        let logits = try FaultTests.spawn(try FaultTests.unprivileged(["logits", input, "-o", null], in: dir), in: dir)
+        #expect(logits.status == 0, "\(logits.stderr)")
+        #expect(Runner.fileType(null) == S_IFLNK && Runner.fileType("/dev/null") == S_IFCHR)
+    }
+}
+
 /// Issue 19, item 2: inputs whose outputs would be one file are refused (exit 2, pairs named) before any work.
 @Suite struct OutputClashTests {
     func makeInputs(_ names: [String], in dir: URL) throws {
