@@ -504,7 +504,7 @@ extension OutputClashTests {
     @Test func manifestUsesTheJSONFieldNamesAndPrecision() throws {
         let dir = try Runner.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let result = try Runner.run(["transcribe", Runner.sample, "-o", dir.path, "-f", "json", "--jsonl", "-", "-q"], limit: 60)
+        let result = try Runner.run(["transcribe", Runner.sample, "-o", dir.path, "-f", "json", "--jsonl", "-", "-q"], in: dir, limit: 60)
         #expect(result.status == 0, "\(result.stderr)")
         let line = try #require(try JSONSerialization.jsonObject(with: result.stdout) as? [String: Any])
         let json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("00.json"))) as? [String: Any])
