@@ -6,6 +6,8 @@ public enum ASRError: Error, Equatable, Sendable {
     // MARK: Model directory and configuration
     /// A Hugging Face model id is not in the local cache.
     case modelNotCached(id: String, cache: String)
+    /// The model given is neither an existing directory nor a cached model id (`reason` says which it is not).
+    case modelNotFound(path: String, reason: String)
     /// A file the model directory must contain is absent.
     case missingModelFile(directory: String, file: String)
     /// A JSON file of the model directory could not be parsed.
@@ -37,6 +39,9 @@ public enum ASRError: Error, Equatable, Sendable {
     /// The audio is not usable as it is (wrong rate, empty, non-finite samples, ...).
     case invalidAudio(file: String, reason: String)
 
+    /// Chunking settings that cannot work (non-finite, negative, or a stride that leaves no audio to keep).
+    case invalidChunking(reason: String)
+
     /// A NumPy array file is not one we can read.
     case invalidArrayFile(file: String, reason: String)
 
@@ -59,6 +64,10 @@ extension ASRError: LocalizedError, CustomStringConvertible {
         switch self {
         case .modelNotCached(let id, let cache):
             return "model '\(id)' is neither a directory nor in the Hugging Face cache (\(cache)); download it with `asr download \(id)`"
+        case .modelNotFound(let path, let reason):
+            return "model '\(path)': \(reason)"
+        case .invalidChunking(let reason):
+            return "invalid chunking: \(reason)"
         case .missingModelFile(let directory, let file):
             return "model directory '\(directory)' has no \(file)"
         case .malformedJSON(let file, let reason):

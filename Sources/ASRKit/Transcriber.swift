@@ -38,14 +38,36 @@ public struct Transcription: Sendable, Equatable, Codable {
 /// dropped, and the joined logits are decoded once. Chunk starts and strides are whole frames, so the joined
 /// logits have exactly as many frames as one pass would.
 public struct ChunkingOptions: Sendable, Equatable {
-    public var chunkSeconds: Double
-    public var strideSeconds: Double
+    public let chunkSeconds: Double
+    public let strideSeconds: Double
 
     /// 30 s chunks with 5 s of context on each side: each sample goes through the model 1.5 times at most.
-    public static let `default` = ChunkingOptions(chunkSeconds: 30, strideSeconds: 5)
+    public static let `default` = ChunkingOptions(validChunkSeconds: 30, strideSeconds: 5)
 
-    public init(chunkSeconds: Double, strideSeconds: Double) {
-        self.chunkSeconds = chunkSeconds
+    /// The longest chunk accepted (a day): longer would overflow sample counts, and one pass over a day of audio is
+    /// not something attention can do anyway.
+    public static let maxChunkSeconds: Double = 86_400
+
+    /// Throws `ASRError.invalidChunking` unless `chunkSeconds` is finite and in 1...86400, `strideSeconds` is finite
+    /// and positive, and each chunk keeps at least one second of its own (`chunkSeconds − 2 × strideSeconds ≥ 1`):
+    /// the model then runs over each sample at most `chunkSeconds` times, never (nearly) endlessly.
+    public init(chunkSeconds: Double, strideSeconds: Double) throws {
+        func fail(_ reason: String) -> ASRError { .invalidChunking(reason: reason) }
+        guard chunkSeconds.isFinite, chunkSeconds >= 1, chunkSeconds <= Self.maxChunkSeconds else {
+            throw fail("the chunk length must be a number of seconds in 1...\(Int(Self.maxChunkSeconds)), not \(chunkSeconds)")
+        }
+        guard strideSeconds.isFinite, strideSeconds > 0 else {
+            throw fail("the stride (context on each side of a chunk) must be a positive number of seconds, not \(strideSeconds)")
+        }
+        guard chunkSeconds - 2 * strideSeconds >= 1 else {
+            throw fail("a \(chunkSeconds) s chunk with \(strideSeconds) s of context on each side keeps less than 1 s of its own; "
+                       + "the stride must be at most (chunk length − 1) / 2 = \((chunkSeconds - 1) / 2) s")
+        }
+        self.init(validChunkSeconds: chunkSeconds, strideSeconds: strideSeconds)
+    }
+
+    private init(validChunkSeconds: Double, strideSeconds: Double) {
+        self.chunkSeconds = validChunkSeconds
         self.strideSeconds = strideSeconds
     }
 }
@@ -72,7 +94,9 @@ public final class Transcriber: Sendable {
     public convenience init(modelDirectory: URL, precision: Precision = .fp32) throws {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: modelDirectory.path, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw ASRError.missingModelFile(directory: modelDirectory.path, file: "(the directory itself)")
+            throw ASRError.modelNotFound(
+                path: modelDirectory.path, reason: isDirectory.boolValue || !FileManager.default.fileExists(atPath: modelDirectory.path)
+                    ? "no such directory" : "is a file, not a model directory")
         }
         try self.init(files: .directory(modelDirectory), precision: precision)
     }

@@ -12,7 +12,8 @@ struct ASR: AsyncParsableCommand {
         abstract: "Speech recognition with Wav2Vec2 CTC models, natively.",
         discussion: """
             Exit codes: 0 success; 1 some input or the model could not be processed (each failure is reported on \
-            stderr with the file and the problem); 2 usage error.
+            stderr with the file and the problem), or an output cannot be written (checked before any work); 2 usage \
+            error (including inputs whose outputs would clash).
             """,
         version: "asr \(version) (OpenBLAS kernel: \(BLAS.kernel))",
         subcommands: [
@@ -53,7 +54,7 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "A checkpoint directory, or a Hugging Face model id found in the local cache (default: the built-in model).")
     var model: String?
 
-    @Option(name: .long, help: "BLAS threads (default: all cores).")
+    @Option(name: .long, parsing: .unconditional, help: "BLAS threads (default: all cores).")
     var threads: Int?
 
     @Option(name: .long, help: "Precision of the large matrix products: fp32 (default, exact), bf16 or int8 (faster; see the README).")
@@ -63,15 +64,25 @@ struct ModelOptions: ParsableArguments {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     }
 
-    func load() throws -> Transcriber {
+    /// Loads the model; warnings go to stderr, and (unless `quiet`) a note when it is the built-in demo model.
+    func load(quiet: Bool = false) throws -> Transcriber {
         BLAS.setThreads(threads ?? 0)
         let transcriber = try model.map { try Transcriber(modelDirectory: ModelLocator.resolve($0), precision: precision) }
             ?? BuiltinModel.load(precision: precision)
         for warning in transcriber.warnings {
             FileHandle.standardError.write(Data("warning: \(warning)\n".utf8))
         }
+        if model == nil && !quiet {
+            FileHandle.standardError.write(Data((Self.builtinModelNote + "\n").utf8))
+        }
         return transcriber
     }
+
+    /// Said on stderr whenever the built-in model is used (not with --quiet).
+    static let builtinModelNote = """
+        note: using the built-in demo model, trained on synthetic voices only: it gets most words of real recordings \
+        wrong. For real speech: `asr download facebook/wav2vec2-base-960h`, then --model facebook/wav2vec2-base-960h.
+        """
 }
 
 /// Exit codes: 0 success, 1 a file or model could not be processed, 2 usage error.
@@ -91,37 +102,56 @@ func report(_ error: Error) -> ExitCode {
 
 struct Logits: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write the CTC emissions (frames × vocab, float32 logits) of an audio file as a NumPy .npy file.")
+        abstract: "Write the CTC emissions (frames × vocab, float32 logits) of an audio file as a NumPy .npy file.",
+        discussion: """
+            Long audio is cut into chunks exactly as `asr transcribe` cuts it (same defaults, same limits), so \
+            `asr decode` of the file gives what `asr transcribe` prints; --chunk-seconds 0 runs one pass instead. \
+            The audio may be - (standard input, any format), the output - (stdout); missing folders of the output \
+            are created, and a FIFO, character device or symbolic link is written through (never replaced).
+            """)
 
     @OptionGroup var modelOptions: ModelOptions
 
-    @Argument(help: "Audio file.")
+    @Argument(help: "Audio file (- for standard input).")
     var file: String
 
-    @Option(name: .shortAndLong, help: "Output .npy path.")
+    @Option(name: .shortAndLong, help: "Output .npy path (- for stdout).")
     var output: String
 
-    @Option(help: "Chunk length in seconds for long audio (0: one pass, however long).")
-    var chunkSeconds: Double = 0
+    @Option(parsing: .unconditional, help: "Chunk length in seconds for long audio, as `transcribe` (0: one pass, however long).")
+    var chunkSeconds: Double = ChunkingOptions.default.chunkSeconds
 
-    @Option(help: "Context kept on each side of a chunk, in seconds.")
+    @Option(parsing: .unconditional, help: "Context kept on each side of a chunk, in seconds.")
     var strideSeconds: Double = ChunkingOptions.default.strideSeconds
 
+    @Flag(name: .shortAndLong, help: "No notes on stderr.")
+    var quiet = false
+
+    func validate() throws {
+        if chunkSeconds != 0 { _ = try chunkingOptions(chunkSeconds: chunkSeconds, strideSeconds: strideSeconds) }
+    }
+
     func run() async throws {
+        var standardInput: StandardInput?
         do {
-            let transcriber = try modelOptions.load()
+            // Before the model runs: the output must be writable.
+            try Files.prepareOutput(output)
+            if file == "-" { standardInput = try StandardInput() }
+            let path = standardInput?.path ?? file
+            let transcriber = try modelOptions.load(quiet: quiet)
             let emissions: Emissions
             if chunkSeconds > 0 {
-                let stream = AudioStream(file: try AudioFile(path: file), sampleRate: transcriber.sampleRate)
+                let stream = AudioStream(file: try AudioFile(path: path), sampleRate: transcriber.sampleRate)
                 emissions = try transcriber.emissions(
-                    chunking: ChunkingOptions(chunkSeconds: chunkSeconds, strideSeconds: strideSeconds)) { try stream.next() }.emissions
+                    chunking: try chunkingOptions(chunkSeconds: chunkSeconds, strideSeconds: strideSeconds)) { try stream.next() }.emissions
             } else {
-                emissions = transcriber.emissions(samples: try transcriber.loadAudio(file: URL(fileURLWithPath: file)))
+                emissions = transcriber.emissions(samples: try transcriber.loadAudio(file: URL(fileURLWithPath: path)))
             }
             let data = NPY.encode(emissions.logits, shape: [emissions.frames, emissions.vocabularySize])
-            try AtomicFile.write(data, to: URL(fileURLWithPath: output))
+            try Files.write(data, to: output)
         } catch {
-            throw report(error)
+            printError(standardInput?.describe(error) ?? "\(error)")
+            throw ExitStatus.failure
         }
     }
 }

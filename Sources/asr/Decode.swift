@@ -17,6 +17,9 @@ struct Decode: AsyncParsableCommand {
     @Flag(help: "Report the decoding time per file on stderr.")
     var timing = false
 
+    @Flag(name: .shortAndLong, help: "No notes on stderr.")
+    var quiet = false
+
     func validate() throws {
         guard !files.isEmpty else { throw ValidationError("give at least one .npy file") }
     }
@@ -25,18 +28,30 @@ struct Decode: AsyncParsableCommand {
         let transcriber: Transcriber
         let decoder: any CTCDecoder
         do {
-            transcriber = try modelOptions.load()
-            decoder = try decoderOptions.makeDecoder(for: transcriber) ?? GreedyDecoder(vocabulary: transcriber.vocabulary)
+            transcriber = try modelOptions.load(quiet: quiet)
+            decoder = try decoderOptions.makeDecoder(for: transcriber, quiet: quiet) ?? GreedyDecoder(vocabulary: transcriber.vocabulary)
         } catch {
             throw report(error)
         }
         var failed = 0
         for file in files {
             do {
-                let (values, shape) = try NPY.decode(Data(contentsOf: URL(fileURLWithPath: file)))
+                let data = try Files.read(file) { ASRError.invalidArrayFile(file: file, reason: "cannot read: \($0)") }
+                let decoded: (values: [Float], shape: [Int])
+                do {
+                    decoded = try NPY.decode(data)
+                } catch ASRError.invalidArrayFile(_, let reason) {
+                    throw ASRError.invalidArrayFile(file: file, reason: reason)
+                }
+                let (values, shape) = decoded
                 guard shape.count == 2, shape[1] == transcriber.vocabulary.count else {
                     throw ASRError.invalidArrayFile(
                         file: file, reason: "shape \(shape) is not frames × \(transcriber.vocabulary.count) (the model's vocabulary)")
+                }
+                // Like NaN audio: non-finite logits mean a broken file or model, and decoding them would print garbage.
+                if let bad = values.firstIndex(where: { !$0.isFinite }) {
+                    throw ASRError.invalidArrayFile(
+                        file: file, reason: "logit \(values[bad]) at frame \(bad / shape[1]), token \(bad % shape[1]): the file holds NaN or infinite values")
                 }
                 let emissions = Emissions(frames: shape[0], vocabularySize: shape[1], logits: values, frameDuration: transcriber.frameDuration)
                 let started = DispatchTime.now().uptimeNanoseconds
@@ -48,7 +63,7 @@ struct Decode: AsyncParsableCommand {
                 }
             } catch {
                 failed += 1
-                printError("\(file): \(error)")
+                printError("\(error)")
             }
         }
         if failed > 0 { throw ExitStatus.failure }

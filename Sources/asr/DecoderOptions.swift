@@ -13,22 +13,22 @@ struct DecoderOptions: ParsableArguments {
     @Flag(name: .long, help: "Ignore the language model found in the model directory.")
     var noLm = false
 
-    @Option(name: .long, help: "Beam width (beam search is used when given, or with --lm / --hotword; default 32).")
+    @Option(name: .long, parsing: .unconditional, help: "Beam width (beam search is used when given, or with --lm / --hotword; default 32).")
     var beam: Int?
 
-    @Option(name: .long, help: "Language model weight α (default 0.5, or the LM directory's attrs.json).")
+    @Option(name: .long, parsing: .unconditional, help: "Language model weight α (default 0.5, or the LM directory's attrs.json).")
     var alpha: Double?
 
-    @Option(name: .long, help: "Word insertion bonus β (default 1.5, or the LM directory's attrs.json).")
+    @Option(name: .long, parsing: .unconditional, help: "Word insertion bonus β (default 1.5, or the LM directory's attrs.json).")
     var beta: Double?
 
-    @Option(name: .long, help: "Penalty (log10) for words the language model does not know (default -10).")
+    @Option(name: .long, parsing: .unconditional, help: "Penalty (log10) for words the language model does not know (default -10).")
     var unkPenalty: Double?
 
-    @Option(name: .long, help: "Drop hypotheses more than this far (natural log) below the best (default -10).")
+    @Option(name: .long, parsing: .unconditional, help: "Drop hypotheses more than this far (natural log) below the best (default -10).")
     var beamPrune: Double?
 
-    @Option(name: .long, help: "Only try tokens whose log probability at a frame is at least this (default -5).")
+    @Option(name: .long, parsing: .unconditional, help: "Only try tokens whose log probability at a frame is at least this (default -5).")
     var tokenMinLogp: Double?
 
     @Option(name: .long, help: ArgumentHelp(
@@ -46,7 +46,7 @@ struct DecoderOptions: ParsableArguments {
         if let beamPrune, beamPrune > 0 { throw ValidationError("--beam-prune must be ≤ 0") }
         if let tokenMinLogp, tokenMinLogp > 0 { throw ValidationError("--token-min-logp must be ≤ 0") }
         for spec in hotword {
-            do { _ = try Hotword(parsing: spec) } catch { throw ValidationError("--hotword \(error)") }
+            do { _ = try Hotword(parsing: spec) } catch { throw ValidationError("\(error)") }
         }
     }
 
@@ -67,15 +67,15 @@ struct DecoderOptions: ParsableArguments {
 
     /// The language model to decode with: --lm, else the model directory's language_model/ unless --no-lm (nil when
     /// there is none, or when the bundled one cannot be used: a warning says why). Progress and warnings go to stderr.
-    func loadLanguageModel(for transcriber: Transcriber) throws -> DecoderRecipe.LoadedLanguageModel? {
+    func loadLanguageModel(for transcriber: Transcriber, quiet: Bool = false) throws -> DecoderRecipe.LoadedLanguageModel? {
         guard let lmPath = lm ?? (noLm ? nil : DecoderRecipe.bundledLanguageModelPath(for: transcriber)) else { return nil }
         let started = DispatchTime.now().uptimeNanoseconds
         do {
             let (loaded, fromDirectory) = try DecodingLanguageModel.load(path: lmPath, options: BeamSearchOptions())
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
             let counts = loaded.model.counts.enumerated().map { "\($0.offset + 1)-grams \($0.element)" }
-            FileHandle.standardError.write(Data(
-                "language model: \(lmPath) (\(counts.joined(separator: ", ")); loaded in \(String(format: "%.2f", seconds)) s)\n".utf8))
+            if !quiet { FileHandle.standardError.write(Data(
+                "language model: \(lmPath) (\(counts.joined(separator: ", ")); loaded in \(String(format: "%.2f", seconds)) s)\n".utf8)) }
             let spellable = loaded.spellableFraction(by: transcriber.vocabulary)
             if spellable < 0.5 {
                 FileHandle.standardError.write(Data(
@@ -91,9 +91,9 @@ struct DecoderOptions: ParsableArguments {
     }
 
     /// The decoder to use with `transcriber`, or nil for greedy decoding.
-    func makeDecoder(for transcriber: Transcriber) throws -> (any CTCDecoder)? {
+    func makeDecoder(for transcriber: Transcriber, quiet: Bool = false) throws -> (any CTCDecoder)? {
         let recipe = try recipe
         // Loading the language model is skipped when nothing else asks for beam search and there is none to find.
-        return try recipe.makeDecoder(vocabulary: transcriber.vocabulary, languageModel: try loadLanguageModel(for: transcriber))
+        return try recipe.makeDecoder(vocabulary: transcriber.vocabulary, languageModel: try loadLanguageModel(for: transcriber, quiet: quiet))
     }
 }

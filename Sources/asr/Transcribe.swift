@@ -11,14 +11,25 @@ struct Transcribe: AsyncParsableCommand {
             One file and no --output-dir: the transcript goes to stdout (in the one --format asked for, txt by \
             default). Otherwise each input gets one file per format: next to the input, or under --output-dir \
             (directories are mirrored there). Existing complete outputs are skipped, so an interrupted batch resumes \
-            where it stopped (--overwrite redoes them); outputs are written to a temporary file and renamed.
+            where it stopped (--overwrite redoes them).
+
+            Outputs: a regular file is written to a temporary file and renamed over the old one; a symbolic link is \
+            followed and its target replaced; a FIFO or character device is written into as it is; `-` as --jsonl \
+            is stdout. Before any audio is read, every output directory is created and checked for writability \
+            (exit 1 if one cannot be written), and inputs whose outputs would be the same file (talk.wav and \
+            talk.flac in one folder; same-named files of two folders under one --output-dir) are refused with exit \
+            2 naming each clashing pair: rename one, or transcribe them to different --output-dirs.
+
+            `-` reads audio from standard input (any format: it is copied to a temporary file first); its outputs \
+            are named stdin.FORMAT under --output-dir, which is needed unless it is the only input, with one format, \
+            printed to stdout.
             """)
 
     @OptionGroup var modelOptions: ModelOptions
 
     @OptionGroup(title: "Decoding") var decoderOptions: DecoderOptions
 
-    @Argument(help: "Audio files and directories.")
+    @Argument(help: "Audio files and directories (- for standard input).")
     var paths: [String]
 
     @Flag(name: .shortAndLong, help: "Descend into subdirectories.")
@@ -30,87 +41,167 @@ struct Transcribe: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "Write outputs under this directory instead of next to the inputs.")
     var outputDir: String?
 
-    @Option(help: "Write a JSON Lines manifest: one line per input (path, duration, transcript, words, timing, error).")
+    @Option(help: "Write a JSON Lines manifest (- for stdout): one line per input (file, status, duration, transcript, words, timing, error).")
     var jsonl: String?
 
     @Flag(help: "Transcribe inputs again even when their outputs exist.")
     var overwrite = false
 
-    @Option(help: "Audio longer than this is processed in overlapping chunks (seconds).")
+    @Option(parsing: .unconditional, help: "Audio longer than this is processed in overlapping chunks (seconds).")
     var chunkSeconds: Double = ChunkingOptions.default.chunkSeconds
 
-    @Option(help: "Context kept on each side of a chunk (seconds).")
+    @Option(parsing: .unconditional, help: "Context kept on each side of a chunk (seconds).")
     var strideSeconds: Double = ChunkingOptions.default.strideSeconds
 
-    @Flag(name: .shortAndLong, help: "No progress output.")
+    @Flag(name: .shortAndLong, help: "No progress output and no notes.")
     var quiet = false
 
     func validate() throws {
         guard !paths.isEmpty else { throw ValidationError("give at least one audio file or directory") }
-        guard chunkSeconds >= 1 else { throw ValidationError("--chunk-seconds must be at least 1") }
-        guard strideSeconds > 0, strideSeconds * 2 < chunkSeconds else {
-            throw ValidationError("--stride-seconds must be positive and less than half of --chunk-seconds")
-        }
+        _ = try chunkingOptions(chunkSeconds: chunkSeconds, strideSeconds: strideSeconds)
         if Set(format).count != format.count { throw ValidationError("a --format is given twice") }
+        if paths.filter({ $0 == "-" }).count > 1 { throw ValidationError("standard input (-) can be read only once") }
     }
 
     func run() async throws {
-        let inputs: InputList
+        let inputs = InputList.collect(paths, recursive: recursive)
+        let formats = format.isEmpty ? [OutputFormat.txt] : format
+        let toStdout = inputs.items.count == 1 && inputs.directories.isEmpty && inputs.problems.isEmpty
+            && outputDir == nil && formats.count == 1
+        if toStdout && jsonl == "-" {
+            throw usageError("--jsonl - and the transcript would both go to stdout; give --output-dir (or a --jsonl file)")
+        }
+        if !toStdout && outputDir == nil, inputs.items.contains(where: \.isStandardInput) {
+            throw usageError("standard input (-) has no folder to write its outputs next to; give --output-dir")
+        }
+
+        // Every input's outputs, and no two inputs sharing one (before any work).
+        let plan: [[(format: OutputFormat, path: String)]] = inputs.items.map { input in
+            toStdout ? [] : formats.map { (format: $0, path: input.output(for: $0, under: outputDir)) }
+        }
+        var owners: [String: Int] = [:]
+        var clashes: [String] = []
+        for (index, destinations) in plan.enumerated() {
+            for destination in destinations {
+                let key = URL(fileURLWithPath: destination.path).standardizedFileURL.path
+                if let other = owners[key] {
+                    clashes.append("\(inputs.items[other].displayPath) and \(inputs.items[index].displayPath) would both be written to \(destination.path)")
+                } else {
+                    owners[key] = index
+                }
+            }
+        }
+        if let jsonl, jsonl != "-" {
+            let key = URL(fileURLWithPath: jsonl).standardizedFileURL.path
+            if let owner = owners[key] {
+                clashes.append("--jsonl \(jsonl) is also the output of \(inputs.items[owner].displayPath)")
+            }
+            if let input = inputs.items.first(where: { !$0.isStandardInput && $0.url.standardizedFileURL.path == key }) {
+                clashes.append("--jsonl \(jsonl) is the input \(input.displayPath)")
+            }
+        }
+        if !clashes.isEmpty {
+            for clash in clashes { printError("output clash: \(clash)") }
+            throw usageError("\(clashes.count) output clash\(clashes.count == 1 ? "" : "es"), nothing done: rename the inputs or write them to different --output-dirs")
+        }
+
+        // Every output directory and the manifest must be writable before any audio is read.
+        var unwritable = 0
+        var checked = Set<String>()
+        for (index, destinations) in plan.enumerated() {
+            for destination in destinations {
+                let directory = (destination.path as NSString).deletingLastPathComponent
+                guard checked.insert(directory).inserted else { continue }
+                // Next to the inputs: an input whose folder does not exist fails as "no such file" by itself.
+                if outputDir == nil && !FileManager.default.fileExists(atPath: directory.isEmpty ? "." : directory) { continue }
+                do {
+                    if outputDir != nil { try Files.makeDirectories(directory.isEmpty ? "." : directory) }
+                    try Files.checkWritable(directory: directory.isEmpty ? "." : directory)
+                } catch {
+                    unwritable += 1
+                    printError("\(inputs.items[index].displayPath): its outputs (\(destination.path)) cannot be written: \(error)")
+                }
+            }
+        }
+        if let jsonl {
+            do { try Files.prepareOutput(jsonl) } catch {
+                unwritable += 1
+                printError("--jsonl: \(error)")
+            }
+        }
+        if unwritable > 0 {
+            printError("nothing transcribed: outputs cannot be written")
+            throw ExitStatus.failure
+        }
+
+        let standardInput: StandardInput?
         do {
-            inputs = try InputList.collect(paths, recursive: recursive)
+            standardInput = inputs.items.contains(where: \.isStandardInput) ? try StandardInput() : nil
         } catch {
             throw report(error)
         }
-        let formats = format.isEmpty ? [OutputFormat.txt] : format
-        let toStdout = inputs.items.count == 1 && !inputs.anyDirectory && outputDir == nil && formats.count == 1
 
         let transcriber: Transcriber
         let decoder: (any CTCDecoder)?
         do {
-            transcriber = try modelOptions.load()
-            decoder = try decoderOptions.makeDecoder(for: transcriber)
+            transcriber = try modelOptions.load(quiet: quiet)
+            decoder = try decoderOptions.makeDecoder(for: transcriber, quiet: quiet)
         } catch {
             throw report(error)
         }
-        let chunking = ChunkingOptions(chunkSeconds: chunkSeconds, strideSeconds: strideSeconds)
-        var progress = Progress(total: inputs.items.count, enabled: !quiet && !toStdout)
+        let chunking = try chunkingOptions(chunkSeconds: chunkSeconds, strideSeconds: strideSeconds)
+        var progress = Progress(total: inputs.items.count + inputs.problems.count, enabled: !quiet && !toStdout)
         var manifest: [String] = []
         var failed = 0, skipped = 0
 
-        for input in inputs.items {
-            let destinations = toStdout ? [] : formats.map { (format: $0, url: input.output(for: $0, under: outputDir)) }
-            for destination in destinations { AtomicFile.removeStalePartials(for: destination.url) }
-            if !toStdout && !overwrite && destinations.allSatisfy({ FileManager.default.fileExists(atPath: $0.url.path) }) {
+        // Not silenced by --quiet: a folder that gave nothing is probably a mistake.
+        for directory in inputs.directories where directory.audioFiles == 0 {
+            var message = "warning: \(directory.path): no audio files found"
+            if directory.skippedSubdirectories > 0 {
+                message += " (\(directory.skippedSubdirectories) subfolder\(directory.skippedSubdirectories == 1 ? "" : "s") not searched; add -r to descend)"
+            }
+            FileHandle.standardError.write(Data((message + "\n").utf8))
+        }
+        for problem in inputs.problems {
+            failed += 1
+            progress.failed(problem.path, message: "\(problem.error)")
+            manifest.append(ManifestLine.failure(problem.path, message: "\(problem.error)"))
+        }
+
+        for (input, destinations) in zip(inputs.items, plan) {
+            let url = input.isStandardInput ? URL(fileURLWithPath: standardInput!.path) : input.url
+            for destination in destinations { AtomicFile.removeStalePartials(for: URL(fileURLWithPath: destination.path)) }
+            if !toStdout && !overwrite && destinations.allSatisfy({ FileManager.default.fileExists(atPath: $0.path) }) {
                 skipped += 1
                 progress.skipped(input.displayPath)
-                manifest.append(ManifestLine.skipped(input.displayPath, outputs: destinations.map(\.url.path)))
+                manifest.append(ManifestLine.skipped(input.displayPath, outputs: destinations.map(\.path)))
                 continue
             }
             let started = DispatchTime.now().uptimeNanoseconds
             do {
-                let result = try await transcriber.transcribe(file: input.url, chunking: chunking, decoder: decoder)
+                let result = try await transcriber.transcribe(file: url, chunking: chunking, decoder: decoder)
                 let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
                 if toStdout {
-                    FileHandle.standardOutput.write(Data(formats[0].render(result, source: input.displayPath).utf8))
+                    try Files.write(Data(formats[0].render(result, source: input.displayPath).utf8), to: "-")
                 } else {
                     for destination in destinations {
-                        try FileManager.default.createDirectory(
-                            at: destination.url.deletingLastPathComponent(), withIntermediateDirectories: true)
-                        try AtomicFile.write(Data(destination.format.render(result, source: input.displayPath).utf8), to: destination.url)
+                        try Files.write(Data(destination.format.render(result, source: input.displayPath).utf8), to: destination.path)
                     }
                 }
                 progress.done(input.displayPath, audio: result.duration, elapsed: elapsed)
                 manifest.append(ManifestLine.success(input.displayPath, result, elapsed: elapsed))
             } catch {
                 failed += 1
-                progress.failed(input.displayPath, error: error)
-                manifest.append(ManifestLine.failure(input.displayPath, error: error))
+                var message = standardInput?.describe(error) ?? "\(error)"
+                if let error = error as? ASRError, case .writeFailed = error { message = "\(input.displayPath): \(message)" }
+                progress.failed(input.displayPath, message: message)
+                manifest.append(ManifestLine.failure(input.displayPath, message: message))
             }
         }
         progress.finish(failed: failed, skipped: skipped)
         if let jsonl {
             do {
-                try AtomicFile.write(Data(manifest.map { $0 + "\n" }.joined().utf8), to: URL(fileURLWithPath: jsonl))
+                try Files.write(Data(manifest.map { $0 + "\n" }.joined().utf8), to: jsonl)
             } catch {
                 printError("\(error)")
                 failed += 1
@@ -118,6 +209,21 @@ struct Transcribe: AsyncParsableCommand {
         }
         if failed > 0 { throw ExitStatus.failure }
     }
+}
+
+/// Chunking settings checked by the library (ASRKit's `ChunkingOptions`), as a usage error.
+func chunkingOptions(chunkSeconds: Double, strideSeconds: Double) throws -> ChunkingOptions {
+    do {
+        return try ChunkingOptions(chunkSeconds: chunkSeconds, strideSeconds: strideSeconds)
+    } catch {
+        throw ValidationError("--chunk-seconds \(chunkSeconds) --stride-seconds \(strideSeconds): \(error)")
+    }
+}
+
+/// Prints a usage error and returns the exit status for it (2).
+func usageError(_ message: String) -> ExitCode {
+    printError(message)
+    return ExitStatus.usage
 }
 
 /// The audio files a command line names, with where each one's outputs go.
@@ -128,21 +234,32 @@ struct InputList {
         let relativePath: String
         /// The path as the user wrote it (joined with the relative path for files found in a directory).
         let displayPath: String
+        /// `-`: the audio comes from standard input.
+        var isStandardInput = false
 
         /// `talk.wav` → `talk.json` next to it, or `DIR/relative/talk.json` under the output directory.
-        func output(for format: OutputFormat, under directory: String?) -> URL {
+        func output(for format: OutputFormat, under directory: String?) -> String {
             let base: URL
             if let directory {
                 base = URL(fileURLWithPath: directory).appendingPathComponent(relativePath)
             } else {
                 base = url
             }
-            return base.deletingPathExtension().appendingPathExtension(format.fileExtension)
+            return base.deletingPathExtension().appendingPathExtension(format.fileExtension).path
         }
     }
 
+    /// A directory named on the command line: how many audio files it gave and how many subfolders were passed over.
+    struct Directory {
+        let path: String
+        var audioFiles = 0
+        var skippedSubdirectories = 0
+    }
+
     var items: [Item] = []
-    var anyDirectory = false
+    var directories: [Directory] = []
+    /// Folders that could not be listed: reported as failures, the rest of the batch goes on.
+    var problems: [(path: String, error: ASRError)] = []
 
     /// Extensions libsndfile reads; other files in a directory are not audio and are passed over.
     static let audioExtensions: Set<String> = [
@@ -150,26 +267,26 @@ struct InputList {
         "voc", "sph", "nist", "sd2", "paf", "iff", "svx", "htk", "mat", "mat4", "mat5", "pvf", "xi", "wve", "avr",
     ]
 
-    static func collect(_ paths: [String], recursive: Bool) throws -> InputList {
+    static func collect(_ paths: [String], recursive: Bool) -> InputList {
         var list = InputList()
         var seen = Set<String>()
         for path in paths {
+            if path == "-" {
+                list.items.append(Item(url: URL(fileURLWithPath: "/dev/stdin"), relativePath: "stdin", displayPath: "-", isStandardInput: true))
+                continue
+            }
             var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-                // Reported per file later, like any unreadable input.
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+                // A file, or nothing there: reported per file later, like any unreadable input.
                 list.append(Item(url: URL(fileURLWithPath: path), relativePath: (path as NSString).lastPathComponent, displayPath: path), &seen)
                 continue
             }
-            guard isDirectory.boolValue else {
-                list.append(Item(url: URL(fileURLWithPath: path), relativePath: (path as NSString).lastPathComponent, displayPath: path), &seen)
-                continue
-            }
-            list.anyDirectory = true
             let root = URL(fileURLWithPath: path).standardizedFileURL
-            for file in try audioFiles(in: root, recursive: recursive) {
-                let relative = String(file.path.dropFirst(root.path.count).drop { $0 == "/" })
-                list.append(Item(url: file, relativePath: relative, displayPath: (path as NSString).appendingPathComponent(relative)), &seen)
-            }
+            var directory = Directory(path: path)
+            let before = list.items.count
+            list.addFiles(in: root, root: root, userPath: path, recursive: recursive, &directory, &seen)
+            directory.audioFiles = list.items.count - before
+            list.directories.append(directory)
         }
         return list
     }
@@ -178,42 +295,62 @@ struct InputList {
         if seen.insert(item.url.standardizedFileURL.path).inserted { items.append(item) }
     }
 
-    static func audioFiles(in directory: URL, recursive: Bool) throws -> [URL] {
+    private mutating func addFiles(
+        in directory: URL, root: URL, userPath: String, recursive: Bool, _ summary: inout Directory, _ seen: inout Set<String>
+    ) {
         let keys: [URLResourceKey] = [.isRegularFileKey, .isDirectoryKey]
-        var files: [URL] = []
-        let contents: [URL]
-        do {
-            contents = try FileManager.default.contentsOfDirectory(at: directory, includingPropertiesForKeys: keys)
-        } catch {
-            throw ASRError.unreadableAudio(file: directory.path, reason: "cannot list directory: \(error.localizedDescription)")
+        let display = { (url: URL) in
+            (userPath as NSString).appendingPathComponent(String(url.path.dropFirst(root.path.count).drop { $0 == "/" }))
         }
-        for url in contents.sorted(by: { $0.path < $1.path }) {
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+        } catch {
+            var reason = "cannot list folder"
+            if let handle = opendir(directory.path) { closedir(handle) } else { reason += ": " + Files.errorText(errno) }
+            problems.append((display(directory), ASRError.unreadableAudio(file: display(directory), reason: reason)))
+            return
+        }
+        for name in names.sorted() {
+            let url = directory.appendingPathComponent(name)
             let values = try? url.resourceValues(forKeys: Set(keys))
             if values?.isDirectory == true {
-                if recursive { files += try audioFiles(in: url, recursive: true) }
-            } else if audioExtensions.contains(url.pathExtension.lowercased()), !url.lastPathComponent.hasPrefix(".") {
-                files.append(url)
+                if recursive {
+                    addFiles(in: url, root: root, userPath: userPath, recursive: true, &summary, &seen)
+                } else {
+                    summary.skippedSubdirectories += 1
+                }
+            } else if Self.audioExtensions.contains(url.pathExtension.lowercased()), !name.hasPrefix(".") {
+                let relative = String(url.path.dropFirst(root.path.count).drop { $0 == "/" })
+                append(Item(url: url, relativePath: relative, displayPath: display(url)), &seen)
             }
         }
-        return files
     }
 }
 
-/// One JSON line of the --jsonl manifest.
+/// One JSON line of the --jsonl manifest. Field names and number precision are those of the JSON transcript
+/// (`file`; times to the millisecond, confidences to 4 decimals).
 enum ManifestLine {
+    struct TimedWord: Encodable {
+        let text: String
+        let start: Double
+        let end: Double
+        let confidence: Double
+    }
+
     struct Line: Encodable {
-        var path: String
+        var file: String
         var status: String
         var duration: Double?
         var transcript: String?
-        var words: [Word]?
+        var words: [TimedWord]?
         var elapsed: Double?
         var realTimeFactor: Double?
         var error: String?
         var outputs: [String]?
 
         enum CodingKeys: String, CodingKey {
-            case path, status, duration, transcript, words, elapsed, error, outputs
+            case file, status, duration, transcript, words, elapsed, error, outputs
             case realTimeFactor = "real_time_factor"
         }
     }
@@ -224,17 +361,23 @@ enum ManifestLine {
         return (try? encoder.encode(line)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
     }
 
-    static func success(_ path: String, _ t: Transcription, elapsed: Double) -> String {
-        encode(Line(path: path, status: "ok", duration: t.duration, transcript: t.text, words: t.words, elapsed: elapsed,
-                    realTimeFactor: t.duration > 0 ? elapsed / t.duration : nil))
+    static func round(_ value: Double, _ digits: Int) -> Double {
+        let scale = pow(10, Double(digits))
+        return (value * scale).rounded() / scale
     }
 
-    static func failure(_ path: String, error: Error) -> String {
-        encode(Line(path: path, status: "error", error: "\(error)"))
+    static func success(_ path: String, _ t: Transcription, elapsed: Double) -> String {
+        encode(Line(file: path, status: "ok", duration: round(t.duration, 3), transcript: t.text,
+                    words: t.words.map { TimedWord(text: $0.text, start: round($0.start, 3), end: round($0.end, 3), confidence: round($0.confidence, 4)) },
+                    elapsed: round(elapsed, 3), realTimeFactor: t.duration > 0 ? round(elapsed / t.duration, 4) : nil))
+    }
+
+    static func failure(_ path: String, message: String) -> String {
+        encode(Line(file: path, status: "error", error: message))
     }
 
     static func skipped(_ path: String, outputs: [String]) -> String {
-        encode(Line(path: path, status: "skipped", outputs: outputs))
+        encode(Line(file: path, status: "skipped", outputs: outputs))
     }
 }
 
@@ -283,10 +426,10 @@ struct Progress {
         if !isTerminal { write("[\(finished)/\(total)] \(path): outputs exist, skipped\n") }
     }
 
-    mutating func failed(_ path: String, error: Error) {
+    mutating func failed(_ path: String, message: String) {
         finished += 1
         if enabled && isTerminal { write("\r\u{1B}[K") }
-        printError("\(error)")
+        printError(message)
     }
 
     func finish(failed: Int, skipped: Int) {

@@ -21,6 +21,24 @@ import Testing
         #expect(OutputFormat.cues(slow).map(\.text) == ["W W W W W", "W"])
     }
 
+    /// Issue 19: an 80 ms cue ("BI" at 20.06-20.14) cannot be read: it is extended into the pause after it, or
+    /// merged with the next cue when that follows at once.
+    @Test func shortCuesAreExtendedOrMerged() {
+        let lone = [Self.word("HELLO", 18.0, 18.9), Self.word("BI", 20.06, 20.14), Self.word("THERE", 22.0, 22.6)]
+        let extended = OutputFormat.cues(lone)
+        #expect(extended.map(\.text) == ["HELLO", "BI", "THERE"])
+        #expect(extended[1].start == 20.06 && abs(extended[1].end - 20.56) < 1e-9)
+        #expect(extended.allSatisfy { $0.end - $0.start >= 0.5 - 1e-9 })
+        // Too close to the next cue to be extended (a new cue starts there because the first is full): merged.
+        let crowded = [Self.word(String(repeating: "A", count: 40), 0, 2), Self.word("BI", 2.0, 2.08),
+                       Self.word(String(repeating: "C", count: 40), 2.1, 4)]
+        let merged = OutputFormat.cues(crowded)
+        #expect(merged.allSatisfy { $0.end - $0.start >= 0.5 - 1e-9 }, "\(merged)")
+        #expect(merged.map(\.text).joined(separator: " ") == crowded.map(\.text).joined(separator: " "))
+        // Cues never overlap.
+        for (a, b) in zip(merged, merged.dropFirst()) { #expect(a.end <= b.start) }
+    }
+
     @Test func subtitleTimestamps() {
         #expect(OutputFormat.timestamp(3723.456, vtt: false) == "01:02:03,456")
         #expect(OutputFormat.timestamp(0.02, vtt: true) == "00:00:00.020")
@@ -123,5 +141,30 @@ import Testing
     @Test func unwritableDirectoryIsAClearError() throws {
         let target = URL(fileURLWithPath: "/nonexistent-dir/out.txt")
         #expect(throws: ASRError.self) { try AtomicFile.write(Data("x".utf8), to: target) }
+    }
+}
+
+/// Issue 19, item 3: chunking settings are validated by the library, so no caller can make the chunked path run
+/// (nearly) forever or overflow.
+@Suite struct ChunkingOptionsTests {
+    @Test func invalidSettingsThrowATypedError() {
+        for (chunk, stride) in [(5.0, 5.0), (30, -1), (30, 0), (.nan, 5), (30, .infinity), (0.5, 0.1), (1e300, 5), (-30, 5), (10, 4.6)] {
+            #expect(throws: ASRError.self, "chunk \(chunk) s, stride \(stride) s") {
+                try ChunkingOptions(chunkSeconds: chunk, strideSeconds: stride)
+            }
+        }
+        do {
+            _ = try ChunkingOptions(chunkSeconds: 5, strideSeconds: 5)
+        } catch let error as ASRError {
+            guard case .invalidChunking = error else { Issue.record("got \(error)"); return }
+            #expect("\(error)".contains("stride"))
+        } catch { Issue.record("got \(error)") }
+    }
+
+    @Test func validSettingsAreKept() throws {
+        #expect(ChunkingOptions.default.chunkSeconds == 30 && ChunkingOptions.default.strideSeconds == 5)
+        let options = try ChunkingOptions(chunkSeconds: 3, strideSeconds: 1)
+        #expect(options.chunkSeconds == 3 && options.strideSeconds == 1)
+        #expect(throws: Never.self) { try ChunkingOptions(chunkSeconds: 30, strideSeconds: 14.5) }
     }
 }

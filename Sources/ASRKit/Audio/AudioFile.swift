@@ -15,6 +15,10 @@ public final class AudioFile {
     /// libsndfile's description of the container and encoding, e.g. "WAV (Microsoft) / Signed 16 bit PCM".
     public let formatDescription: String
     public let path: String
+    /// Whether `frameCount` is exact (FLAC's STREAMINFO), so that decoding fewer frames means the file was cut.
+    /// MP3 lengths are estimated from the file size and Ogg streams state none: a cut one cannot be told from a
+    /// short one and is transcribed as far as it goes.
+    let hasExactLength: Bool
 
     /// Duration in seconds according to the header.
     public var duration: Double { sampleRate > 0 ? Double(frameCount) / Double(sampleRate) : 0 }
@@ -38,6 +42,9 @@ public final class AudioFile {
         if isDirectory.boolValue { throw ASRError.unreadableAudio(file: name, reason: "is a directory") }
         guard FileManager.default.isReadableFile(atPath: path) else {
             throw ASRError.unreadableAudio(file: name, reason: "permission denied")
+        }
+        if let reason = Self.notMPEG(path) {
+            throw ASRError.unreadableAudio(file: name, reason: "not a supported audio file (\(reason))")
         }
         var info = SF_INFO()
         guard let handle = sf_open(path, Int32(SFM_READ), &info) else {
@@ -64,6 +71,7 @@ public final class AudioFile {
         channels = Int(info.channels)
         frameCount = max(0, Int(info.frames))
         formatDescription = Self.describe(format: info.format)
+        hasExactLength = info.format & Int32(SF_FORMAT_TYPEMASK) == Int32(SF_FORMAT_FLAC)
         // Integer files are scaled to [-1, 1); float files are returned as stored (no clipping, no normalisation).
         sf_command(handle, Int32(SFC_SET_NORM_FLOAT), nil, Int32(SF_TRUE))
         if let (declared, present) = Self.truncatedDataChunk(handle) {
@@ -71,6 +79,19 @@ public final class AudioFile {
             throw ASRError.invalidAudio(
                 file: name, reason: "file is truncated: its header announces \(declared) bytes of audio, \(present) are present")
         }
+    }
+
+    /// A file named .mp3 that starts with neither an ID3 tag nor an MPEG frame header (nor a RIFF header): libsndfile
+    /// would hand it to mpg123, which prints "Illegal Audio-MPEG-Header" notes on stderr before giving up. The
+    /// reason in words, or nil when the file may be MPEG audio (or is not named .mp3).
+    private static func notMPEG(_ path: String) -> String? {
+        guard (path as NSString).pathExtension.lowercased() == "mp3", let handle = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? handle.close() }
+        let head = [UInt8]((try? handle.read(upToCount: 4)) ?? Data())
+        guard head.count >= 4 else { return nil }
+        if head[0...2] == [0x49, 0x44, 0x33] || head[0...3] == [0x52, 0x49, 0x46, 0x46] { return nil }  // "ID3", "RIFF"
+        if head[0] == 0xFF && head[1] & 0xE0 == 0xE0 { return nil }  // MPEG frame sync
+        return "named .mp3 but starts with neither an ID3 tag nor an MPEG frame header"
     }
 
     /// libsndfile opens a WAV/AIFF whose data chunk runs past the end of the file, clamps the length and notes

@@ -41,6 +41,11 @@ public final class AudioStream {
             if block.isEmpty {
                 finished = true
                 guard framesRead > 0 else { throw ASRError.invalidAudio(file: file.path, reason: "file holds no audio samples") }
+                // As a cut WAV/AIFF is refused when opened: a FLAC file states its exact length.
+                if file.hasExactLength && framesRead < file.frameCount {
+                    throw ASRError.invalidAudio(
+                        file: file.path, reason: "file is truncated: its header announces \(file.frameCount) frames of audio, \(framesRead) could be decoded")
+                }
                 return resampler?.finish()
             }
             if let bad = block.firstIndex(where: { !$0.isFinite }) {

@@ -13,10 +13,14 @@ public struct Hotword: Sendable, Equatable {
         self.weight = weight
     }
 
-    /// Parses "word", "some phrase" or "word:weight" (the last colon separates the weight when what follows it is
-    /// a number).
+    /// Parses "word", "some phrase" or "word:weight" (the last colon separates the weight, which must be a number).
     public init(parsing spec: String) throws {
-        if let colon = spec.lastIndex(of: ":"), let weight = Double(spec[spec.index(after: colon)...]) {
+        if let colon = spec.lastIndex(of: ":") {
+            let weightText = spec[spec.index(after: colon)...]
+            guard let weight = Double(weightText) else {
+                throw ASRError.invalidLanguageModel(
+                    file: "--hotword", reason: "'\(spec)': the weight after ':' must be a number, not '\(weightText)' (word:weight, e.g. Kubernetes:8)")
+            }
             guard weight.isFinite else {
                 throw ASRError.invalidLanguageModel(file: "--hotword", reason: "'\(spec)': the weight must be a finite number")
             }

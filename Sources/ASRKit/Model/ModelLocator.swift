@@ -35,12 +35,12 @@ public enum ModelLocator {
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: model, isDirectory: &isDirectory) {
             guard isDirectory.boolValue else {
-                throw ASRError.missingModelFile(directory: model, file: "(a directory; this is a file)")
+                throw ASRError.modelNotFound(path: model, reason: "is a file, not a model directory")
             }
             return URL(fileURLWithPath: model)
         }
         guard isModelID(model) else {
-            throw ASRError.missingModelFile(directory: model, file: "(the directory itself)")
+            throw ASRError.modelNotFound(path: model, reason: "no such directory (and not a Hugging Face model id of the form ORG/NAME)")
         }
         let cache = cacheDirectory(environment: environment)
         let folder = repositoryFolder(model, cache: cache)

@@ -95,8 +95,35 @@ public enum OutputFormat: String, CaseIterable, Sendable {
     }
 
     /// Groups words into cues of at most `maxCharacters` characters and `maxSeconds` seconds, starting a new cue
-    /// at a pause longer than `maxGap` seconds.
-    public static func cues(_ words: [Word], maxCharacters: Int = 42, maxSeconds: Double = 7, maxGap: Double = 1.0) -> [Cue] {
+    /// at a pause longer than `maxGap` seconds. A cue shorter than `minSeconds` (a lone short word: 80 ms cannot be
+    /// read) is shown longer, into the pause after it; where the next cue follows too closely for that, it is merged
+    /// with its neighbour.
+    public static func cues(
+        _ words: [Word], maxCharacters: Int = 42, maxSeconds: Double = 7, maxGap: Double = 1.0, minSeconds: Double = 0.5
+    ) -> [Cue] {
+        var cues = groupedCues(words, maxCharacters: maxCharacters, maxSeconds: maxSeconds, maxGap: maxGap)
+        var i = 0
+        while i < cues.count {
+            let cue = cues[i]
+            guard cue.end - cue.start < minSeconds else { i += 1; continue }
+            let limit = i + 1 < cues.count ? cues[i + 1].start : cue.start + minSeconds
+            let end = max(cue.end, min(cue.start + minSeconds, limit))
+            if end - cue.start >= minSeconds - 1e-9 || cues.count == 1 {
+                cues[i] = Cue(start: cue.start, end: end, text: cue.text)
+                i += 1
+            } else if i + 1 < cues.count {
+                let next = cues.remove(at: i + 1)
+                cues[i] = Cue(start: cue.start, end: next.end, text: cue.text + " " + next.text)
+            } else {
+                let previous = cues.remove(at: i - 1)
+                cues[i - 1] = Cue(start: previous.start, end: max(previous.end, cue.end), text: previous.text + " " + cue.text)
+                i -= 1
+            }
+        }
+        return cues
+    }
+
+    static func groupedCues(_ words: [Word], maxCharacters: Int, maxSeconds: Double, maxGap: Double) -> [Cue] {
         var cues: [Cue] = []
         var current: [Word] = []
         func flush() {
