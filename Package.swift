@@ -75,7 +75,7 @@ let package = Package(
         .testTarget(
             name: "ASRKitTests", dependencies: ["ASRKit"], path: "Tests/ASRKitTests"),
         .testTarget(
-            name: "asrTests", dependencies: ["ASRKit", "ASRBuiltinModel", "asr"], path: "Tests/asrTests"),
+            name: "asrTests", dependencies: ["ASRKit", "ASRBuiltinModel", "CKernels", "asr"], path: "Tests/asrTests"),
         .testTarget(
             name: "ASRServerTests",
             dependencies: [

@@ -4,6 +4,9 @@
 #include "kernels.h"
 #include <stdint.h>
 #include <string.h>
+#if defined(__linux__) && defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include "approx.h"
 
 static inline float erf_approx(float x) {
@@ -117,4 +120,35 @@ size_t asr_count_nonfinite(const float *x, size_t count) {
         nonfinite += (bits & 0x7F800000u) == 0x7F800000u;
     }
     return nonfinite;
+}
+
+// GroupNorm statistics of the first conv layer, per channel over time, in double (see channelNormalization in
+// Wav2Vec2Model.swift). Each channel is summed over rows in row order, exactly as the scalar loop did; only the
+// channels run side by side in vector lanes, so the results are bit-identical to it.
+ASR_CLONES
+void asr_column_sums_f64(const float *x, size_t rows, size_t stride, size_t c0, size_t c1, double *sums) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *row = x + r * stride;
+        for (size_t j = c0; j < c1; j++) sums[j] += (double)row[j];
+    }
+}
+
+ASR_CLONES
+void asr_column_squared_deviations_f64(const float *x, size_t rows, size_t stride, size_t c0, size_t c1,
+                                       const double *means, double *squares) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *row = x + r * stride;
+        for (size_t j = c0; j < c1; j++) {
+            double d = (double)row[j] - means[j];
+            squares[j] += d * d;
+        }
+    }
+}
+
+void asr_keep_freed_memory(void) {
+#if defined(__linux__) && defined(__GLIBC__)
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc's largest allowed value
+    mallopt(M_TRIM_THRESHOLD, 512 << 20);
+    mallopt(M_TOP_PAD, 64 << 20);
+#endif
 }

@@ -279,11 +279,10 @@ public final class Wav2Vec2Model: Sendable {
                                                         SharedPointer(base: deviationBuffer.baseAddress!))
                         let rows = y.rows
                         Parallel.ranges(channels, minimumPerPart: 64, alignment: 16) { part in
-                            for r in 0..<rows { for j in part { means.base[j] += Double(values.base[r * channels + j]) } }
+                            asr_column_sums_f64(values.base, rows, channels, part.lowerBound, part.upperBound, means.base)
                             for j in part { means.base[j] /= n }
-                            for r in 0..<rows {
-                                for j in part { let d = Double(values.base[r * channels + j]) - means.base[j]; squares.base[j] += d * d }
-                            }
+                            asr_column_squared_deviations_f64(values.base, rows, channels, part.lowerBound, part.upperBound,
+                                                              means.base, squares.base)
                         }
                     }
                 }

@@ -28,4 +28,14 @@ void asr_attention_head(size_t t, size_t d, const float *q, const float *k, cons
 /// 1 when this CPU runs asr_attention_head at full speed (AVX-512); elsewhere it is correct but slower than BLAS.
 int asr_attention_is_fast(void);
 
+/// Adds Σ over rows of x[r, j] to sums[j] for channels j in [c0, c1) (rows `stride` floats apart), in row order.
+void asr_column_sums_f64(const float *x, size_t rows, size_t stride, size_t c0, size_t c1, double *sums);
+/// Adds Σ over rows of (x[r, j] − means[j])² to squares[j] for j in [c0, c1), in row order.
+void asr_column_squared_deviations_f64(const float *x, size_t rows, size_t stride, size_t c0, size_t c1,
+                                       const double *means, double *squares);
+
+/// Makes glibc keep freed memory in the heap for reuse instead of returning it to the kernel (see
+/// keepFreedMemoryForReuse in Sources/asr/ASR.swift). For applications; the library never calls it.
+void asr_keep_freed_memory(void);
+
 #endif
