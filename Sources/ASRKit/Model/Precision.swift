@@ -119,6 +119,10 @@ struct WeightMatrix: Sendable {
         }
     }
 
+    /// Whether `multiply` accepts rows of A that overlap (lda < k): the bf16 and int8 products convert A row by row
+    /// into their own scratch, so a convolution's overlapping windows can be read in place; BLAS needs lda ≥ k.
+    var readsOverlappingRows: Bool { precision != .fp32 }
+
     /// C (m × n, rows `ldc` apart) = A (m × k, rows `lda` apart) · Wᵀ, plus C's previous contents when `accumulate`.
     /// Rows are split across `BLAS.threads` threads unless `split` is false (callers already running in parallel).
     func multiply(m: Int, a: UnsafePointer<Float>, lda: Int, into c: UnsafeMutablePointer<Float>, ldc: Int,

@@ -14,8 +14,14 @@ package enum ReducedPrecisionCheck {
         failures += checkBF16Rounding()
         for (m, n, k) in shapes {
             for accumulate in [false, true] {
-                failures += checkInt8(m: m, n: n, k: k, accumulate: accumulate)
-                if ReducedPrecisionKernels.bf16Available { failures += checkBF16(m: m, n: n, k: k, accumulate: accumulate) }
+                // Rows apart by more than k (padding between them), and overlapping rows (a convolution's windows
+                // read in place: lda < k).
+                for overlapping in [false, true] {
+                    failures += checkInt8(m: m, n: n, k: k, accumulate: accumulate, overlapping: overlapping)
+                    if ReducedPrecisionKernels.bf16Available {
+                        failures += checkBF16(m: m, n: n, k: k, accumulate: accumulate, overlapping: overlapping)
+                    }
+                }
             }
         }
         return failures
@@ -30,11 +36,11 @@ package enum ReducedPrecisionCheck {
         }
     }
 
-    static func inputs(m: Int, n: Int, k: Int) -> (a: [Float], lda: Int, w: [Float], c: [Float], ldc: Int) {
-        let lda = k + 3, ldc = n + 5
-        var a = values(m * lda, seed: UInt64(m * 7919 + k), scale: 2)
-        if m > 2 { for j in 0..<k { a[lda + j] = 0 } }            // an all-zero row
-        if m > 3 { a[2 * lda + k / 2] = 300 }                      // an outlier stretching one row's range
+    static func inputs(m: Int, n: Int, k: Int, overlapping: Bool = false) -> (a: [Float], lda: Int, w: [Float], c: [Float], ldc: Int) {
+        let lda = overlapping ? max(1, k / 3) : k + 3, ldc = n + 5
+        var a = values((m - 1) * lda + k, seed: UInt64(m * 7919 + k), scale: 2)
+        if m > 2 && !overlapping { for j in 0..<k { a[lda + j] = 0 } }   // an all-zero row
+        if m > 3 { a[2 * lda + k / 2] = 300 }                             // an outlier stretching some rows' range
         let w = values(n * k, seed: UInt64(n * 104729 + k), scale: 0.1)
         let c = values(m * ldc, seed: 99, scale: 1)
         return (a, lda, w, c, ldc)
@@ -42,8 +48,8 @@ package enum ReducedPrecisionCheck {
 
     /// int8: the kernel's result must equal, bit for bit, the same quantized codes multiplied with exact integer
     /// sums here and scaled the same way (a saturating int16 pair sum or a wrong zero-point fold shows up at once).
-    static func checkInt8(m: Int, n: Int, k: Int, accumulate: Bool) -> [String] {
-        let (a, lda, wf, c0, ldc) = inputs(m: m, n: n, k: k)
+    static func checkInt8(m: Int, n: Int, k: Int, accumulate: Bool, overlapping: Bool) -> [String] {
+        let (a, lda, wf, c0, ldc) = inputs(m: m, n: n, k: k, overlapping: overlapping)
         let weight = WeightMatrix(FloatStorage(copying: wf), n: n, k: k, precision: .int8)
         guard case .int8(let codes, let scales, let sums) = weight.storage else { return ["int8: weights not quantized"] }
         var c = c0
@@ -119,8 +125,8 @@ package enum ReducedPrecisionCheck {
     }
 
     /// bf16: within the bound of fp32 accumulation of exactly rounded bf16 inputs, against a Double reference.
-    static func checkBF16(m: Int, n: Int, k: Int, accumulate: Bool) -> [String] {
-        let (a, lda, wf, c0, ldc) = inputs(m: m, n: n, k: k)
+    static func checkBF16(m: Int, n: Int, k: Int, accumulate: Bool, overlapping: Bool) -> [String] {
+        let (a, lda, wf, c0, ldc) = inputs(m: m, n: n, k: k, overlapping: overlapping)
         let weight = WeightMatrix(FloatStorage(copying: wf), n: n, k: k, precision: .bf16)
         var c = c0
         a.withUnsafeBufferPointer { a in

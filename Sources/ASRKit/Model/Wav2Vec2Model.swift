@@ -317,8 +317,9 @@ public final class Wav2Vec2Model: Sendable {
             y.storage.withUnsafeMutableBufferPointer { out in
                 if let bias = layer.bias { out.baseAddress!.fillRows(tOut, stride: layer.outChannels, with: bias) }
                 let accumulate = layer.bias != nil
-                if rowStep >= window {
-                    // Windows don't overlap: read them in place with a row stride.
+                if rowStep >= window || layer.weight.readsOverlappingRows {
+                    // Windows don't overlap, or the product converts its rows itself (bf16, int8) and so can read
+                    // overlapping windows in place: one product over strided rows, no im2col copy.
                     layer.weight.multiply(m: tOut, a: input.baseAddress!, lda: rowStep, into: out.baseAddress!,
                                           ldc: layer.outChannels, accumulate: accumulate)
                     return
@@ -387,13 +388,20 @@ public final class Wav2Vec2Model: Sendable {
                             let groupBase = groupedInput.base + group * paddedRows * perGroup
                             var t0 = 0
                             while t0 < t {
+                                let weight = p.weights[group]
+                                if weight.readsOverlappingRows {
+                                    // bf16/int8 convert the rows themselves: the overlapping windows are read in place.
+                                    weight.multiply(m: t, a: groupBase, lda: perGroup, into: outputs.base + group * perGroup,
+                                                    ldc: h, accumulate: true, split: false)
+                                    break
+                                }
                                 let rows = min(blockRows, t - t0)
                                 cols.baseAddress!.copyWindows(from: groupBase + t0 * perGroup, rowStep: perGroup,
                                                               window: window, rows: rows)
                                 // (rows, K·perGroup) · (perGroup_out, K·perGroup)ᵀ → y[t0..., group's channels]
-                                p.weights[group].multiply(m: rows, a: cols.baseAddress!, lda: window,
-                                                          into: outputs.base + t0 * h + group * perGroup, ldc: h,
-                                                          accumulate: true, split: false)
+                                weight.multiply(m: rows, a: cols.baseAddress!, lda: window,
+                                                into: outputs.base + t0 * h + group * perGroup, ldc: h,
+                                                accumulate: true, split: false)
                                 t0 += rows
                             }
                         }
