@@ -55,7 +55,7 @@ import Testing
         let transcriber = try Self.transcriber.get()
         let chunking = try ChunkingOptions(chunkSeconds: 1.5, strideSeconds: 0.25)
         let (samples, rate, channels) = try Self.interleaved(Fixtures.speech)
-        let file = try transcriber.transcribe(file: Fixtures.speech, chunking: chunking)
+        let file = try await transcriber.transcribe(file: Fixtures.speech, chunking: chunking)
         let segments = try await Self.stream(samples, rate: rate, channels: channels, transcriber: transcriber, chunking: chunking, seed: seed)
         Self.expectIdentity(segments, file)
     }
@@ -66,7 +66,7 @@ import Testing
         let chunking = try ChunkingOptions(chunkSeconds: 1.2, strideSeconds: 0.1)
         let (samples, rate, channels) = try Self.interleaved(url)
         #expect(rate == 44_100 && channels == 2)
-        let file = try transcriber.transcribe(file: url, chunking: chunking)
+        let file = try await transcriber.transcribe(file: url, chunking: chunking)
         let segments = try await Self.stream(samples, rate: rate, channels: channels, transcriber: transcriber, chunking: chunking, seed: 7)
         Self.expectIdentity(segments, file)
     }
@@ -169,7 +169,7 @@ import Testing
             }
         }
         do {
-            var iterator = live.makeAsyncIterator()
+            let iterator = live.makeAsyncIterator()
             _ = iterator   // dropped without iterating
         }
         #expect(await producer.value is CancellationError)
@@ -220,7 +220,7 @@ import Testing
         }
         try await producer.value
         #expect(partials >= 1)
-        #expect(finals.joined(separator: " ") == (try transcriber.transcribe(file: Fixtures.speech).text))
+        #expect(finals.joined(separator: " ") == (try await transcriber.transcribe(file: Fixtures.speech).text))
     }
 }
 

@@ -66,7 +66,7 @@ import ASRKit
         // The live segments' texts are the file's transcript; the missing file is an ASRError naming it.
         let live = printed.filter { $0.hasPrefix("live: ") }.map { $0.split(separator: " ", maxSplits: 3).dropFirst(3).joined() }
         #expect(live.joined(separator: " ") == expected)
-        #expect(printed.contains { $0.hasPrefix("error: missing.wav") })
+        #expect(printed.contains { $0.hasPrefix("error: ") && $0.contains("missing.wav") })
         // The last line is the beam-search transcript (printed after the batch lines).
         #expect(printed.count >= 4)
         #expect(printed.last.map { !$0.hasPrefix("broken_text.wav") && !$0.hasPrefix("speech_16k.wav") } == true)

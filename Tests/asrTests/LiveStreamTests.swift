@@ -11,7 +11,7 @@ import Testing
         let transcriber = try BuiltinModel.load()
         let url = CLI.fixtures.appendingPathComponent("audio/builtin/long_speech.flac")
         let chunking = try ChunkingOptions(chunkSeconds: chunk, strideSeconds: stride)
-        let file = try transcriber.transcribe(file: url, chunking: chunking)
+        let file = try await transcriber.transcribe(file: url, chunking: chunking)
         let audio = try transcriber.loadAudio(file: url)
         let live = try LiveTranscription(
             transcriber: transcriber, sampleRate: transcriber.sampleRate, chunking: chunking, bufferSeconds: 0.5)

@@ -28,7 +28,7 @@ struct ChunkedEmissions {
     }
 
     /// Samples received so far.
-    var samplesSeen: Int { pendingStart + pending.count }
+    private(set) var samplesSeen = 0
 
     /// Samples held (the current chunk, at most one chunk and the last buffer).
     var samplesHeld: Int { pending.count }
@@ -40,6 +40,7 @@ struct ChunkedEmissions {
     mutating func append(_ samples: [Float]) {
         precondition(!isFinished, "samples appended after the end")
         pending += samples
+        samplesSeen += samples.count
     }
 
     /// Whether a chunk can run now (it is complete and a sample past it shows that it is not the last).

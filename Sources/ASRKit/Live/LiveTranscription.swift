@@ -84,7 +84,7 @@ public final class LiveTranscription: AsyncSequence, Sendable {
         self.chunking = chunking
         self.partialResults = partialResults
         self.partialInterval = partialInterval
-        let capacity = min(Double(Int.max / 4), (bufferSeconds * Double(sampleRate)).rounded(.up) * Double(channels))
+        let capacity = Swift.min(Double(Int.max / 4), (bufferSeconds * Double(sampleRate)).rounded(.up) * Double(channels))
         queue = SampleQueue(capacity: Int(capacity))
     }
 
