@@ -77,7 +77,8 @@ let package = Package(
             ],
             path: "Sources/asr"),
         .testTarget(
-            name: "ASRKitTests", dependencies: ["ASRKit"], path: "Tests/ASRKitTests"),
+            name: "ASRKitTests", dependencies: ["ASRKit", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/ASRKitTests"),
         .testTarget(
             name: "asrTests", dependencies: ["ASRKit", "ASRBuiltinModel", "asr"], path: "Tests/asrTests"),
         .testTarget(
