@@ -121,6 +121,7 @@ public final class Transcriber: Sendable {
     /// `preprocessor_config.json`, `tokenizer_config.json`, `special_tokens_map.json`, `added_tokens.json`).
     ///
     /// - Parameters:
+    ///   - modelDirectory: the checkpoint directory.
     ///   - precision: other than `.fp32` converts the weights once, here (see ``Precision``).
     ///   - logger: where diagnostics go: loading warnings (non-finite weights, a vocabulary smaller than the model's
     ///     output, a precision this CPU cannot run) at `.warning`, resampling and chunking decisions at `.debug`.
@@ -299,8 +300,11 @@ public final class Transcriber: Sendable {
     /// Async variant of ``transcribe(file:chunking:decoder:)``: runs off the caller's executor and honours
     /// cancellation between chunks (throwing `CancellationError`).
     ///
-    /// - Parameter progress: called after each chunk (from the thread doing the work) with how much of the audio
-    ///   is done.
+    /// - Parameters:
+    ///   - file: an audio file of any supported format, rate and channel count.
+    ///   - chunking: how long audio is cut into chunks.
+    ///   - decoder: the decoder (greedy when nil).
+    ///   - progress: called after each chunk (from the thread doing the work) with how much of the audio is done.
     public func transcribe(
         file: URL, chunking: ChunkingOptions = .default, decoder: (any CTCDecoder)? = nil,
         progress: (@Sendable (TranscriptionProgress) -> Void)? = nil

@@ -62,7 +62,12 @@ public final class LiveTranscription: AsyncSequence, Sendable {
     /// Prepares a live transcription of audio at `sampleRate` with `channels` interleaved channels.
     ///
     /// - Parameters:
+    ///   - transcriber: the model.
+    ///   - sampleRate: frames per second of the appended audio.
+    ///   - channels: interleaved channels per frame (averaged to mono).
+    ///   - chunking: how the audio is cut into chunks (as for files).
     ///   - partialResults: also yield a partial hypothesis, at most once per `partialInterval` seconds of audio.
+    ///   - partialInterval: seconds of audio between partial hypotheses.
     ///   - bufferSeconds: how much audio may wait for the model before ``append(_:)`` suspends.
     /// - Throws: ``ASRError/invalidAudio(file:reason:)`` for a rate or channel count that cannot be right.
     public init(
