@@ -11,13 +11,16 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // Diagnostics of ASRKit (and the server's logs).
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
         // The server (ASRServer and `asr serve` only: ASRKit does not depend on these).
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.65.0"),
+        // `swift package generate-documentation` (the DocC catalog in Sources/ASRKit/ASRKit.docc; scripts/test.sh).
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         // One system library per C dependency; each is imported by exactly one Swift file in ASRKit.
@@ -27,9 +30,6 @@ let package = Package(
         .systemLibrary(
             name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"]), .brew(["openblas"])]),
-        .systemLibrary(
-            name: "CFFTW", path: "Sources/CFFTW", pkgConfig: "fftw3f",
-            providers: [.apt(["libfftw3-dev"]), .brew(["fftw"])]),
         .systemLibrary(
             name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
@@ -41,14 +41,18 @@ let package = Package(
             linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]),
         .target(
             name: "ASRKit",
-            dependencies: ["CSndFile", "CBLAS", "CFFTW", "CZlib", "CKernels", "CLowPrecision"],
+            dependencies: [
+                "CSndFile", "CBLAS", "CZlib", "CKernels", "CLowPrecision",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Sources/ASRKit"),
         // The built-in model's files linked into the binary (model/ is read by .incbin, through the search path).
         .target(
             name: "CBuiltinModel", path: "Sources/CBuiltinModel", exclude: ["model"],
             cSettings: [.headerSearchPath(".")]),
         .target(
-            name: "ASRBuiltinModel", dependencies: ["ASRKit", "CBuiltinModel"], path: "Sources/ASRBuiltinModel"),
+            name: "ASRBuiltinModel",
+            dependencies: ["ASRKit", "CBuiltinModel", .product(name: "Logging", package: "swift-log")], path: "Sources/ASRBuiltinModel"),
         // The OpenAI-compatible HTTP server behind `asr serve` (Hummingbird 2, swift-log, swift-metrics + Prometheus,
         // swift-service-lifecycle; MultipartKit's streaming parser, vendored with a crash fix).
         .target(
@@ -73,7 +77,8 @@ let package = Package(
             ],
             path: "Sources/asr"),
         .testTarget(
-            name: "ASRKitTests", dependencies: ["ASRKit"], path: "Tests/ASRKitTests"),
+            name: "ASRKitTests", dependencies: ["ASRKit", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/ASRKitTests"),
         .testTarget(
             name: "asrTests", dependencies: ["ASRKit", "ASRBuiltinModel", "CKernels", "asr"], path: "Tests/asrTests"),
         .testTarget(

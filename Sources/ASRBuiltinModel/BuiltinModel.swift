@@ -1,4 +1,5 @@
 import ASRKit
+import Logging
 import CBuiltinModel
 import Foundation
 
@@ -15,7 +16,8 @@ public enum BuiltinModel {
 
     /// Loads the built-in model (the weights are read in place from the binary's read-only data), its large
     /// products in `precision`.
-    public static func load(precision: Precision = .fp32) throws -> Transcriber {
+    /// Diagnostics go to `logger` (see ``Transcriber``; discarded by default).
+    public static func load(precision: Precision = .fp32, logger: Logger = Transcriber.silentLogger) throws -> Transcriber {
         var files: [String: UnsafeRawBufferPointer] = [:]
         for name in ["config.json", "vocab.json", "tokenizer_config.json", "preprocessor_config.json", "model.safetensors"] {
             var size = 0
@@ -23,7 +25,7 @@ public enum BuiltinModel {
                 files[name] = UnsafeRawBufferPointer(start: start, count: size)
             }
         }
-        return try Transcriber(embeddedFiles: files, location: "built-in model", precision: precision)
+        return try Transcriber(embeddedFiles: files, location: "built-in model", precision: precision, logger: logger)
     }
 
     /// Training facts of the built-in model (steps, audio hours seen, minutes of training), as JSON.

@@ -52,6 +52,9 @@ public enum ASRError: Error, Equatable, Sendable {
     /// An ARPA language model, a corpus for `lm build`, a hotword or a decoder option is unusable.
     case invalidLanguageModel(file: String, reason: String)
 
+    /// Reading a file failed for a reason outside the audio itself (the operating system, the file system).
+    case ioFailed(file: String, reason: String)
+
     // MARK: Output
     /// A result could not be written.
     case writeFailed(file: String, reason: String)
@@ -63,7 +66,7 @@ extension ASRError: LocalizedError, CustomStringConvertible {
     public var description: String {
         switch self {
         case .modelNotCached(let id, let cache):
-            return "model '\(id)' is neither a directory nor in the Hugging Face cache (\(cache)); download it with `asr download \(id)`"
+            return "model '\(id)' is neither a directory nor in the Hugging Face cache (\(cache))"
         case .modelNotFound(let path, let reason):
             return "model '\(path)': \(reason)"
         case .invalidChunking(let reason):
@@ -101,6 +104,8 @@ extension ASRError: LocalizedError, CustomStringConvertible {
         case .downloadFailed(let file, let reason):
             return "\(file): download failed: \(reason)"
         case .invalidLanguageModel(let file, let reason):
+            return "\(file): \(reason)"
+        case .ioFailed(let file, let reason):
             return "\(file): \(reason)"
         case .writeFailed(let file, let reason):
             return "\(file): cannot write: \(reason)"

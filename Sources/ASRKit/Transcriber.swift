@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 
 /// CTC emissions: one row of `vocabularySize` logits per frame.
 public struct Emissions: Sendable, Equatable {
@@ -28,6 +29,33 @@ public struct Transcription: Sendable, Equatable, Codable {
     public let words: [Word]
     /// Decoded characters (word delimiters included, as spaces) with times and confidence.
     public let characters: [TimedCharacter]
+
+    /// Creates a transcription (e.g. from the final segments of a ``LiveTranscription``).
+    public init(text: String, duration: Double, words: [Word], characters: [TimedCharacter]) {
+        self.text = text
+        self.duration = duration
+        self.words = words
+        self.characters = characters
+    }
+}
+
+/// How far a transcription has come (reported after each chunk).
+public struct TranscriptionProgress: Sendable, Equatable {
+    /// Seconds of audio whose transcript is done.
+    public let processedSeconds: Double
+    /// Seconds of audio in all, when the file states it.
+    public let totalSeconds: Double?
+
+    /// Creates a progress report.
+    public init(processedSeconds: Double, totalSeconds: Double?) {
+        self.processedSeconds = processedSeconds
+        self.totalSeconds = totalSeconds
+    }
+
+    /// Done fraction in 0...1, when the total is known.
+    public var fractionCompleted: Double? {
+        totalSeconds.map { $0 > 0 ? min(1, processedSeconds / $0) : 1 }
+    }
 }
 
 /// How long audio is cut into pieces the model can take.
@@ -86,30 +114,44 @@ public final class Transcriber: Sendable {
     /// The precision the large products run in (the one asked for, or fp32 where the CPU cannot run it).
     public let precision: Precision
     private let loadWarnings: [String]
+    /// Where this transcriber's diagnostics go (given when loading; discards everything by default).
+    public let logger: Logger
 
     /// Loads a Hugging Face checkpoint directory (`config.json`, `vocab.json`, `model.safetensors`, and optionally
     /// `preprocessor_config.json`, `tokenizer_config.json`, `special_tokens_map.json`, `added_tokens.json`).
     ///
-    /// `precision` other than `.fp32` converts the weights once, here (see ``Precision``).
-    public convenience init(modelDirectory: URL, precision: Precision = .fp32) throws {
+    /// - Parameters:
+    ///   - modelDirectory: the checkpoint directory.
+    ///   - precision: other than `.fp32` converts the weights once, here (see ``Precision``).
+    ///   - logger: where diagnostics go: loading warnings (non-finite weights, a vocabulary smaller than the model's
+    ///     output, a precision this CPU cannot run) at `.warning`, resampling and chunking decisions at `.debug`.
+    ///     ASRKit never prints; the default logger discards everything.
+    public convenience init(modelDirectory: URL, precision: Precision = .fp32, logger: Logger = Transcriber.silentLogger) throws {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: modelDirectory.path, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw ASRError.modelNotFound(
                 path: modelDirectory.path, reason: isDirectory.boolValue || !FileManager.default.fileExists(atPath: modelDirectory.path)
                     ? "no such directory" : "is a file, not a model directory")
         }
-        try self.init(files: .directory(modelDirectory), precision: precision)
+        try self.init(files: .directory(modelDirectory), precision: precision, logger: logger)
     }
 
     /// Loads a model whose files are held in memory for the life of the process (e.g. linked into the binary).
     /// `files` maps file names ("config.json", "model.safetensors", ...) to their bytes, which are not copied.
-    public convenience init(embeddedFiles files: [String: UnsafeRawBufferPointer], location: String, precision: Precision = .fp32) throws {
+    public convenience init(
+        embeddedFiles files: [String: UnsafeRawBufferPointer], location: String, precision: Precision = .fp32,
+        logger: Logger = Transcriber.silentLogger
+    ) throws {
         let table = StaticFileTable(files: files)
-        try self.init(files: .embedded(location: location) { table.files[$0] }, precision: precision)
+        try self.init(files: .embedded(location: location) { table.files[$0] }, precision: precision, logger: logger)
     }
 
-    init(files: ModelFiles, precision requested: Precision = .fp32) throws {
+    /// A logger that discards everything: the default, so that the library says nothing unless asked.
+    public static let silentLogger = Logger(label: "ASRKit", factory: { _ in SwiftLogNoOpLogHandler() })
+
+    init(files: ModelFiles, precision requested: Precision = .fp32, logger: Logger = Transcriber.silentLogger) throws {
         location = files.location
+        self.logger = logger
         configuration = try Wav2Vec2Configuration.decode(try files.required("config.json"))
         preprocessor = try PreprocessorConfiguration.load(files)
         vocabulary = try Vocabulary.load(files, vocabSize: configuration.vocabSize, padTokenID: configuration.padTokenId)
@@ -117,8 +159,20 @@ public final class Transcriber: Sendable {
         weightTypes = weights.storageTypes
         let (precision, fallback) = ReducedPrecisionKernels.effective(requested)
         self.precision = precision
-        loadWarnings = fallback.map { [$0] } ?? []
+        var warnings = fallback.map { [$0] } ?? []
+        let named = vocabulary.tokens.filter { $0 != nil }.count
+        if named < configuration.vocabSize {
+            warnings.append(
+                "vocab.json names \(named) tokens for the model's \(configuration.vocabSize) output classes; "
+                + "the \(configuration.vocabSize - named) without a token decode as \(vocabulary.unknownToken)")
+        }
+        loadWarnings = warnings
         model = try Wav2Vec2Model(configuration: configuration, source: weights, precision: precision)
+        logger.debug("loaded model", metadata: [
+            "location": "\(location)", "parameters": "\(model.parameterCount)", "precision": "\(precision)",
+            "weights": "\(weightTypes.joined(separator: ","))",
+        ])
+        for warning in self.warnings { logger.warning("\(warning)", metadata: ["model": "\(location)"]) }
     }
 
     /// Loading problems that did not stop it (e.g. NaN or infinite weights, a precision this CPU cannot run):
@@ -153,38 +207,16 @@ public final class Transcriber: Sendable {
     /// when it is longer than a chunk. Memory holds one chunk of audio and the logits. Returns the logits and the
     /// number of samples seen.
     public func emissions(chunking: ChunkingOptions = .default, next: () throws -> [Float]?) throws -> (emissions: Emissions, samples: Int) {
-        let hop = configuration.samplesPerFrame
-        let stride = max(1, Int((chunking.strideSeconds * Double(sampleRate) / Double(hop)).rounded())) * hop
-        let chunk = max(Int((chunking.chunkSeconds * Double(sampleRate) / Double(hop)).rounded()) * hop, 2 * stride + hop)
-        let step = chunk - 2 * stride
-
-        var pending: [Float] = []     // samples [pendingStart, pendingStart + pending.count)
-        var pendingStart = 0
-        var ended = false
+        var chunker = ChunkedEmissions(transcriber: self, chunking: chunking)
         var logits: [Float] = []
-        var frames = 0
-        var offset = 0                // start of the current chunk, a multiple of hop
-        while true {
-            // Read until the chunk is complete and one sample past it shows whether more follows.
-            while !ended && pendingStart + pending.count <= offset + chunk {
-                if let block = try next() { pending += block } else { ended = true }
-            }
-            let available = pendingStart + pending.count
-            let end = min(offset + chunk, available)
-            let isLast = ended && end == available
-            let piece = Array(pending[(offset - pendingStart)..<(end - pendingStart)])
-            let e = emissions(samples: piece)
-            let first = offset == 0 ? 0 : stride / hop
-            let last = isLast ? e.frames : (chunk - stride) / hop
-            if last > first {
-                logits += e.logits[(first * e.vocabularySize)..<(last * e.vocabularySize)]
-                frames += last - first
-            }
-            if isLast { return (Emissions(frames: frames, vocabularySize: configuration.vocabSize, logits: logits, frameDuration: frameDuration), available) }
-            offset += step
-            pending.removeFirst(offset - pendingStart)
-            pendingStart = offset
+        while let block = try next() {
+            chunker.append(block)
+            while let chunkLogits = chunker.nextChunk() { logits += chunkLogits }
         }
+        logits += chunker.finish()
+        let vocabularySize = configuration.vocabSize
+        return (Emissions(frames: logits.count / vocabularySize, vocabularySize: vocabularySize, logits: logits, frameDuration: frameDuration),
+                chunker.samplesSeen)
     }
 
     /// Decodes emissions (greedy unless a decoder is given) with word and character timestamps.
@@ -221,9 +253,39 @@ public final class Transcriber: Sendable {
     /// Transcribes an audio file of any supported format, rate and channel count, streaming it through the model
     /// in chunks.
     public func transcribe(file: URL, chunking: ChunkingOptions = .default, decoder: (any CTCDecoder)? = nil) throws -> Transcription {
-        let stream = AudioStream(file: try AudioFile(path: file.path), sampleRate: sampleRate)
-        let (emissions, samples) = try emissions(chunking: chunking) { try stream.next() }
-        return decode(emissions, duration: Double(samples) / Double(sampleRate), decoder: decoder)
+        try transcribe(file: file, chunking: chunking, decoder: decoder, progress: nil, checkCancellation: {})
+    }
+
+    /// The file path with a progress callback and a cancellation check run after each chunk.
+    func transcribe(
+        file: URL, chunking: ChunkingOptions, decoder: (any CTCDecoder)?, progress: ((TranscriptionProgress) -> Void)?,
+        checkCancellation: () throws -> Void
+    ) throws -> Transcription {
+        let audio = try AudioFile(path: file.path)
+        logAudio(audio, chunking: chunking)
+        let total = audio.frameCount > 0 ? Double(audio.frameCount) / Double(audio.sampleRate) : nil
+        let stream = AudioStream(file: audio, sampleRate: sampleRate)
+        var chunker = ChunkedEmissions(transcriber: self, chunking: chunking)
+        var logits: [Float] = []
+        func report() {
+            progress?(TranscriptionProgress(
+                processedSeconds: Double(chunker.finalSamples) / Double(sampleRate), totalSeconds: total))
+        }
+        while let block = try stream.next() {
+            chunker.append(block)
+            while let chunkLogits = chunker.nextChunk() {
+                logits += chunkLogits
+                report()
+                try checkCancellation()
+            }
+        }
+        logits += chunker.finish()
+        let duration = Double(chunker.samplesSeen) / Double(sampleRate)
+        progress?(TranscriptionProgress(processedSeconds: duration, totalSeconds: duration))
+        try checkCancellation()
+        let vocabularySize = configuration.vocabSize
+        let emissions = Emissions(frames: logits.count / vocabularySize, vocabularySize: vocabularySize, logits: logits, frameDuration: frameDuration)
+        return decode(emissions, duration: duration, decoder: decoder)
     }
 
     /// Transcribes several files, one result per file in the same order: a file that fails does not stop the rest.
@@ -235,20 +297,61 @@ public final class Transcriber: Sendable {
         }
     }
 
-    /// Async variant of `transcribe(file:)`; runs off the caller's executor.
-    public func transcribe(file: URL, chunking: ChunkingOptions = .default, decoder: (any CTCDecoder)? = nil) async throws -> Transcription {
-        try await Task.detached(priority: .userInitiated) { [self] in try transcribe(file: file, chunking: chunking, decoder: decoder) }.value
+    /// Async variant of ``transcribe(file:chunking:decoder:)``: runs off the caller's executor and honours
+    /// cancellation between chunks (throwing `CancellationError`).
+    ///
+    /// - Parameters:
+    ///   - file: an audio file of any supported format, rate and channel count.
+    ///   - chunking: how long audio is cut into chunks.
+    ///   - decoder: the decoder (greedy when nil).
+    ///   - progress: called after each chunk (from the thread doing the work) with how much of the audio is done.
+    public func transcribe(
+        file: URL, chunking: ChunkingOptions = .default, decoder: (any CTCDecoder)? = nil,
+        progress: (@Sendable (TranscriptionProgress) -> Void)? = nil
+    ) async throws -> Transcription {
+        let work = Task.detached(priority: Task.currentPriority) { [self] in
+            try transcribe(file: file, chunking: chunking, decoder: decoder, progress: progress) { try Task.checkCancellation() }
+        }
+        return try await withTaskCancellationHandler { try await work.value } onCancel: { work.cancel() }
     }
 
-    /// Async variant of `transcribe(files:)`.
+    /// Async variant of ``transcribe(files:chunking:decoder:)``: runs off the caller's executor; cancellation
+    /// stops it between chunks and throws `CancellationError` (it is not reported as a file's failure).
     public func transcribe(
         files: [URL], chunking: ChunkingOptions = .default, decoder: (any CTCDecoder)? = nil
-    ) async -> [Result<Transcription, ASRError>] {
-        await Task.detached(priority: .userInitiated) { [self] in transcribe(files: files, chunking: chunking, decoder: decoder) }.value
+    ) async throws -> [Result<Transcription, ASRError>] {
+        var results: [Result<Transcription, ASRError>] = []
+        for file in files {
+            do {
+                results.append(.success(try await transcribe(file: file, chunking: chunking, decoder: decoder)))
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                results.append(.failure(Self.asASRError(error, file: file)))
+            }
+        }
+        return results
     }
 
+    /// Resampling and chunking decisions, at `.debug`.
+    func logAudio(_ audio: AudioFile, chunking: ChunkingOptions) {
+        guard logger.logLevel <= .debug else { return }
+        let seconds = Double(audio.frameCount) / Double(max(1, audio.sampleRate))
+        logger.debug("reading audio", metadata: [
+            "file": "\(audio.path)", "format": "\(audio.formatDescription)", "rate": "\(audio.sampleRate)",
+            "channels": "\(audio.channels)", "seconds": "\(String(format: "%.2f", seconds))",
+        ])
+        if audio.sampleRate != sampleRate { logger.debug("resampling \(audio.sampleRate) Hz → \(sampleRate) Hz (windowed sinc)") }
+        if audio.channels > 1 { logger.debug("averaging \(audio.channels) channels to mono") }
+        if seconds > chunking.chunkSeconds {
+            logger.debug("chunked: \(chunking.chunkSeconds) s chunks with \(chunking.strideSeconds) s of context on each side")
+        }
+    }
+
+    /// An error of one file as an `ASRError`: ASRKit's own errors as they are; anything else (which the file path
+    /// does not throw today) as what it is, an I/O problem with that file, not an audio format error.
     static func asASRError(_ error: Error, file: URL) -> ASRError {
         if let error = error as? ASRError { return error }
-        return .unreadableAudio(file: file.path, reason: "\(error)")
+        return .ioFailed(file: file.path, reason: "\(error)")
     }
 }

@@ -3,6 +3,7 @@ import ASRBuiltinModel
 import ASRKit
 import CKernels
 import Foundation
+import Logging
 
 @main
 struct ASR: AsyncParsableCommand {
@@ -62,17 +63,30 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "Precision of the large matrix products: fp32 (default, exact), bf16 or int8 (faster; see the README).")
     var precision: Precision = .fp32
 
+    @Flag(name: .long, help: "Diagnostics on stderr: how the model was loaded, resampling and chunking decisions.")
+    var verbose = false
+
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
+    /// ASRKit's diagnostics on stderr: warnings always, debug messages with --verbose.
+    var logger: Logger {
+        var logger = Logger(label: "asr") { _ in StderrLogHandler() }
+        logger.logLevel = verbose ? .debug : .warning
+        return logger
     }
 
     /// Loads the model; warnings go to stderr, and (unless `quiet`) a note when it is the built-in demo model.
     func load(quiet: Bool = false) throws -> Transcriber {
         BLAS.setThreads(threads ?? 0)
-        let transcriber = try model.map { try Transcriber(modelDirectory: ModelLocator.resolve($0), precision: precision) }
-            ?? BuiltinModel.load(precision: precision)
-        for warning in transcriber.warnings {
-            FileHandle.standardError.write(Data("warning: \(warning)\n".utf8))
+        let transcriber: Transcriber
+        do {
+            transcriber = try model.map { try Transcriber(modelDirectory: ModelLocator.resolve($0), precision: precision, logger: logger) }
+                ?? BuiltinModel.load(precision: precision, logger: logger)
+        } catch ASRError.modelNotCached(let id, let cache) {
+            // The library names no commands; the command line says which one fetches the model.
+            throw CommandLineError("\(ASRError.modelNotCached(id: id, cache: cache)); download it with `asr download \(id)`")
         }
         if model == nil && !quiet {
             FileHandle.standardError.write(Data((Self.builtinModelNote + "\n").utf8))
@@ -236,4 +250,31 @@ struct Info: AsyncParsableCommand {
 /// (the CLI and server), not the library's.
 func keepFreedMemoryForReuse() {
     asr_keep_freed_memory()
+}
+
+/// swift-log handler of the command line: `warning: message` (`debug: message key=value …` with --verbose) on stderr.
+struct StderrLogHandler: LogHandler {
+    var logLevel: Logger.Level = .warning
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var line = "\(event.level == .warning ? "warning" : event.level.rawValue): \(event.message)"
+        // Warnings say everything in their message; the rest show their fields.
+        if event.level != .warning {
+            let fields = metadata.merging(event.metadata ?? [:]) { $1 }
+            if !fields.isEmpty { line += " " + fields.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") }
+        }
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
+}
+
+/// An error whose message the command line words itself (e.g. a library error with a hint naming an `asr` command).
+struct CommandLineError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

@@ -56,14 +56,18 @@ struct Transcribe: AsyncParsableCommand {
     @Flag(name: .shortAndLong, help: "No progress output and no notes.")
     var quiet = false
 
+    @OptionGroup(title: "Live and raw audio") var liveOptions: LiveOptions
+
     func validate() throws {
         guard !paths.isEmpty else { throw ValidationError("give at least one audio file or directory") }
         _ = try chunkingOptions(chunkSeconds: chunkSeconds, strideSeconds: strideSeconds)
         if Set(format).count != format.count { throw ValidationError("a --format is given twice") }
         if paths.filter({ $0 == "-" }).count > 1 { throw ValidationError("standard input (-) can be read only once") }
+        try validateLive()
     }
 
     func run() async throws {
+        if liveOptions.isActive { return try await runLive() }
         let inputs = InputList.collect(paths, recursive: recursive)
         let formats = format.isEmpty ? [OutputFormat.txt] : format
         let toStdout = inputs.items.count == 1 && inputs.directories.isEmpty && inputs.problems.isEmpty

@@ -17,11 +17,31 @@ import ASRKit
         }
 
         // Many files: one Result per file, in order; a failing file does not stop the others.
-        for (file, outcome) in zip(files, await transcriber.transcribe(files: files)) {
+        for (file, outcome) in zip(files, try await transcriber.transcribe(files: files)) {
             switch outcome {
             case .success(let transcription): print(file.lastPathComponent, transcription.text)
             case .failure(let error): print(file.lastPathComponent, "failed:", error)
             }
+        }
+
+        // Live audio (a microphone, a socket, a pipe): push buffers as they come, read each segment once it is final.
+        let live = try LiveTranscription(transcriber: transcriber, sampleRate: 16_000)
+        let samples = try transcriber.loadAudio(file: URL(fileURLWithPath: audio))
+        Task {
+            for start in stride(from: 0, to: samples.count, by: 1_600) {
+                try await live.append(Array(samples[start..<min(start + 1_600, samples.count)]))
+            }
+            live.finish()
+        }
+        for try await result in live {
+            if case .final(let segment) = result { print("live:", segment.start, segment.end, segment.text) }
+        }
+
+        // Errors are ASRError values that name the file, field or tensor at fault.
+        do {
+            _ = try await transcriber.transcribe(file: URL(fileURLWithPath: "missing.wav"))
+        } catch let error as ASRError {
+            print("error:", error)
         }
         // Beam search with an n-gram language model (ARPA, plain or gzip) and hotwords.
         var options = BeamSearchOptions()
@@ -43,6 +63,10 @@ import ASRKit
         #expect(printed.first == expected)
         #expect(printed.contains("speech_16k.wav \(expected)"))
         #expect(printed.contains { $0.hasPrefix("broken_text.wav failed:") })
+        // The live segments' texts are the file's transcript; the missing file is an ASRError naming it.
+        let live = printed.filter { $0.hasPrefix("live: ") }.map { $0.split(separator: " ", maxSplits: 3).dropFirst(3).joined() }
+        #expect(live.joined(separator: " ") == expected)
+        #expect(printed.contains { $0.hasPrefix("error: ") && $0.contains("missing.wav") })
         // The last line is the beam-search transcript (printed after the batch lines).
         #expect(printed.count >= 4)
         #expect(printed.last.map { !$0.hasPrefix("broken_text.wav") && !$0.hasPrefix("speech_16k.wav") } == true)

@@ -120,6 +120,20 @@ public final class AudioFile {
         if let handle { sf_close(handle) }
     }
 
+    /// Reads up to `maxFrames` frames with their channels interleaved, as they are in the file (what a live source
+    /// would deliver). Returns an empty array at the end of the file.
+    package func readInterleavedBlock(maxFrames: Int = 65536) throws -> [Float] {
+        guard let handle, maxFrames > 0 else { return [] }
+        var block = [Float](repeating: 0, count: maxFrames * channels)
+        let read = block.withUnsafeMutableBufferPointer { buffer in
+            Int(sf_readf_float(handle, buffer.baseAddress, sf_count_t(maxFrames)))
+        }
+        if read <= 0 && sf_error(handle) != 0 {
+            throw ASRError.unreadableAudio(file: path, reason: "decoding failed (\(String(cString: sf_strerror(handle))))")
+        }
+        return Array(block.prefix(max(0, read) * channels))
+    }
+
     /// Reads up to `maxFrames` frames, averaged to mono. Returns an empty array at the end of the file.
     public func readBlock(maxFrames: Int = 65536) throws -> [Float] {
         guard let handle, maxFrames > 0 else { return [] }

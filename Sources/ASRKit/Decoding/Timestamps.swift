@@ -31,19 +31,33 @@ enum Alignment {
         decoding: CTCDecoding, logits: [Float], vocabularySize: Int, frameDuration: Double, duration: Double,
         wordDelimiter: String
     ) -> (characters: [TimedCharacter], words: [Word]) {
-        // Probability of the chosen token at every frame: exp(logit - logsumexp(row)).
-        var probability = [Double](repeating: 0, count: decoding.path.count)
+        let probability = probabilities(path: decoding.path, logits: logits, vocabularySize: vocabularySize)
+        return align(characters: decoding.characters, probability: probability, frameOffset: 0,
+                     frameDuration: frameDuration, duration: duration)
+    }
+
+    /// Probability of the chosen token at every frame: exp(logit - logsumexp(row)).
+    static func probabilities(path: [Int], logits: [Float], vocabularySize: Int) -> [Double] {
+        var probability = [Double](repeating: 0, count: path.count)
         logits.withUnsafeBufferPointer { l in
-            for t in decoding.path.indices {
+            for t in path.indices {
                 let row = l.baseAddress! + t * vocabularySize
                 var maxValue = -Float.infinity
                 for v in 0..<vocabularySize { maxValue = max(maxValue, row[v]) }
                 var sum = 0.0
                 for v in 0..<vocabularySize { sum += Foundation.exp(Double(row[v] - maxValue)) }
-                probability[t] = Foundation.exp(Double(row[decoding.path[t]] - maxValue)) / sum
+                probability[t] = Foundation.exp(Double(row[path[t]] - maxValue)) / sum
             }
         }
-        func time(_ frame: Int) -> Double { min(duration, Double(frame) * frameDuration) }
+        return probability
+    }
+
+    /// Timed characters and words for character spans whose frames count from `frameOffset` (`probability[0]` is
+    /// that frame's).
+    static func align(
+        characters spans: [CharacterSpan], probability: [Double], frameOffset: Int, frameDuration: Double, duration: Double
+    ) -> (characters: [TimedCharacter], words: [Word]) {
+        func time(_ frame: Int) -> Double { min(duration, Double(frame + frameOffset) * frameDuration) }
 
         var characters: [TimedCharacter] = []
         var words: [Word] = []
@@ -57,7 +71,7 @@ enum Alignment {
             }
             wordText = ""; wordProbability = 0; wordFrames = 0
         }
-        for span in decoding.characters {
+        for span in spans {
             let frames = span.startFrame..<span.endFrame
             let total = frames.reduce(0.0) { $0 + probability[$1] }
             let character = TimedCharacter(

@@ -2,7 +2,7 @@ import CBLAS
 import Foundation
 
 /// The one place that talks to OpenBLAS. All matrices are row-major Float.
-public enum BLAS {
+package enum BLAS {
     /// Kernel selection happens once, before the first matrix product (see `selectFastestKernel`).
     private static let setup: KernelSelection = {
         let selection = selectFastestKernel()
@@ -11,24 +11,24 @@ public enum BLAS {
     }()
 
     /// What OpenBLAS runs on, and whether we had to override its own choice.
-    public struct KernelSelection: Sendable, Equatable {
+    package struct KernelSelection: Sendable, Equatable {
         /// The kernel OpenBLAS picked by itself when it loaded.
-        public let detected: String
+        package let detected: String
         /// The kernel in use now.
-        public let active: String
+        package let active: String
         /// Why we changed it, or nil when OpenBLAS's own choice was kept.
-        public let override: String?
+        package let override: String?
     }
 
     /// Makes sure the kernel choice has happened and reports it.
     @discardableResult
-    public static func initialize() -> KernelSelection { setup }
+    package static func initialize() -> KernelSelection { setup }
 
     /// The OpenBLAS kernel in use ("SkylakeX", "Haswell", ...).
-    public static var kernel: String { initialize().active }
+    package static var kernel: String { initialize().active }
 
     /// Threads one product is split across.
-    public static var threads: Int {
+    package static var threads: Int {
         get { initialize(); return splitThreads.value }
     }
 
@@ -38,13 +38,13 @@ public enum BLAS {
     private static let splitThreads = AtomicCount(Int(openblas_get_num_procs()))
 
     /// Sets the number of threads for the whole process (0 or less: all cores).
-    public static func setThreads(_ count: Int) {
+    package static func setThreads(_ count: Int) {
         initialize()
         splitThreads.value = max(1, count > 0 ? count : Int(openblas_get_num_procs()))
     }
 
     /// The OpenBLAS build string (version and build options).
-    public static var configuration: String {
+    package static var configuration: String {
         guard let config = openblas_get_config() else { return "unknown" }
         return String(cString: config).trimmingCharacters(in: .whitespaces)
     }

@@ -12,12 +12,12 @@ import Darwin
 /// replaced (the link stays a link); a FIFO or a character device (`/dev/null`, `/dev/stdout`, a terminal) is
 /// opened and written as it is; a directory, block device or socket is refused. Nothing that is not a regular file
 /// is ever renamed over.
-public enum AtomicFile {
+package enum AtomicFile {
     /// Temporary files carry this marker so that leftovers of a killed run can be recognised and removed.
-    public static let temporarySuffix = ".asr-partial"
+    package static let temporarySuffix = ".asr-partial"
 
     /// Removes temporary files that a killed process left for `url` (their writer's PID is no longer running).
-    public static func removeStalePartials(for url: URL) {
+    package static func removeStalePartials(for url: URL) {
         let target = URL(fileURLWithPath: (try? resolveLinks(url.path)) ?? url.path)
         let directory = target.deletingLastPathComponent()
         let prefix = "." + target.lastPathComponent + "."
@@ -33,7 +33,7 @@ public enum AtomicFile {
 
     /// The path `path` ends at once symbolic links (of the last component, repeatedly) are followed: the path
     /// itself when it is not a link or does not exist, the target of a dangling link (which will be created there).
-    public static func resolveLinks(_ path: String) throws -> String {
+    package static func resolveLinks(_ path: String) throws -> String {
         var current = path
         for _ in 0..<40 {
             var info = stat()
@@ -54,14 +54,14 @@ public enum AtomicFile {
 
     /// What a write to `path` would do: replace a regular file (or create one), write into a FIFO or character
     /// device, or nothing because the path cannot be written (the reason in words).
-    public enum Destination: Equatable, Sendable {
+    package enum Destination: Equatable, Sendable {
         case regularFile(path: String)
         case stream(path: String)
     }
 
     /// Where `path` leads (symbolic links followed) and how it would be written; throws `writeFailed` for a
     /// directory, block device or socket.
-    public static func destination(of path: String) throws -> Destination {
+    package static func destination(of path: String) throws -> Destination {
         let target = try resolveLinks(path)
         var info = stat()
         guard lstat(target, &info) == 0 else {
@@ -77,7 +77,7 @@ public enum AtomicFile {
         }
     }
 
-    public static func write(_ data: Data, to url: URL) throws {
+    package static func write(_ data: Data, to url: URL) throws {
         let path = url.path
         func fail(_ reason: String) -> ASRError { .writeFailed(file: path, reason: reason) }
         switch try destination(of: path) {
@@ -93,7 +93,7 @@ public enum AtomicFile {
     }
 
     /// Writes `data` to descriptor `fd` whole (retrying short writes and EINTR); the error in words, or nil.
-    public static func writeAll(_ data: Data, to fd: Int32) -> String? {
+    package static func writeAll(_ data: Data, to fd: Int32) -> String? {
         var reason: String?
         data.withUnsafeBytes { raw in
             var offset = 0

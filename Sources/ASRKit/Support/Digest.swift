@@ -2,7 +2,7 @@ import Foundation
 
 /// SHA-256 and SHA-1 (FIPS 180-4), streaming, for checking downloads against the hub's ETags: LFS files are named by
 /// the SHA-256 of their content, small files by their git blob SHA-1.
-public struct SHA256: MerkleDamgardHash {
+package struct SHA256: MerkleDamgardHash {
     var h: [UInt32] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
     var pending: [UInt8] = []
     var length: UInt64 = 0
@@ -18,9 +18,9 @@ public struct SHA256: MerkleDamgardHash {
         0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
     ]
 
-    public init() {}
+    package init() {}
 
-    public static func hex(_ data: Data) -> String {
+    package static func hex(_ data: Data) -> String {
         var digest = SHA256()
         digest.update(data)
         return digest.finish()
@@ -48,15 +48,15 @@ public struct SHA256: MerkleDamgardHash {
     }
 }
 
-public struct SHA1: MerkleDamgardHash {
+package struct SHA1: MerkleDamgardHash {
     var h: [UInt32] = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0]
     var pending: [UInt8] = []
     var length: UInt64 = 0
 
-    public init() {}
+    package init() {}
 
     /// The id git gives a file's content: SHA-1 of "blob <size>\0" + content (the hub's ETag for non-LFS files).
-    public static func gitBlobID(_ data: Data) -> String {
+    package static func gitBlobID(_ data: Data) -> String {
         var digest = SHA1()
         digest.update(Data("blob \(data.count)\0".utf8))
         digest.update(data)
@@ -93,7 +93,7 @@ protocol MerkleDamgardHash {
 }
 
 extension MerkleDamgardHash {
-    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+    package mutating func update(_ bytes: UnsafeRawBufferPointer) {
         length &+= UInt64(bytes.count)
         pending += bytes
         let whole = pending.count / 64 * 64
@@ -103,9 +103,9 @@ extension MerkleDamgardHash {
         pending.removeFirst(whole)
     }
 
-    public mutating func update(_ data: Data) { data.withUnsafeBytes { update($0) } }
+    package mutating func update(_ data: Data) { data.withUnsafeBytes { update($0) } }
 
-    public mutating func finish() -> String {
+    package mutating func finish() -> String {
         var tail = pending
         tail.append(0x80)
         while tail.count % 64 != 56 { tail.append(0) }

@@ -1,9 +1,9 @@
 import Foundation
 
 /// NumPy `.npy` files (format 1.0) of little-endian float32, the format people feed to external decoders.
-public enum NPY {
+package enum NPY {
     /// Serialises a row-major float32 array of `shape`.
-    public static func encode(_ values: [Float], shape: [Int]) -> Data {
+    package static func encode(_ values: [Float], shape: [Int]) -> Data {
         precondition(shape.reduce(1, *) == values.count)
         let shapeText = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
         var header = "{'descr': '<f4', 'fortran_order': False, 'shape': \(shapeText), }"
@@ -24,7 +24,7 @@ public enum NPY {
     }
 
     /// Reads a float32 (`<f4`) or float64 (`<f8`) C-order array; returns its values as Float and its shape.
-    public static func decode(_ data: Data) throws -> (values: [Float], shape: [Int]) {
+    package static func decode(_ data: Data) throws -> (values: [Float], shape: [Int]) {
         func fail(_ reason: String) -> ASRError { .invalidArrayFile(file: "npy", reason: reason) }
         let bytes = [UInt8](data)
         guard bytes.count >= 10, bytes[0] == 0x93, Array(bytes[1..<6]) == Array("NUMPY".utf8) else { throw fail("not an .npy file") }
