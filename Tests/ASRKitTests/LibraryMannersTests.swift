@@ -65,11 +65,18 @@ import Testing
         let file = Fixtures.root.appendingPathComponent("audio/builtin/long_speech.flac")
         let chunking = try ChunkingOptions(chunkSeconds: 2, strideSeconds: 0.5)
         let reports = Counter()
+        // The first progress report holds the work until the test has cancelled it (a tiny model would otherwise
+        // finish all ~58 chunks before a polling test gets to cancel: a race, not a test).
+        let cancelled = DispatchSemaphore(value: 0)
         let task = Task {
-            try await transcriber.transcribe(file: file, chunking: chunking) { _ in reports.increment() }
+            try await transcriber.transcribe(file: file, chunking: chunking) { _ in
+                reports.increment()
+                if reports.value == 1 { _ = cancelled.wait(timeout: .now() + 30) }
+            }
         }
         while reports.value == 0 { try await Task.sleep(nanoseconds: 1_000_000) }
         task.cancel()
+        cancelled.signal()
         await #expect(throws: CancellationError.self) { try await task.value }
         let stopped = reports.value
         try await Task.sleep(nanoseconds: 200_000_000)
