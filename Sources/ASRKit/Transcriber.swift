@@ -111,6 +111,7 @@ public final class Transcriber: Sendable {
     init(files: ModelFiles, precision requested: Precision = .fp32) throws {
         location = files.location
         configuration = try Wav2Vec2Configuration.decode(try files.required("config.json"))
+        try Int8Checkpoint.checkLoadable(files.json("config.json"))
         preprocessor = try PreprocessorConfiguration.load(files)
         vocabulary = try Vocabulary.load(files, vocabSize: configuration.vocabSize, padTokenID: configuration.padTokenId)
         let weights = try files.weights()
