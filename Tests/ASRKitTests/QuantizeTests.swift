@@ -54,21 +54,42 @@ import Testing
         #expect(report.outputWeightTypes == ["BF16"] && report.inputWeightTypes == ["F32"])
     }
 
-    /// The bf16 checkpoint loaded at bf16 is the fp32 checkpoint loaded at bf16: the same weights, bit for bit
-    /// (its Linear weights used as stored), so the same logits.
+    /// The bf16 checkpoint's Linear weights are used as stored at bf16: loading it gives exactly what loading the
+    /// same values through Float gives (a copy of it with every tensor widened to F32). Against the fp32 source at bf16
+    /// it differs by the rounding of the tensors the bf16 path keeps in fp32 (norms, biases, the CTC head), which a
+    /// BF16 checkpoint (like `model.to(torch.bfloat16).save_pretrained`) rounds too.
     @Test(arguments: Fixtures.modelNames)
-    func bf16CheckpointAtBF16EqualsSourceAtBF16(model name: String) throws {
+    func bf16CheckpointAtBF16IsReadAsStored(model name: String) throws {
         let (output, _) = try quantize(name, .bf16)
-        let (source, a) = try logits(Fixtures.model(name), .bf16)
-        let (quantized, b) = try logits(output, .bf16)
-        #expect(quantized.warnings == source.warnings)
-        #expect(a.logits == b.logits, "\(name): max |Δ| \(zip(a.logits, b.logits).map { abs($0 - $1) }.max() ?? 0)")
-        #expect(quantized.parameterCount == source.parameterCount)
+        let widened = try Fixtures.temporaryDirectory().appendingPathComponent("widened")
+        try FileManager.default.copyItem(at: output, to: widened)
+        try SafeTensorsWriter.rewrite(widened.appendingPathComponent("model.safetensors")) { entries in
+            for i in entries.indices {
+                #expect(entries[i].dtype == "BF16")
+                let bits = stride(from: 0, to: entries[i].bytes.count, by: 2).map {
+                    UInt32(entries[i].bytes[$0]) | UInt32(entries[i].bytes[$0 + 1]) << 8
+                }
+                entries[i].dtype = "F32"
+                entries[i].bytes = SafeTensorsWriter.floatBytes(bits.map { Float(bitPattern: $0 << 16) })
+            }
+        }
+        let (quantized, a) = try logits(output, .bf16)
+        let (float, b) = try logits(widened, .bf16)
+        let same = a.logits == b.logits
+        #expect(same, "\(name): max |Δ| \(zip(a.logits, b.logits).map { abs($0 - $1) }.max() ?? 0)")
+        #expect(quantized.warnings == float.warnings)
         if ReducedPrecisionKernels.bf16Available {
             // The transformer's weights come straight from the file's bits; the CTC head stays fp32.
             #expect(quantized.model.layers[0].q.weight.precision == .bf16)
             #expect(quantized.model.head.weight.precision == .fp32)
         }
+
+        let (source, c) = try logits(Fixtures.model(name), .bf16)
+        #expect(quantized.parameterCount == source.parameterCount)
+        let range = (c.logits.max() ?? 0) - (c.logits.min() ?? 0)
+        let delta = zip(a.logits, c.logits).map { abs($0 - $1) }.max() ?? 0
+        print("bf16 checkpoint vs fp32 checkpoint, both at bf16, \(name): max |Δ| \(delta) (logit range \(range))")
+        #expect(delta <= 0.02 * range, "\(name): max |Δ| \(delta), logit range \(range)")
     }
 
     @Test func bf16CheckpointAtFP32IsTheRoundedModel() throws {
@@ -150,7 +171,8 @@ import Testing
         #expect(quantized.parameterCount == source.parameterCount)
         #expect(a.frames == b.frames && a.frames > 0)
         if ReducedPrecisionKernels.int8VNNI {
-            #expect(a.logits == b.logits, "\(name): max |Δ| \(zip(a.logits, b.logits).map { abs($0 - $1) }.max() ?? 0)")
+            let same = a.logits == b.logits
+            #expect(same, "\(name): max |Δ| \(zip(a.logits, b.logits).map { abs($0 - $1) }.max() ?? 0)")
         } else {
             let range = (a.logits.max() ?? 0) - (a.logits.min() ?? 0)
             #expect(zip(a.logits, b.logits).allSatisfy { abs($0 - $1) <= 0.03 * range })
@@ -177,9 +199,10 @@ import Testing
         let (bf16, _) = try quantize("base-layout", .bf16)
         let output = try Fixtures.temporaryDirectory().appendingPathComponent("int8")
         let report = try ModelQuantizer.quantize(modelDirectory: bf16, to: output, precision: .int8)
-        #expect(report.outputWeightTypes == ["BF16", "I8"])
+        #expect(report.outputWeightTypes == ["BF16", "F32", "I8"])  // F32: the scales
         let (_, a) = try logits(bf16, .int8), (_, b) = try logits(output, .int8)
-        if ReducedPrecisionKernels.int8VNNI { #expect(a.logits == b.logits) }
+        let same = a.logits == b.logits
+        if ReducedPrecisionKernels.int8VNNI { #expect(same) }
     }
 
     // MARK: Refusals and output handling
