@@ -383,13 +383,11 @@ public enum ModelQuantizer {
     /// The files a directory's weights are read from, as `openCheckpoint` chooses them.
     static func weightFiles(in directory: URL) -> [URL] {
         let fm = FileManager.default
-        let file = { (name: String) in directory.appendingPathComponent(name) }
-        for single in ["model.safetensors"] where fm.fileExists(atPath: file(single).path) { return [file(single)] }
-        for index in ["model.safetensors.index.json"] where fm.fileExists(atPath: file(index).path) {
-            return shards(file(index))
+        for name in ["model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"] {
+            let file = directory.appendingPathComponent(name)
+            guard fm.fileExists(atPath: file.path) else { continue }
+            return name.hasSuffix(".index.json") ? shards(file) : [file]
         }
-        if fm.fileExists(atPath: file("pytorch_model.bin").path) { return [file("pytorch_model.bin")] }
-        if fm.fileExists(atPath: file("pytorch_model.bin.index.json").path) { return shards(file("pytorch_model.bin.index.json")) }
         return []
     }
 
