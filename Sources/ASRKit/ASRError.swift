@@ -32,6 +32,14 @@ public enum ASRError: Error, Equatable, Sendable {
     case unsupportedDType(name: String, dtype: String)
     /// The checkpoint holds tensors the architecture does not use (a different model or an unsupported variant).
     case unexpectedTensors(names: [String])
+    /// An int8-quantized weight (or its scale) of an `asr_int8` checkpoint is unusable.
+    case invalidQuantizedTensor(name: String, reason: String)
+
+    // MARK: Quantizing (`asr quantize`)
+    /// The model cannot be quantized as asked (already quantized, fp32 asked for, output = input).
+    case quantizationRefused(directory: String, reason: String)
+    /// The output directory exists and holds files, and replacing it was not asked for.
+    case outputNotEmpty(directory: String)
 
     // MARK: Audio
     /// The audio file could not be opened or decoded.
@@ -95,6 +103,12 @@ extension ASRError: LocalizedError, CustomStringConvertible {
             let shown = names.prefix(5).joined(separator: ", ")
             let more = names.count > 5 ? " and \(names.count - 5) more" : ""
             return "checkpoint has tensors this architecture does not use: \(shown)\(more)"
+        case .invalidQuantizedTensor(let name, let reason):
+            return "tensor '\(name)': \(reason)"
+        case .quantizationRefused(let directory, let reason):
+            return "cannot quantize '\(directory)': \(reason)"
+        case .outputNotEmpty(let directory):
+            return "output directory '\(directory)' exists and is not empty (`asr quantize --overwrite` replaces it)"
         case .unreadableAudio(let file, let reason):
             return "\(file): cannot read audio: \(reason)"
         case .invalidAudio(let file, let reason):

@@ -153,6 +153,7 @@ public final class Transcriber: Sendable {
         location = files.location
         self.logger = logger
         configuration = try Wav2Vec2Configuration.decode(try files.required("config.json"))
+        try Int8Checkpoint.checkLoadable(files.json("config.json"))
         preprocessor = try PreprocessorConfiguration.load(files)
         vocabulary = try Vocabulary.load(files, vocabSize: configuration.vocabSize, padTokenID: configuration.padTokenId)
         let weights = try files.weights()

@@ -11,10 +11,22 @@ protocol TensorSource: Sendable {
     var storageTypes: [String] { get }
     /// The tensor as Float storage: read in place where the file allows it, else a converted copy.
     func storage(_ name: String) throws -> FloatStorage
+    /// The tensor's bytes as stored (little-endian, row-major) and their type, where the source holds it that way
+    /// (safetensors); nil otherwise. The bytes stay valid as long as the source. This is how int8 codes and BF16
+    /// weights are read without a trip through Float.
+    func raw(_ name: String) -> RawTensor?
+}
+
+/// A tensor's stored bytes, read in place.
+struct RawTensor {
+    let dtype: SafeTensorsDType
+    let shape: [Int]
+    let bytes: UnsafeRawBufferPointer
 }
 
 extension TensorSource {
     func storage(_ name: String) throws -> FloatStorage { FloatStorage(copying: try floats(name)) }
+    func raw(_ name: String) -> RawTensor? { nil }
 }
 
 extension SafeTensorsFile: TensorSource {
@@ -26,6 +38,15 @@ extension SafeTensorsFile: TensorSource {
         return FloatStorage(copying: try floats(name))
     }
     var storageTypes: [String] { Array(Set(tensors.values.map(\.dtype.rawValue))).sorted() }
+
+    func raw(_ name: String) -> RawTensor? {
+        #if _endian(little)
+        guard let info = tensors[name] else { return nil }
+        return RawTensor(dtype: info.dtype, shape: info.shape, bytes: rawBytes(info))
+        #else
+        return nil
+        #endif
+    }
 }
 
 /// Reads tensors by checkpoint key, checks each shape against what the configuration implies, and at the end
@@ -37,6 +58,9 @@ struct CheckpointLoader {
     private(set) var used = Set<String>()
     /// Problems worth telling the user that do not stop loading (NaN or infinite weights).
     private(set) var warnings: [String] = []
+    /// Tensors read alongside a weight (int8 scales): used, but not counted as parameters.
+    private(set) var auxiliary = Set<String>()
+    private var warnedDequantized = false
     /// Tensors training leaves behind that inference never reads.
     static let ignorable: Set<String> = ["masked_spec_embed"]
 
@@ -87,11 +111,53 @@ struct CheckpointLoader {
 
     func has(_ key: String) -> Bool { source.shapes[prefix + key] != nil }
 
-    mutating func linear(_ key: String, inFeatures: Int, outFeatures: Int, bias: Bool = true, prefixed: Bool = true) throws -> Linear {
+    /// A Linear layer with its weight in `precision` (see `weightMatrix`); the bias stays Float.
+    mutating func linear(_ key: String, inFeatures: Int, outFeatures: Int, bias: Bool = true, prefixed: Bool = true,
+                         precision: Precision = .fp32) throws -> Linear {
         Linear(
-            weight: try storage(key + ".weight", shape: [outFeatures, inFeatures], prefixed: prefixed),
-            bias: bias ? try tensor(key + ".bias", shape: [outFeatures], prefixed: prefixed) : nil,
-            inFeatures: inFeatures, outFeatures: outFeatures)
+            weight: try weightMatrix(key + ".weight", n: outFeatures, k: inFeatures, prefixed: prefixed, precision: precision),
+            bias: bias ? try tensor(key + ".bias", shape: [outFeatures], prefixed: prefixed) : nil)
+    }
+
+    /// The (n × k) weight stored under `key`, in `precision`:
+    /// - int8 codes of an `asr_int8` checkpoint (I8 `key` + F32 `key_scale`, see `Int8Checkpoint`) are used as stored
+    ///   for int8, and dequantized (code · scale) for fp32 or bf16, with a warning;
+    /// - BF16 weights are used as stored for bf16 (their Float values round back to the same bits anyway);
+    /// - anything else is read as Float (in place when the file allows it) and converted once.
+    mutating func weightMatrix(_ key: String, n: Int, k: Int, prefixed: Bool = true, precision: Precision) throws -> WeightMatrix {
+        let name = prefixed ? prefix + key : key
+        if let raw = source.raw(name), raw.dtype == .i8 {
+            _ = try claim(key, shape: [n, k], prefixed: prefixed)
+            let scaleName = name + Int8Checkpoint.scaleSuffix
+            guard let scaleShape = source.shapes[scaleName] else {
+                throw ASRError.invalidQuantizedTensor(name: name, reason: "I8 weight without its scale tensor '\(scaleName)'")
+            }
+            guard scaleShape == [n] else { throw ASRError.tensorShapeMismatch(name: scaleName, expected: [n], found: scaleShape) }
+            let scales = try source.floats(scaleName)
+            if let bad = scales.firstIndex(where: { !($0.isFinite && $0 > 0) }) {
+                throw ASRError.invalidQuantizedTensor(name: scaleName, reason: "scale \(scales[bad]) of row \(bad) is not a positive finite number")
+            }
+            auxiliary.insert(scaleName)
+            if precision == .int8 { return try WeightMatrix.int8(codes: raw.bytes, scales: scales, n: n, k: k, name: name) }
+            if !warnedDequantized {
+                warnedDequantized = true
+                warnings.append("the checkpoint's weights are quantized to int8 (\(Int8Checkpoint.quantMethod)); they are "
+                                + "dequantized for \(precision.rawValue) products, so results are those of the int8 weights, not of the original model")
+            }
+            let values = try Int8Checkpoint.dequantize(raw.bytes, scales: scales, n: n, k: k, name: name)
+            return WeightMatrix(FloatStorage(copying: values), n: n, k: k, precision: precision)
+        }
+        if precision == .bf16, let raw = source.raw(name), raw.dtype == .bf16 {
+            _ = try claim(key, shape: [n, k], prefixed: prefixed)
+            let bits = OwnedBuffer<UInt16>(count: n * k)
+            UnsafeMutableRawPointer(bits.pointer).copyMemory(from: raw.bytes.baseAddress!, byteCount: 2 * n * k)
+            // NaN or infinity: all exponent bits set.
+            var nonFinite = 0
+            for i in 0..<(n * k) where bits.pointer[i] & 0x7F80 == 0x7F80 { nonFinite += 1 }
+            if nonFinite > 0 { warnings.append("tensor '\(name)' has \(nonFinite) NaN or infinite values") }
+            return WeightMatrix(bf16Bits: bits, n: n, k: k)
+        }
+        return WeightMatrix(try storage(key, shape: [n, k], prefixed: prefixed), n: n, k: k, precision: precision)
     }
 
     mutating func norm(_ key: String, channels: Int, eps: Float) throws -> NormParameters {
@@ -160,7 +226,7 @@ struct CheckpointLoader {
     /// would otherwise run silently wrong.
     func checkAllUsed() throws {
         let unused = source.shapes.keys.filter { name in
-            !used.contains(name) && !Self.ignorable.contains(String(name.dropFirst(name.hasPrefix(prefix) ? prefix.count : 0)))
+            !used.contains(name) && !auxiliary.contains(name) && !Self.ignorable.contains(String(name.dropFirst(name.hasPrefix(prefix) ? prefix.count : 0)))
         }
         if !unused.isEmpty { throw ASRError.unexpectedTensors(names: unused.sorted()) }
     }

@@ -117,6 +117,8 @@ struct ShardedCheckpoint: TensorSource {
         guard let shard = owner[name] else { throw ASRError.missingTensor(name: name) }
         return try shard.floats(name)
     }
+
+    func raw(_ name: String) -> RawTensor? { owner[name]?.raw(name) }
 }
 
 /// Files whose bytes stay valid and unchanged for the whole process (linked into the binary).

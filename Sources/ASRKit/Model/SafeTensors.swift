@@ -201,6 +201,9 @@ public final class SafeTensorsFile: Sendable {
         #endif
     }
 
+    /// The tensor's bytes as stored, in place.
+    func rawBytes(_ info: SafeTensorInfo) -> UnsafeRawBufferPointer { file.bytes(info.byteRange) }
+
     /// The tensor converted to Float (F32, F16 and BF16 are supported).
     public func floats(_ name: String) throws -> [Float] {
         guard let info = tensors[name] else { throw ASRError.missingTensor(name: name) }

@@ -76,7 +76,7 @@ struct Linear: Sendable {
         self.bias = bias
     }
 
-    private init(weight: WeightMatrix, bias: [Float]?) {
+    init(weight: WeightMatrix, bias: [Float]?) {
         self.weight = weight
         self.bias = bias
     }

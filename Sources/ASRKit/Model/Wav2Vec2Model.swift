@@ -94,8 +94,8 @@ public final class Wav2Vec2Model: Sendable {
         featureProjection = FeatureProjection(
             norm: c.hasFeatureProjectionNorm
                 ? try loader.norm("feature_projection.layer_norm", channels: inChannels, eps: c.layerNormEps) : nil,
-            projection: try loader.linear("feature_projection.projection", inFeatures: inChannels, outFeatures: h)
-                .converted(to: precision))
+            projection: try loader.linear("feature_projection.projection", inFeatures: inChannels, outFeatures: h,
+                                          precision: precision))
 
         let groups = c.numConvPosEmbeddingGroups, kernel = c.numConvPosEmbeddings
         let perGroup = h / groups
@@ -115,15 +115,15 @@ public final class Wav2Vec2Model: Sendable {
         for n in 0..<c.numHiddenLayers {
             let key = "encoder.layers.\(n)"
             layers.append(EncoderLayer(
-                q: try loader.linear(key + ".attention.q_proj", inFeatures: h, outFeatures: h).converted(to: precision),
-                k: try loader.linear(key + ".attention.k_proj", inFeatures: h, outFeatures: h).converted(to: precision),
-                v: try loader.linear(key + ".attention.v_proj", inFeatures: h, outFeatures: h).converted(to: precision),
-                out: try loader.linear(key + ".attention.out_proj", inFeatures: h, outFeatures: h).converted(to: precision),
+                q: try loader.linear(key + ".attention.q_proj", inFeatures: h, outFeatures: h, precision: precision),
+                k: try loader.linear(key + ".attention.k_proj", inFeatures: h, outFeatures: h, precision: precision),
+                v: try loader.linear(key + ".attention.v_proj", inFeatures: h, outFeatures: h, precision: precision),
+                out: try loader.linear(key + ".attention.out_proj", inFeatures: h, outFeatures: h, precision: precision),
                 attentionNorm: try loader.norm(key + ".layer_norm", channels: h, eps: c.layerNormEps),
-                intermediate: try loader.linear(key + ".feed_forward.intermediate_dense", inFeatures: h, outFeatures: c.intermediateSize)
-                    .converted(to: precision),
-                output: try loader.linear(key + ".feed_forward.output_dense", inFeatures: c.intermediateSize, outFeatures: h)
-                    .converted(to: precision),
+                intermediate: try loader.linear(key + ".feed_forward.intermediate_dense", inFeatures: h, outFeatures: c.intermediateSize,
+                                            precision: precision),
+                output: try loader.linear(key + ".feed_forward.output_dense", inFeatures: c.intermediateSize, outFeatures: h,
+                                      precision: precision),
                 finalNorm: try loader.norm(key + ".final_layer_norm", channels: h, eps: c.layerNormEps)))
         }
         self.layers = layers
