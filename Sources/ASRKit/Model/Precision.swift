@@ -117,6 +117,7 @@ struct WeightMatrix: Sendable {
             asr_quantize_weights_s8(Int32(n), Int32(k), values.pointer, maxCode, codes.pointer, &scales, &sums)
             storage = .int8(codes, scales: scales, rowSums: sums)
         }
+        if precision != .fp32 { values.releaseMappedPages() }
     }
 
     /// Whether `multiply` accepts rows of A that overlap (lda < k): the bf16 and int8 products convert A row by row
