@@ -17,7 +17,7 @@ struct ASR: AsyncParsableCommand {
             """,
         version: "asr \(version) (OpenBLAS kernel: \(BLAS.kernel))",
         subcommands: [
-            Transcribe.self, Logits.self, Decode.self, LM.self, Info.self, Bench.self, Download.self, Serve.self, Kernels.self,
+            Transcribe.self, ManifestCommand.self, Logits.self, Decode.self, LM.self, Info.self, Bench.self, Download.self, Serve.self, Kernels.self,
         ],
         defaultSubcommand: nil)
 
