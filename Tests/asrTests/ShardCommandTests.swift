@@ -222,7 +222,7 @@ import Glibc
         }
         // Without PyYAML (a bare machine) the same facts, by text.
         let completions = text.split(separator: "\n").first { $0.trimmingCharacters(in: .whitespaces).hasPrefix("completions:") }
-        let n = completions.map { $0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces) } ?? "?"
+        let n = completions.map { String($0.split(separator: ":")[1].split(separator: " ")[0]) } ?? "?"
         #expect(text.contains("--shard-count") && text.contains("\"\(n)\"") || text.contains("--shard-count \(n)"), "completions \(n)")
     }
 }
