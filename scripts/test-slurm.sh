@@ -59,8 +59,8 @@ cleanup() {
     done
     # Anything left of a job (its asr reads the corpus under $WORK): stopped by pid.
     for pid in $(pgrep -f "$WORK/" 2>/dev/null); do [ "$pid" != $$ ] && kill -9 "$pid" 2>/dev/null; done
-    if [ -n "$STARTED_MUNGE" ] && [ -s "$STARTED_MUNGE" ]; then
-        kill "$(cat "$STARTED_MUNGE")" 2>/dev/null
+    if [ -n "$STARTED_MUNGE" ]; then
+        kill "$STARTED_MUNGE" 2>/dev/null; wait "$STARTED_MUNGE" 2>/dev/null
     fi
     if [ "$ok" = 1 ]; then
         rm -rf "$WORK"
@@ -71,6 +71,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+trap 'echo "test-slurm: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 # wait_for SECONDS DESCRIPTION COMMAND...: polls COMMAND every half second; fails after SECONDS.
 wait_for() {
@@ -93,8 +94,8 @@ for i in $(seq 0 $((FILES - 1))); do
     ext=${formats[$((i % ${#formats[@]}))]}
     out=$(printf "%s/rec%03d.%s" "$dir" "$i" "$ext")
     if command -v sox >/dev/null; then
-        # 1 to ~40 samples joined (2 s to about 2 minutes), some resampled to 22.05 or 44.1 kHz.
-        n=$(( (i * 7919) % 40 + 1 ))
+        # 1 to 100 samples joined (2 s to about 4 minutes), some resampled to 22.05 or 44.1 kHz.
+        n=$(( (i * 7919) % 100 + 1 ))
         parts=()
         for j in $(seq 0 $((n - 1))); do parts+=("${samples[$(((i + j) % ${#samples[@]}))]}"); done
         case $((i % 4)) in 1) effect=(rate 22050) ;; 3) effect=(rate 44100) ;; *) effect=() ;; esac
@@ -111,10 +112,10 @@ say "corpus: $TOTAL files ($GOOD good, 2 broken), $(du -sh "$CORPUS" | cut -f1)"
 
 # --- the reference: one plain run -------------------------------------------------------------------------------------
 REF=$WORK/reference
-set +e
-"$ASR" transcribe "$CORPUS" -r -f txt -f json -o "$REF" -q --threads 1 2>"$WORK/reference.err"
-rc=$?
-set -e
+rc=0
+ref_start=$(date +%s.%N)
+"$ASR" transcribe "$CORPUS" -r -f txt -f json -o "$REF" -q --threads 1 2>"$WORK/reference.err" || rc=$?
+ref_wall=$(awk "BEGIN {print $(date +%s.%N) - $ref_start}")
 [ $rc -eq 1 ] || fail "the reference run exited $rc (expected 1: two broken files)"
 [ "$(find "$REF" -name '*.txt' | wc -l)" -eq "$GOOD" ] || fail "the reference run did not transcribe every good file"
 
@@ -161,8 +162,10 @@ if ! pgrep -x munged >/dev/null; then
     mkdir -p /run/munge /var/log/munge /var/lib/munge
     chown munge:munge /run/munge /var/log/munge /var/lib/munge
     chmod 755 /run/munge
-    runuser -u munge -- /usr/sbin/munged
-    STARTED_MUNGE=/run/munge/munged.pid
+    # In the foreground, as a child of this script (setpriv execs it: no process in between): stopped and reaped by
+    # the trap (a daemonised munged would be left a zombie where PID 1 reaps nothing, as in containers).
+    setpriv --reuid=munge --regid=munge --init-groups /usr/sbin/munged --foreground >"$WORK/log/munged.log" 2>&1 &
+    STARTED_MUNGE=$!
 fi
 wait_for 30 "munge" bash -c 'munge -n | unmunge'
 slurmctld -c
@@ -179,17 +182,20 @@ submit() {
 }
 array_done() { [ -z "$(squeue -h -j "$1" -o %i)" ]; }
 # task_field JOB TASK FIELD: the field (JobState, ExitCode, Restarts) of one array task from scontrol.
-task_field() { scontrol -o show job "$1_$2" | tr ' ' '\n' | sed -n "s/^$3=//p" | head -1; }
+task_field() {
+    local record word
+    record=$(scontrol -o show job "$1_$2" 2>/dev/null) || true
+    for word in $record; do case $word in "$3="*) echo "${word#*=}"; return ;; esac; done
+    echo "?"
+}
 
 # check OUT: the results under OUT against the reference.
 check() {
     local out=$1
     diff -r -x 'manifest-*.jsonl' -x corpus.jsonl "$REF" "$out" >/dev/null || { diff -r -x 'manifest-*.jsonl' "$REF" "$out" | head; fail "$out differs from the single run"; }
     [ -z "$(find "$out" -name '*.asr-partial' -o -name '.asr-probe*')" ] || fail "temporary files left under $out"
-    set +e
-    "$ASR" manifest merge "$out"/manifest-*.jsonl -o "$out/corpus.jsonl" 2>"$out.summary"
-    local rc=$?
-    set -e
+    local rc=0
+    "$ASR" manifest merge "$out"/manifest-*.jsonl -o "$out/corpus.jsonl" 2>"$out.summary" || rc=$?
     cat "$out.summary"
     [ $rc -eq 1 ] || fail "merge exited $rc (expected 1: two failed files)"
     [ "$(wc -l < "$out/corpus.jsonl")" -eq "$TOTAL" ] || fail "merged manifest: not one line per input"
@@ -210,6 +216,7 @@ wait_for "$TIMEOUT" "array job $JOB" array_done "$JOB"
 end=$(date +%s.%N)
 for k in 0 1 2 3; do say "task $k: $(task_field "$JOB" $k JobState) exit $(task_field "$JOB" $k ExitCode)"; done
 check "$OUT"
+say "$(awk "BEGIN {printf \"one process, one thread (the reference run): %.1f s, %.1f audio hours per hour\", $ref_wall, $(grep -o '"duration":[0-9.]*' "$OUT/corpus.jsonl" | cut -d: -f2 | awk '{s += $1} END {print s}') / $ref_wall}")"
 audio=$(grep -o '"duration":[0-9.]*' "$OUT/corpus.jsonl" | cut -d: -f2 | awk '{s += $1} END {printf "%.4f", s / 3600}')
 wall=$(echo "$end - $start" | bc -l 2>/dev/null || awk "BEGIN {print $end - $start}")
 say "$(awk "BEGIN {printf \"throughput: %.3f h of audio in %.1f s of wall clock (submit to last task done) on %d CPUs: %.1f audio hours per hour\", $audio, $wall, $CPUS, $audio * 3600 / $wall}")"
@@ -223,13 +230,18 @@ wait_for "$TIMEOUT" "task 1 to finish a file" bash -c "[ \"\$(squeue -h -j ${JOB
 shard1=$("$ASR" transcribe "$CORPUS" -r --list-shard 1/4 -q | wc -l)
 before=$(lines)
 [ "$before" -lt "$shard1" ] || fail "task 1 finished its shard before it could be stopped (make the corpus longer)"
-scancel --signal=TERM "${JOB2}_1"
+# To the task's own job id (an array task has one); scancel may still answer "Job can not be altered now" while the
+# step does get the signal, so what counts is how the task ends (checked below).
+task1=$(squeue -h -j "${JOB2}_1" -o %A)
+scancel --signal=TERM "$task1" || say "scancel answered $? (the step is signalled all the same)"
 wait_for 120 "task 1 to stop" bash -c "[ -z \"\$(squeue -h -j ${JOB2}_1 -t R,CG -o %i)\" ]"
 exit1=$(task_field "$JOB2" 1 ExitCode)
 say "task 1 stopped: $(task_field "$JOB2" 1 JobState), exit $exit1, $(lines) of $shard1 files in its manifest"
 [ "$exit1" = "143:0" ] || fail "task 1 exited $exit1 after SIGTERM (expected 143:0)"
 [ "$(lines)" -lt "$shard1" ] || fail "task 1 had finished its shard"
 scontrol requeue "${JOB2}_1"
+# A requeued job is held back for a while before it may start again; here it may start at once.
+scontrol update JobId="${JOB2}_1" StartTime=now || true
 wait_for 60 "task 1 to be requeued" bash -c "squeue -h -j ${JOB2}_1 -o %i | grep -q ."
 wait_for "$TIMEOUT" "array job $JOB2" array_done "$JOB2"
 for k in 0 1 2 3; do say "task $k: $(task_field "$JOB2" $k JobState) exit $(task_field "$JOB2" $k ExitCode) restarts $(task_field "$JOB2" $k Restarts)"; done

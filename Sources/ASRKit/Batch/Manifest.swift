@@ -256,7 +256,10 @@ package struct ManifestMerge {
             text += "\n"
         }
         if !failed.isEmpty {
-            text += "failed:\n" + failed.map { "  \($0.file): \($0.error ?? "no reason recorded")\n" }.joined()
+            text += "failed:\n" + failed.map { line in
+                let reason = line.error ?? "no reason recorded"
+                return "  " + (reason.hasPrefix(line.file) ? reason : "\(line.file): \(reason)") + "\n"
+            }.joined()
         }
         return text
     }
