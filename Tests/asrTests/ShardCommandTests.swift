@@ -8,10 +8,10 @@ import Glibc
 /// Issue 18: `asr transcribe --shard K/N|auto`, `--list-shard`, durable per-shard manifests, `asr manifest merge`,
 /// SIGTERM, and the Kubernetes example.
 @Suite struct ShardCommandTests {
-    /// The environment of the test process without any scheduler's variables (the suite may itself run in a job).
-    static var cleanEnvironment: [String: String] {
+    /// The environment of the test process without any scheduler's variables (the suite may itself run in a job),
+    /// taken once: runs compared byte for byte must get the same OpenBLAS kernel even if a test changes the variables.
+    static let cleanEnvironment: [String: String] =
         ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("SLURM_") && $0.key != "JOB_COMPLETION_INDEX" }
-    }
 
     static func start(_ arguments: [String], environment: [String: String] = cleanEnvironment, in directory: URL) throws -> Process {
         let process = Process()
