@@ -77,11 +77,9 @@ public enum BLAS {
     /// Makes OpenBLAS use `name` (e.g. "PRESCOTT"), as if it had picked it when it loaded. For tests.
     static func forceKernel(_ name: String) {
         kernelSwitch.withWriteLock {
-            // The previous value is put back: processes the tests start meanwhile must get the same kernel.
-            let previous = getenv("OPENBLAS_CORETYPE").map { String(cString: $0) }
             setenv("OPENBLAS_CORETYPE", name, 1)
             _ = asr_openblas_reselect_kernel()
-            if let previous { setenv("OPENBLAS_CORETYPE", previous, 1) } else { unsetenv("OPENBLAS_CORETYPE") }
+            unsetenv("OPENBLAS_CORETYPE")
         }
     }
 
