@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: system libraries if missing, then every test (library and command line), then the check that
-# another package can depend on this one by version.
+# another package can depend on this one by version, the OpenAI client check, and the real Slurm check (as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -13,3 +13,4 @@ scripts/check-consumer.sh
 # (broken links, unknown parameters): the swift-docc-plugin's generate-documentation.
 scripts/build-docs.sh
 scripts/test-openai-client.sh
+scripts/test-slurm.sh

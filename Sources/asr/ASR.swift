@@ -15,11 +15,13 @@ struct ASR: AsyncParsableCommand {
         discussion: """
             Exit codes: 0 success; 1 some input or the model could not be processed (each failure is reported on \
             stderr with the file and the problem), or an output cannot be written (checked before any work); 2 usage \
-            error (including inputs whose outputs would clash).
+            error (including inputs whose outputs would clash); 143 `transcribe` stopped by SIGTERM (after the file in \
+            progress; the same command resumes).
             """,
         version: "asr \(version) (OpenBLAS kernel: \(BLAS.kernel))",
         subcommands: [
-            Transcribe.self, Logits.self, Decode.self, LM.self, Info.self, Bench.self, Download.self, Serve.self, Kernels.self, Quantize.self,
+            Transcribe.self, ManifestCommand.self, Logits.self, Decode.self, LM.self, Info.self, Bench.self, Download.self,
+            Serve.self, Kernels.self, Quantize.self,
         ],
         defaultSubcommand: nil)
 

@@ -29,6 +29,8 @@ struct Transcribe: AsyncParsableCommand {
 
     @OptionGroup(title: "Decoding") var decoderOptions: DecoderOptions
 
+    @OptionGroup(title: "Many machines (see `asr manifest merge`)") var sharding: ShardOptions
+
     @Argument(help: "Audio files and directories (- for standard input).")
     var paths: [String]
 
@@ -69,8 +71,11 @@ struct Transcribe: AsyncParsableCommand {
     func run() async throws {
         if liveOptions.isActive { return try await runLive() }
         let inputs = InputList.collect(paths, recursive: recursive)
+        if let spec = sharding.listShard { return try sharding.list(spec, inputs, quiet: quiet) }
+        let selection = try sharding.shard.map { try ShardOptions.select(try sharding.resolve($0), inputs) }
+        let jsonl = try ShardOptions.manifestPath(self.jsonl, outputDir: outputDir, selection: selection)
         let formats = format.isEmpty ? [OutputFormat.txt] : format
-        let toStdout = inputs.items.count == 1 && inputs.directories.isEmpty && inputs.problems.isEmpty
+        let toStdout = selection == nil && inputs.items.count == 1 && inputs.directories.isEmpty && inputs.problems.isEmpty
             && outputDir == nil && formats.count == 1
         if toStdout && jsonl == "-" {
             throw usageError("--jsonl - and the transcript would both go to stdout; give --output-dir (or a --jsonl file)")
@@ -138,6 +143,14 @@ struct Transcribe: AsyncParsableCommand {
             throw ExitStatus.failure
         }
 
+        let manifest: BatchManifest
+        do {
+            manifest = try BatchManifest(jsonl, restart: overwrite, partition: selection?.partition)
+        } catch {
+            throw report(error)
+        }
+        let termination = toStdout ? nil : TerminationWatch(grace: sharding.termGrace, manifest: manifest, quiet: quiet)
+
         let standardInput: StandardInput?
         do {
             standardInput = inputs.items.contains(where: \.isStandardInput) ? try StandardInput() : nil
@@ -154,8 +167,8 @@ struct Transcribe: AsyncParsableCommand {
             throw report(error)
         }
         let chunking = try chunkingOptions(chunkSeconds: chunkSeconds, strideSeconds: strideSeconds)
-        var progress = Progress(total: inputs.items.count + inputs.problems.count, enabled: !quiet && !toStdout)
-        var manifest: [String] = []
+        let work = selection?.pick(zip(inputs.items, plan)) ?? Array(zip(inputs.items, plan))
+        var progress = Progress(total: work.count + inputs.problems.count, enabled: !quiet && !toStdout)
         var failed = 0, skipped = 0
 
         // Not silenced by --quiet: a folder that gave nothing is probably a mistake.
@@ -172,13 +185,14 @@ struct Transcribe: AsyncParsableCommand {
             manifest.append(ManifestLine.failure(problem.path, message: "\(problem.error)"))
         }
 
-        for (input, destinations) in zip(inputs.items, plan) {
+        for (input, destinations) in work {
+            if termination?.requested == true { break }
             let url = input.isStandardInput ? URL(fileURLWithPath: standardInput!.path) : input.url
             for destination in destinations { AtomicFile.removeStalePartials(for: URL(fileURLWithPath: destination.path)) }
             if !toStdout && !overwrite && destinations.allSatisfy({ FileManager.default.fileExists(atPath: $0.path) }) {
                 skipped += 1
                 progress.skipped(input.displayPath)
-                manifest.append(ManifestLine.skipped(input.displayPath, outputs: destinations.map(\.path)))
+                manifest.appendSkipped(input.displayPath, ManifestLine.skipped(input.displayPath, outputs: destinations.map(\.path)))
                 continue
             }
             let started = DispatchTime.now().uptimeNanoseconds
@@ -203,13 +217,13 @@ struct Transcribe: AsyncParsableCommand {
             }
         }
         progress.finish(failed: failed, skipped: skipped)
-        if let jsonl {
-            do {
-                try Files.write(Data(manifest.map { $0 + "\n" }.joined().utf8), to: jsonl)
-            } catch {
-                printError("\(error)")
-                failed += 1
-            }
+        if let error = manifest.writeError {
+            printError(error)
+            failed += 1
+        }
+        if termination?.requested == true {
+            FileHandle.standardError.write(Data("asr: stopped by SIGTERM; the rest is done when the same command runs again\n".utf8))
+            throw ExitCode(ShardOptions.terminatedStatus)
         }
         if failed > 0 { throw ExitStatus.failure }
     }

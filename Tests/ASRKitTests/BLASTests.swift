@@ -7,7 +7,13 @@ import Testing
     /// the selection moves to the kernel the CPU's instruction set allows.
     @Test func slowFallbackKernelIsReplacedByTheFastestTheCPUSupports() throws {
         let original = BLAS.currentKernel()
-        defer { BLAS.forceKernel(original.uppercased()) }
+        // forceKernel leaves OPENBLAS_CORETYPE unset (which selectFastestKernel needs); put the environment back as
+        // it was, or every asr the other tests start afterwards picks another kernel than this process uses.
+        let coretype = getenv("OPENBLAS_CORETYPE").map { String(cString: $0) }
+        defer {
+            BLAS.forceKernel(original.uppercased())
+            if let coretype { setenv("OPENBLAS_CORETYPE", coretype, 1) }
+        }
         BLAS.forceKernel("PRESCOTT")
         #expect(BLAS.currentKernel() == "Prescott")
         let selection = BLAS.selectFastestKernel()

@@ -1,0 +1,266 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What a sharded run adds to each manifest line, so that `asr manifest merge` can tell shards of one partition
+/// from shards of another: the shard (K of N), a fingerprint of the whole sorted input set, and how many inputs the
+/// whole set has (to find shards that are missing).
+package struct ManifestPartition: Equatable, Sendable {
+    package let shard: Shard
+    package let inputSet: String
+    package let inputs: Int
+
+    package init(shard: Shard, inputSet: String, inputs: Int) {
+        self.shard = shard
+        self.inputSet = inputSet
+        self.inputs = inputs
+    }
+
+    /// The identity that must agree between manifests to be merged (N and the input set; K differs, of course).
+    package var key: String { "\(shard.count) shards of \(inputs) inputs, input set \(inputSet)" }
+}
+
+/// A `--jsonl` manifest written as the batch goes: one line appended per finished input, flushed to disk (fsync)
+/// before the next input starts, so a killed or preempted batch keeps every line it wrote. Opening an existing
+/// manifest keeps its lines (a resumed run appends; `--overwrite` starts it again) after cutting a torn last line
+/// (a kill in the middle of a write); its latest status per file is in `previous`. A regular file is locked
+/// (flock) while it is written, so two processes cannot append to one manifest (two tasks given the same shard).
+/// `-` (stdout), FIFOs and character devices are written into as they are, with nothing to resume.
+package final class ManifestWriter: @unchecked Sendable {
+    package let path: String
+    private let fd: Int32
+    private let isRegularFile: Bool
+    private let partition: ManifestPartition?
+    private let mutex = NSLock()
+    /// Latest status ("ok", "error", "skipped") per file among the lines that were there when the manifest was opened.
+    package private(set) var previous: [String: String] = [:]
+    /// The first write error, in words; lines after it are not written.
+    package private(set) var writeError: String?
+
+    package init(path: String, restart: Bool, partition: ManifestPartition?) throws {
+        func fail(_ reason: String) -> ASRError { .writeFailed(file: path, reason: reason) }
+        self.path = path
+        self.partition = partition
+        if path == "-" {
+            fd = STDOUT_FILENO
+            isRegularFile = false
+            return
+        }
+        switch try AtomicFile.destination(of: path) {
+        case .stream(let target):
+            let fd = open(target, O_WRONLY | O_NOCTTY | O_CLOEXEC)
+            guard fd >= 0 else { throw fail(AtomicFile.errorText(errno)) }
+            self.fd = fd
+            isRegularFile = false
+        case .regularFile(let target):
+            let fd = open(target, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw fail(AtomicFile.errorText(errno)) }
+            if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+                let reason = errno == EWOULDBLOCK ? "another asr process is writing this manifest (two tasks given the same shard?)" : AtomicFile.errorText(errno)
+                close(fd)
+                throw fail(reason)
+            }
+            self.fd = fd
+            isRegularFile = true
+            if restart {
+                guard ftruncate(fd, 0) == 0 else { throw fail(AtomicFile.errorText(errno)) }
+            } else {
+                try resume(fail)
+            }
+        }
+    }
+
+    deinit { if fd != STDOUT_FILENO { close(fd) } }
+
+    private func resume(_ fail: (String) -> ASRError) throws {
+        var data = Data()
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        var offset: off_t = 0
+        while true {
+            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw fail("cannot read it to resume: \(AtomicFile.errorText(errno))")
+            }
+            if n == 0 { break }
+            data.append(contentsOf: buffer[0..<n])
+            offset += off_t(n)
+        }
+        // A torn last line (killed in the middle of a write) is cut; every complete line stays as it was.
+        let complete = data.lastIndex(of: UInt8(ascii: "\n")).map { data.distance(from: data.startIndex, to: $0) + 1 } ?? 0
+        if complete < data.count {
+            guard ftruncate(fd, off_t(complete)) == 0 else { throw fail("cannot cut its torn last line: \(AtomicFile.errorText(errno))") }
+        }
+        for line in ManifestEntry.parse(data.prefix(complete)).entries {
+            if let partition, line.partitionKey != partition.key {
+                throw fail("it holds lines of another run (\(line.partitionKey ?? "not sharded")), not of this one (\(partition.key)); give another --jsonl, or --overwrite to start it again")
+            }
+            if partition == nil, let key = line.partitionKey {
+                throw fail("it holds lines of a sharded run (\(key)) and this run is not sharded; give another --jsonl, or --overwrite to start it again")
+            }
+            previous[line.file] = line.status
+        }
+    }
+
+    /// Appends one manifest line (a JSON object without newline), adding the partition fields of a sharded run,
+    /// and flushes it to disk.
+    package func append(_ line: String) {
+        var text = line
+        if let partition, text.hasSuffix("}") {
+            text.removeLast()
+            let finished = String(format: "%.3f", Date().timeIntervalSince1970)
+            text += ",\"finished\":\(finished),\"input_set\":\"\(partition.inputSet)\",\"inputs\":\(partition.inputs),\"shard\":\(partition.shard.index),\"shards\":\(partition.shard.count)}"
+        }
+        withLock {
+            guard writeError == nil else { return }
+            if let reason = AtomicFile.writeAll(Data((text + "\n").utf8), to: fd) {
+                writeError = reason
+            } else if isRegularFile && fsync(fd) != 0 {
+                writeError = "cannot flush it to disk: \(AtomicFile.errorText(errno))"
+            }
+        }
+    }
+
+    /// Runs `body` while no line is being written (a process that exits inside it leaves no torn line).
+    package func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        mutex.lock()
+        defer { mutex.unlock() }
+        return try body()
+    }
+}
+
+/// One line of a manifest as read back: the fields merge needs, and the line as it was written.
+package struct ManifestEntry: Sendable {
+    package let file: String
+    package let status: String
+    package let duration: Double?
+    package let elapsed: Double?
+    package let error: String?
+    package let finished: Double?
+    package let shard: Int?
+    package let shards: Int?
+    package let inputSet: String?
+    package let inputs: Int?
+    package let text: String
+
+    /// N, the input count and the input set of a sharded run's line (nil for an unsharded run's).
+    package var partitionKey: String? {
+        guard let shards, let inputSet, let inputs else { return nil }
+        return "\(shards) shards of \(inputs) inputs, input set \(inputSet)"
+    }
+
+    package init?(_ text: String) {
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any],
+              let file = object["file"] as? String, let status = object["status"] as? String else { return nil }
+        func number(_ key: String) -> Double? { (object[key] as? NSNumber)?.doubleValue }
+        self.file = file
+        self.status = status
+        duration = number("duration")
+        elapsed = number("elapsed")
+        error = object["error"] as? String
+        finished = number("finished")
+        shard = number("shard").map { Int($0) }
+        shards = number("shards").map { Int($0) }
+        inputSet = object["input_set"] as? String
+        inputs = number("inputs").map { Int($0) }
+        self.text = text
+    }
+
+    /// The complete lines of a manifest; `invalid` counts lines that are not manifest lines (a torn last line).
+    package static func parse(_ data: Data) -> (entries: [ManifestEntry], invalid: [Int]) {
+        var entries: [ManifestEntry] = []
+        var invalid: [Int] = []
+        for (number, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let text = String(line)
+            if text.trimmingCharacters(in: .whitespaces).isEmpty { continue }
+            if let entry = ManifestEntry(text) { entries.append(entry) } else { invalid.append(number + 1) }
+        }
+        return (entries, invalid)
+    }
+}
+
+/// `asr manifest merge`: per-shard manifests into one line per input (the latest final status of each file: `ok`
+/// or `error` over `skipped`, later lines over earlier ones), with a summary.
+package struct ManifestMerge {
+    package struct Source {
+        package let name: String
+        package let entries: [ManifestEntry]
+        package init(name: String, entries: [ManifestEntry]) {
+            self.name = name
+            self.entries = entries
+        }
+    }
+
+    package let lines: [ManifestEntry]
+    /// The partition all sources share (nil: unsharded manifests).
+    package let partition: String?
+    package let expectedInputs: Int?
+    package let shards: Int?
+    package let shardsSeen: Set<Int>
+
+    package init(_ sources: [Source]) throws {
+        var keys: [String: [String]] = [:]
+        for source in sources {
+            for key in Set(source.entries.map { $0.partitionKey ?? "not sharded" }) { keys[key, default: []].append(source.name) }
+        }
+        if keys.count > 1 {
+            let detail = keys.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value.joined(separator: ", "))" }.joined(separator: "; ")
+            throw ShardError("the manifests are of different partitions (different shard counts or input sets), refusing to merge them: \(detail)")
+        }
+        var latest: [String: ManifestEntry] = [:]
+        var seen = Set<Int>()
+        for entry in sources.flatMap(\.entries) {
+            if let shard = entry.shard { seen.insert(shard) }
+            if let before = latest[entry.file], entry.status == "skipped", before.status != "skipped" { continue }
+            latest[entry.file] = entry
+        }
+        lines = latest.values.sorted { $0.file < $1.file }
+        let any = sources.lazy.flatMap(\.entries).first
+        partition = any?.partitionKey
+        expectedInputs = any?.inputs
+        shards = any?.shards
+        shardsSeen = seen
+    }
+
+    package var ok: [ManifestEntry] { lines.filter { $0.status == "ok" } }
+    package var failed: [ManifestEntry] { lines.filter { $0.status == "error" } }
+    package var skipped: [ManifestEntry] { lines.filter { $0.status == "skipped" } }
+    package var missingShards: [Int] { shards.map { (0..<$0).filter { !shardsSeen.contains($0) } } ?? [] }
+    package var complete: Bool { expectedInputs.map { lines.count >= $0 } ?? true }
+
+    package var audioSeconds: Double { ok.compactMap(\.duration).reduce(0, +) }
+    package var computeSeconds: Double { ok.compactMap(\.elapsed).reduce(0, +) }
+    /// First start to last finish over the lines kept (sharded runs record when each file finished).
+    package var wallSeconds: Double? {
+        let timed = lines.compactMap { line in line.finished.map { ($0 - (line.elapsed ?? 0), $0) } }
+        guard let first = timed.map(\.0).min(), let last = timed.map(\.1).max(), last > first else { return nil }
+        return last - first
+    }
+
+    package var summary: String {
+        var text = "\(lines.count) files"
+        if let expectedInputs, let shards { text += " of \(expectedInputs) in the partition over \(shards) shard\(shards == 1 ? "" : "s")" }
+        text += ": \(ok.count) ok, \(failed.count) failed, \(skipped.count) skipped (outputs existed, no transcript in these manifests)\n"
+        text += String(format: "audio: %.3f h transcribed", audioSeconds / 3600)
+        if computeSeconds > 0 { text += String(format: " in %.3f h of compute (%.1f× real time per process)", computeSeconds / 3600, audioSeconds / computeSeconds) }
+        if let wall = wallSeconds {
+            text += String(format: "; wall clock %.1f s from the first start to the last finish: %.1f audio hours per hour", wall, audioSeconds / wall)
+        }
+        text += "\n"
+        if !complete, let expectedInputs {
+            text += "incomplete: \(expectedInputs - lines.count) input\(expectedInputs - lines.count == 1 ? "" : "s") of the partition have no line"
+            if !missingShards.isEmpty { text += " (no lines at all from shard\(missingShards.count == 1 ? "" : "s") \(missingShards.map(String.init).joined(separator: ", ")))" }
+            text += "\n"
+        }
+        if !failed.isEmpty {
+            text += "failed:\n" + failed.map { line in
+                let reason = line.error ?? "no reason recorded"
+                return "  " + (reason.hasPrefix(line.file) ? reason : "\(line.file): \(reason)") + "\n"
+            }.joined()
+        }
+        return text
+    }
+}
