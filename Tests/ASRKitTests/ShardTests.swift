@@ -4,22 +4,10 @@ import Testing
 
 /// Issue 18: the partition of a corpus over N shards (`--shard K/N`), `--shard auto`, and durable manifests.
 @Suite struct PartitionTests {
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
-    }
-
     /// A realistic mix: mostly short clips, some talks, a few long recordings (16 kHz 16-bit WAV and compressed
     /// formats at a tenth of that), like a lab's recordings or a speech data set.
     static func realistic(files: Int, seed: UInt64) -> [Partition.Input] {
-        var random = Generator(state: seed)
+        var random = SeededGenerator(seed: seed)
         return (0..<files).map { index in
             let kind = random.uniform()
             let seconds = kind < 0.7 ? 2 + 20 * random.uniform() : kind < 0.99 ? 60 + 600 * random.uniform() : 600 + 3000 * random.uniform()
@@ -59,7 +47,7 @@ import Testing
             for count in [2, 4, 16] {
                 let once = Partition.assign(inputs, count: count), again = Partition.assign(inputs, count: count)
                 #expect(once == again, "\(name), N=\(count)")
-                var random = Generator(state: 42)
+                var random = SeededGenerator(seed: 42)
                 let shuffled = inputs.shuffled(using: &random)
                 let reordered = Partition.assign(shuffled, count: count)
                 let byPath = Dictionary(uniqueKeysWithValues: zip(inputs.map(\.path), once))

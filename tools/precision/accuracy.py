@@ -138,10 +138,12 @@ def main():
     parser.add_argument("--full-size", help="directory for the full-size random models (built if absent)")
     parser.add_argument("--limit", type=int, default=None, help="sentences per evaluation set")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-logits", action="store_true", help="only the transcript table")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}; asr: {subprocess.run([args.asr, 'kernels'], capture_output=True, text=True).stdout.strip()}")
-    logits_table(args)
+    if not args.no_logits:
+        logits_table(args)
     if args.corpus:
         transcript_table(args)
 

@@ -48,7 +48,7 @@ def ours(asr, model, items, extra=()):
         results = {}
         for line in open(manifest):
             entry = json.loads(line)
-            results[int(os.path.basename(entry["path"]).split(".")[0])] = entry.get("transcript", "")
+            results[int(os.path.basename(entry.get("file", entry.get("path", ""))).split(".")[0])] = entry.get("transcript", "")
     return [results.get(i, "") for i in range(len(items))]
 
 
