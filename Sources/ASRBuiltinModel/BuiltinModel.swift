@@ -17,7 +17,9 @@ public enum BuiltinModel {
     /// Loads the built-in model (the weights are read in place from the binary's read-only data), its large
     /// products in `precision`.
     /// Diagnostics go to `logger` (see ``Transcriber``; discarded by default).
-    public static func load(precision: Precision = .fp32, logger: Logger = Transcriber.silentLogger) throws -> Transcriber {
+    public static func load(
+        precision: Precision = .fp32, execution: ExecutionOptions = ExecutionOptions(), logger: Logger = Transcriber.silentLogger
+    ) throws -> Transcriber {
         var files: [String: UnsafeRawBufferPointer] = [:]
         for name in ["config.json", "vocab.json", "tokenizer_config.json", "preprocessor_config.json", "model.safetensors"] {
             var size = 0
@@ -25,7 +27,8 @@ public enum BuiltinModel {
                 files[name] = UnsafeRawBufferPointer(start: start, count: size)
             }
         }
-        return try Transcriber(embeddedFiles: files, location: "built-in model", precision: precision, logger: logger)
+        return try Transcriber(
+            embeddedFiles: files, location: "built-in model", precision: precision, execution: execution, logger: logger)
     }
 
     /// Training facts of the built-in model (steps, audio hours seen, minutes of training), as JSON.

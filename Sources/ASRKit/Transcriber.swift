@@ -111,6 +111,8 @@ public final class Transcriber: Sendable {
     public let location: String
     /// Storage types of the checkpoint's tensors (e.g. ["F32"]).
     public let weightTypes: [String]
+    /// Threads per forward pass and the attention implementation (see ``ExecutionOptions``).
+    public let execution: ExecutionOptions
     /// The precision the large products run in (the one asked for, or fp32 where the CPU cannot run it).
     public let precision: Precision
     private let loadWarnings: [String]
@@ -126,31 +128,40 @@ public final class Transcriber: Sendable {
     ///   - logger: where diagnostics go: loading warnings (non-finite weights, a vocabulary smaller than the model's
     ///     output, a precision this CPU cannot run) at `.warning`, resampling and chunking decisions at `.debug`.
     ///     ASRKit never prints; the default logger discards everything.
-    public convenience init(modelDirectory: URL, precision: Precision = .fp32, logger: Logger = Transcriber.silentLogger) throws {
+    ///   - execution: threads per forward pass and the attention implementation, for this `Transcriber` only.
+    public convenience init(
+        modelDirectory: URL, precision: Precision = .fp32, execution: ExecutionOptions = ExecutionOptions(),
+        logger: Logger = Transcriber.silentLogger
+    ) throws {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: modelDirectory.path, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw ASRError.modelNotFound(
                 path: modelDirectory.path, reason: isDirectory.boolValue || !FileManager.default.fileExists(atPath: modelDirectory.path)
                     ? "no such directory" : "is a file, not a model directory")
         }
-        try self.init(files: .directory(modelDirectory), precision: precision, logger: logger)
+        try self.init(files: .directory(modelDirectory), precision: precision, execution: execution, logger: logger)
     }
 
     /// Loads a model whose files are held in memory for the life of the process (e.g. linked into the binary).
     /// `files` maps file names ("config.json", "model.safetensors", ...) to their bytes, which are not copied.
     public convenience init(
         embeddedFiles files: [String: UnsafeRawBufferPointer], location: String, precision: Precision = .fp32,
-        logger: Logger = Transcriber.silentLogger
+        execution: ExecutionOptions = ExecutionOptions(), logger: Logger = Transcriber.silentLogger
     ) throws {
         let table = StaticFileTable(files: files)
-        try self.init(files: .embedded(location: location) { table.files[$0] }, precision: precision, logger: logger)
+        try self.init(files: .embedded(location: location) { table.files[$0] }, precision: precision, execution: execution,
+                      logger: logger)
     }
 
     /// A logger that discards everything: the default, so that the library says nothing unless asked.
     public static let silentLogger = Logger(label: "ASRKit", factory: { _ in SwiftLogNoOpLogHandler() })
 
-    init(files: ModelFiles, precision requested: Precision = .fp32, logger: Logger = Transcriber.silentLogger) throws {
+    init(
+        files: ModelFiles, precision requested: Precision = .fp32, execution: ExecutionOptions = ExecutionOptions(),
+        logger: Logger = Transcriber.silentLogger
+    ) throws {
         location = files.location
+        self.execution = execution
         self.logger = logger
         configuration = try Wav2Vec2Configuration.decode(try files.required("config.json"))
         try Int8Checkpoint.checkLoadable(files.json("config.json"))
@@ -193,14 +204,18 @@ public final class Transcriber: Sendable {
     /// the feature extractor asks for it. Audio shorter than the receptive field (400 samples) yields zero frames.
     public func emissions(samples: [Float]) -> Emissions {
         let input = preprocessor.doNormalize ? Normalizer.zeroMeanUnitVariance(samples) : samples
-        let logits = model.logits(for: input)
+        let logits = ThreadBudget.$current.withValue(execution.threads) {
+            model.logits(for: input, fusedAttention: execution.fusedAttention)
+        }
         return Emissions(frames: logits.rows, vocabularySize: logits.cols, logits: logits.storage, frameDuration: frameDuration)
     }
 
     /// One forward pass over `samples` (normalised here as usual) with the time of each stage added to `profile`.
     public func emissions(samples: [Float], profile: StageProfile) -> Emissions {
         let input = preprocessor.doNormalize ? Normalizer.zeroMeanUnitVariance(samples) : samples
-        let logits = model.logits(for: input, profile: profile)
+        let logits = ThreadBudget.$current.withValue(execution.threads) {
+            model.logits(for: input, profile: profile, fusedAttention: execution.fusedAttention)
+        }
         return Emissions(frames: logits.rows, vocabularySize: logits.cols, logits: logits.storage, frameDuration: frameDuration)
     }
 

@@ -81,11 +81,15 @@ struct ModelOptions: ParsableArguments {
 
     /// Loads the model; warnings go to stderr, and (unless `quiet`) a note when it is the built-in demo model.
     func load(quiet: Bool = false) throws -> Transcriber {
-        BLAS.setThreads(threads ?? 0)
+        // ASR_ATTENTION=fused|blas picks the attention implementation (for benchmarks); the library reads no
+        // environment variables, the command line passes it in.
+        let attention = ProcessInfo.processInfo.environment["ASR_ATTENTION"].flatMap(ExecutionOptions.Attention.init) ?? .automatic
+        let execution = ExecutionOptions(threads: threads, attention: attention)
         let transcriber: Transcriber
         do {
-            transcriber = try model.map { try Transcriber(modelDirectory: ModelLocator.resolve($0), precision: precision, logger: logger) }
-                ?? BuiltinModel.load(precision: precision, logger: logger)
+            transcriber = try model.map {
+                try Transcriber(modelDirectory: ModelLocator.resolve($0), precision: precision, execution: execution, logger: logger)
+            } ?? BuiltinModel.load(precision: precision, execution: execution, logger: logger)
         } catch ASRError.modelNotCached(let id, let cache) {
             // The library names no commands; the command line says which one fetches the model.
             throw CommandLineError("\(ASRError.modelNotCached(id: id, cache: cache)); download it with `asr download \(id)`")

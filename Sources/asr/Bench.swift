@@ -75,7 +75,7 @@ struct Bench: AsyncParsableCommand {
         let median = order[order.count / 2]
         let flops = transcriber.configuration.flops(forSamples: count)
         print("model: \(transcriber.location) (\(transcriber.parameterCount) parameters)")
-        print("OpenBLAS kernel: \(BLAS.kernel), threads: \(BLAS.threads), precision: \(transcriber.precision.rawValue)")
+        print("OpenBLAS kernel: \(BLAS.kernel), threads: \(transcriber.execution.threads ?? BLAS.threads), precision: \(transcriber.precision.rawValue)")
         if transcriber.precision != .fp32 { print("reduced-precision kernels: \(ReducedPrecisionKernels.summary)") }
         print(String(format: "audio: %.1f s, runs: %d (after 1 warm-up)", seconds, runs))
         print(String(format: "median: %.3f s, RTF %.4f (%.1f× real time), %.1f GFLOP/s (%.1f GFLOP per run)",

@@ -58,3 +58,31 @@ import Testing
         #expect(maxDelta > 0, "\(precision) must actually change the products")
     }
 }
+
+/// Threads and the attention path belong to each `Transcriber` (issue 16): no process-wide switch.
+@Suite struct ExecutionOptionsTests {
+    @Test func threadCountTravelsWithTheCall() {
+        let global = BLAS.threads
+        ThreadBudget.$current.withValue(1) { #expect(BLAS.threads == 1) }
+        ThreadBudget.$current.withValue(3) { #expect(BLAS.threads == 3) }
+        #expect(BLAS.threads == global)
+    }
+
+    @Test func transcribersWithDifferentSettingsRunSideBySide() async throws {
+        let reference = try Fixtures.npy(Fixtures.model("base-layout").appendingPathComponent("logits.npy"))
+        let settings = [ExecutionOptions(threads: 1, attention: .blas), ExecutionOptions(threads: 2, attention: .fused),
+                        ExecutionOptions()]
+        let transcribers = try settings.map { try Transcriber(modelDirectory: Fixtures.model("base-layout"), execution: $0) }
+        #expect(transcribers.map(\.execution) == settings)
+        let samples = try transcribers[0].loadAudio(file: Fixtures.speech)
+        // All three at once, each with its own thread count and attention path, all exact.
+        let results = await withTaskGroup(of: [Float].self) { group in
+            for transcriber in transcribers { group.addTask { transcriber.emissions(samples: samples).logits } }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        for logits in results {
+            let maxDelta = zip(logits, reference.values).map { abs($0 - $1) }.max() ?? .infinity
+            #expect(maxDelta <= 1e-4)
+        }
+    }
+}

@@ -29,7 +29,7 @@ package enum BLAS {
 
     /// Threads one product is split across.
     package static var threads: Int {
-        get { initialize(); return splitThreads.value }
+        get { initialize(); return ThreadBudget.current ?? splitThreads.value }
     }
 
     /// Products are split by rows across our own threads, each calling single-threaded OpenBLAS. OpenBLAS's own
@@ -162,7 +162,7 @@ package enum BLAS {
                     Int32(rows), Int32(n), Int32(k), alpha, transposeA ? a + r0 : a + r0 * lda, Int32(lda),
                     b, Int32(ldb), beta, c + r0 * ldc, Int32(ldc))
             }
-            let parts = split ? min(splitThreads.value, m / 32) : 1
+            let parts = split ? min(threads, m / 32) : 1
             if parts < 2 || m * n * k < 1 << 21 { return product(from: 0, rows: m) }
             // Row blocks, multiples of 16 rows so each part's packing stays aligned to the kernel's tiles.
             let block = ((m + parts - 1) / parts + 15) / 16 * 16

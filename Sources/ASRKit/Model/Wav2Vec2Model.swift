@@ -157,7 +157,7 @@ public final class Wav2Vec2Model: Sendable {
     /// each stage.
     /// `fusedAttention` picks the attention implementation (both are exact to 1e-4; tests run each).
     func logits(for samples: [Float], profile: StageProfile? = nil, encoderBlockFrames: Int = Wav2Vec2Model.encoderBlockFrames,
-                fusedAttention: Bool = Wav2Vec2Model.fusedAttentionByDefault) -> Matrix {
+                fusedAttention: Bool = ExecutionOptions().fusedAttention) -> Matrix {
         let c = configuration
         let frames = c.frameCount(forSamples: samples.count)
         guard frames > 0 else { return Matrix(rows: 0, cols: c.vocabSize) }
@@ -197,16 +197,6 @@ public final class Wav2Vec2Model: Sendable {
     /// (base: ~35 MB) instead of the whole input (base, 30 s: 200 MB for the first layer alone).
     static let encoderBlockFrames = 256
 
-    /// Attention through the fused C kernel (`asr_attention_head`: scores kept per block of 32 queries, never a whole
-    /// t × t matrix) where the CPU has AVX-512, which its register tiling needs; elsewhere two BLAS products and a
-    /// softmax per head. `ASR_ATTENTION=blas` or `=fused` overrides the choice (for benchmarks).
-    static let fusedAttentionByDefault: Bool = {
-        switch ProcessInfo.processInfo.environment["ASR_ATTENTION"] {
-        case "blas": return false
-        case "fused": return true
-        default: return asr_attention_is_fast() != 0
-        }
-    }()
 
     /// The conv feature encoder over blocks of output frames. Each block reads the sample range its frames depend
     /// on (the receptive field overlaps the next block's by kernel − stride per layer, recomputed) and runs the
