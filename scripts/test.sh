@@ -9,6 +9,7 @@ scripts/install-deps.sh
 # in a versioned dependency).
 swift test -Xswiftc -O -Xcc -O2 "$@"
 scripts/check-consumer.sh
+python3 scripts/check-public-docs.py
 # ASRKit's DocC catalog (Sources/ASRKit/ASRKit.docc) and every public symbol's comment, with warnings as errors
 # (broken links, unknown parameters): the swift-docc-plugin's generate-documentation.
 scripts/build-docs.sh

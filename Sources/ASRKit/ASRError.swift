@@ -69,8 +69,10 @@ public enum ASRError: Error, Equatable, Sendable {
 }
 
 extension ASRError: LocalizedError, CustomStringConvertible {
+    /// The same text as `description`, for `LocalizedError`.
     public var errorDescription: String? { description }
 
+    /// A one-line, human-readable explanation of the error.
     public var description: String {
         switch self {
         case .modelNotCached(let id, let cache):

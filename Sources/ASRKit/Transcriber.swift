@@ -3,13 +3,16 @@ import Logging
 
 /// CTC emissions: one row of `vocabularySize` logits per frame.
 public struct Emissions: Sendable, Equatable {
+    /// Number of frames (rows of `logits`).
     public let frames: Int
+    /// Number of tokens in the vocabulary (columns of `logits`).
     public let vocabularySize: Int
     /// Row-major (frames × vocabularySize) logits.
     public let logits: [Float]
     /// Seconds between consecutive frames (conv strides / sample rate: 0.02 s for released models).
     public let frameDuration: Double
 
+    /// Wraps logits; `logits.count` must equal `frames × vocabularySize` (checked by a precondition).
     public init(frames: Int, vocabularySize: Int, logits: [Float], frameDuration: Double) {
         precondition(logits.count == frames * vocabularySize, "logits must hold frames × vocabularySize values")
         self.frames = frames
@@ -66,7 +69,9 @@ public struct TranscriptionProgress: Sendable, Equatable {
 /// dropped, and the joined logits are decoded once. Chunk starts and strides are whole frames, so the joined
 /// logits have exactly as many frames as one pass would.
 public struct ChunkingOptions: Sendable, Equatable {
+    /// The length of each chunk in seconds, context included.
     public let chunkSeconds: Double
+    /// Seconds of context on each side of a chunk whose logits are dropped when chunks are joined.
     public let strideSeconds: Double
 
     /// 30 s chunks with 5 s of context on each side: each sample goes through the model 1.5 times at most.
@@ -103,8 +108,11 @@ public struct ChunkingOptions: Sendable, Equatable {
 /// A Wav2Vec2ForCTC checkpoint directory loaded once: configuration, weights, vocabulary and feature-extractor
 /// settings. Immutable and `Sendable`: share one instance across threads and tasks.
 public final class Transcriber: Sendable {
+    /// The model's architecture (`config.json`).
     public let configuration: Wav2Vec2Configuration
+    /// The feature extractor's settings (`preprocessor_config.json`): sample rate and normalisation.
     public let preprocessor: PreprocessorConfiguration
+    /// The CTC vocabulary the model's logits index (`vocab.json`).
     public let vocabulary: Vocabulary
     let model: Wav2Vec2Model
     /// Where the model was loaded from: its directory, or "built-in model".

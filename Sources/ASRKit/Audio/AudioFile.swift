@@ -14,6 +14,7 @@ public final class AudioFile {
     public let frameCount: Int
     /// libsndfile's description of the container and encoding, e.g. "WAV (Microsoft) / Signed 16 bit PCM".
     public let formatDescription: String
+    /// The path the file was opened from.
     public let path: String
     /// Whether `frameCount` is exact (FLAC's STREAMINFO), so that decoding fewer frames means the file was cut.
     /// MP3 lengths are estimated from the file size and Ogg streams state none: a cut one cannot be told from a

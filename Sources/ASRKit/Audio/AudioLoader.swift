@@ -2,13 +2,18 @@ import Foundation
 
 /// Decoded audio ready for a model: mono, at the model's rate.
 public struct LoadedAudio: Sendable {
+    /// Mono samples at `sampleRate`.
     public let samples: [Float]
+    /// Samples per second of `samples` (the model's rate).
     public let sampleRate: Int
     /// What the file was: rate, channels and format as stored.
     public let sourceRate: Int
+    /// Channels in the file before they were mixed down to mono.
     public let sourceChannels: Int
+    /// libsndfile's description of the container and encoding, e.g. "WAV (Microsoft) / Signed 16 bit PCM".
     public let formatDescription: String
 
+    /// Length of the audio in seconds.
     public var duration: Double { Double(samples.count) / Double(sampleRate) }
 }
 
@@ -19,7 +24,9 @@ public struct LoadedAudio: Sendable {
 /// Throws `invalidAudio` for NaN/Inf samples (a float file with them is corrupt; we refuse it rather than guess)
 /// and for a file without samples, and `unreadableAudio` when decoding fails part-way.
 public final class AudioStream {
+    /// The file the samples are read from.
     public let file: AudioFile
+    /// The rate (samples per second) of the samples `next()` returns.
     public let sampleRate: Int
     private var resampler: Resampler?
     private var finished = false
@@ -27,6 +34,8 @@ public final class AudioStream {
     public private(set) var framesRead = 0
     private let blockFrames: Int
 
+    /// Streams `file` at `sampleRate`, reading at most `blockFrames` frames from the file at a time; resamples only
+    /// when the file's rate differs.
     public init(file: AudioFile, sampleRate: Int, blockFrames: Int = 1 << 16) {
         self.file = file
         self.sampleRate = sampleRate

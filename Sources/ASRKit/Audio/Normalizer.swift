@@ -3,8 +3,10 @@ import Foundation
 /// Wav2Vec2FeatureExtractor's `do_normalize`: zero mean and unit variance over the whole utterance, with the
 /// population variance and eps 1e-7 inside the square root.
 public enum Normalizer {
+    /// Added to the variance inside the square root (transformers' 1e-7).
     public static let epsilon = 1e-7
 
+    /// `samples` shifted to zero mean and scaled to unit variance; an empty array is returned unchanged.
     public static func zeroMeanUnitVariance(_ samples: [Float]) -> [Float] {
         guard !samples.isEmpty else { return samples }
         // Double accumulation: an hour of audio has 57.6 M samples, too many for a Float running sum.

@@ -16,7 +16,9 @@ import Foundation
 /// one-shot run. `finish()` pads the end with zeros and returns the remaining samples, so the total output is
 /// ceil(inputCount · outRate / inRate) samples.
 public struct Resampler: Sendable {
+    /// Samples per second of the input.
     public let inputRate: Int
+    /// Samples per second of the output.
     public let outputRate: Int
     /// Reduced ratio: output j is at input position j · step / phases.
     let phases: Int, step: Int
@@ -33,10 +35,13 @@ public struct Resampler: Sendable {
     private var inputCount = 0
     private var nextOutput = 0
 
+    /// Stopband attenuation in dB that the Kaiser window is designed for.
     public static let stopbandAttenuation = 90.0
+    /// Passband and stopband edges as fractions of the lower rate (0.45 and 0.5: Nyquist is in the stopband).
     public static let passbandEdge = 0.45, stopbandEdge = 0.5
     static let maxTableRows = 4096
 
+    /// A converter from `inputRate` to `outputRate` samples per second; both must be positive.
     public init(inputRate: Int, outputRate: Int) {
         precondition(inputRate > 0 && outputRate > 0)
         self.inputRate = inputRate

@@ -3,11 +3,15 @@ import Foundation
 /// A word or phrase to favour during beam search, with its weight (added to a hypothesis's score, in natural-log
 /// units, for each occurrence; partial words on the way to it get a share proportional to their length).
 public struct Hotword: Sendable, Equatable {
+    /// The word or phrase, as the decoded text spells it.
     public var text: String
+    /// Score added per occurrence, in natural-log units.
     public var weight: Double
 
+    /// The weight a hotword gets unless one is given: 10.
     public static let defaultWeight = 10.0
 
+    /// A hotword `text` with `weight` (natural-log units per occurrence).
     public init(_ text: String, weight: Double = Hotword.defaultWeight) {
         self.text = text
         self.weight = weight
@@ -53,8 +57,10 @@ public struct BeamSearchOptions: Sendable, Equatable {
     public var tokenMinLogProbability: Double = -5
     /// Score the first word after `<s>` and add `</s>` at the end, as the LM's sentences have them.
     public var scoreBoundary: Bool = true
+    /// Words or phrases to favour; none by default.
     public var hotwords: [Hotword] = []
 
+    /// The default options.
     public init() {}
 
     func validate() throws {
@@ -74,6 +80,7 @@ public struct BeamSearchOptions: Sendable, Equatable {
 /// A language model ready for decoding: the n-gram model plus the set of words partial hypotheses are checked
 /// against (pyctcdecode's "unigrams": by default every word of the model).
 public final class DecodingLanguageModel: Sendable {
+    /// The n-gram model that scores words.
     public let model: NGramLanguageModel
     /// Known words, sorted by their UTF-8 bytes, for prefix tests of partial words.
     let lexicon: SortedWords
@@ -245,14 +252,19 @@ struct SortedWords: Sendable {
 ///
 /// Timestamps come from the best hypothesis's own alignment (each character's first and last frame).
 public final class BeamSearchDecoder: CTCDecoder {
+    /// The CTC vocabulary the logits index.
     public let vocabulary: Vocabulary
+    /// The language model that scores words, or nil to search on the acoustic model (and hotwords) alone.
     public let languageModel: DecodingLanguageModel?
+    /// Beam width, pruning, LM weights and hotwords.
     public let options: BeamSearchOptions
     let alphabet: Alphabet
     let hotwords: SortedWords
     let hotwordWeights: [Double]
     let hotwordLengths: [Int]
 
+    /// A decoder for `vocabulary`. Throws when `options` are out of range or the vocabulary's blank is not one of
+    /// its tokens.
     public init(vocabulary: Vocabulary, languageModel: DecodingLanguageModel?, options: BeamSearchOptions = BeamSearchOptions()) throws {
         try options.validate()
         guard vocabulary.blankID >= 0, vocabulary.blankID < vocabulary.count else {
@@ -332,10 +344,12 @@ public final class BeamSearchDecoder: CTCDecoder {
         }
     }
 
+    /// Beam-searches `emissions`.
     public func decode(_ emissions: Emissions) -> CTCDecoding {
         decode(logits: emissions.logits, frames: emissions.frames)
     }
 
+    /// Beam-searches row-major `logits` of `frames` rows, one column per vocabulary token.
     public func decode(logits: [Float], frames: Int) -> CTCDecoding {
         var search = BeamSearch(decoder: self)
         return search.run(logits: logits, frames: frames)

@@ -2,12 +2,16 @@ import Foundation
 
 /// A decoded character and the CTC frames it spans: [startFrame, endFrame).
 public struct CharacterSpan: Sendable, Equatable {
+    /// The character's text.
     public let text: String
+    /// The first frame that emits it.
     public let startFrame: Int
+    /// One past the last frame that emits it.
     public let endFrame: Int
     /// The word delimiter token (its text is the replacement, a space by default).
     public let isWordDelimiter: Bool
 
+    /// A span of `text` over frames `startFrame..<endFrame`.
     public init(text: String, startFrame: Int, endFrame: Int, isWordDelimiter: Bool = false) {
         self.text = text
         self.startFrame = startFrame
@@ -24,8 +28,11 @@ public protocol CTCDecoder: Sendable {
 
 /// Greedy decoding as a `CTCDecoder` value (what `Transcriber` does when given no decoder).
 public struct GreedyDecoder: CTCDecoder {
+    /// The CTC vocabulary the logits index.
     public let vocabulary: Vocabulary
+    /// A greedy decoder for `vocabulary`.
     public init(vocabulary: Vocabulary) { self.vocabulary = vocabulary }
+    /// The best path of `emissions`, collapsed to text.
     public func decode(_ emissions: Emissions) -> CTCDecoding {
         CTCGreedyDecoder.decode(logits: emissions.logits, frames: emissions.frames, vocabulary: vocabulary)
     }
@@ -64,6 +71,7 @@ public enum CTCGreedyDecoder {
         return path
     }
 
+    /// Collapses a path of token IDs (one per frame): merges repeats, drops blanks, and maps tokens to text.
     public static func decode(path: [Int], vocabulary: Vocabulary) -> CTCDecoding {
         var characters: [CharacterSpan] = []
         var start = 0
@@ -86,6 +94,7 @@ public enum CTCGreedyDecoder {
         return CTCDecoding(text: text, path: path, characters: characters)
     }
 
+    /// Greedy decoding of row-major `logits` of `frames` rows: the best token of each frame, collapsed to text.
     public static func decode(logits: [Float], frames: Int, vocabulary: Vocabulary) -> CTCDecoding {
         decode(path: bestPath(logits: logits, frames: frames, vocabularySize: vocabulary.count), vocabulary: vocabulary)
     }

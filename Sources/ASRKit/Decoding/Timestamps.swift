@@ -2,9 +2,11 @@ import Foundation
 
 /// A decoded character with its time span and the model's probability for it.
 public struct TimedCharacter: Sendable, Equatable, Codable {
+    /// The character's text.
     public let text: String
     /// Seconds from the start of the audio.
     public let start: Double
+    /// Seconds from the start of the audio to the character's end.
     public let end: Double
     /// Mean probability of this character over the frames that emit it.
     public let confidence: Double
@@ -12,9 +14,11 @@ public struct TimedCharacter: Sendable, Equatable, Codable {
 
 /// A word with its time span and confidence.
 public struct Word: Sendable, Equatable, Codable {
+    /// The word's text.
     public let text: String
     /// Seconds from the start of the audio.
     public let start: Double
+    /// Seconds from the start of the audio to the word's end.
     public let end: Double
     /// Mean frame probability of the word's characters (0...1).
     public let confidence: Double

@@ -9,14 +9,19 @@ public struct Vocabulary: Sendable, Equatable {
     public let blankID: Int
     /// The token that separates words ("|" by default), mapped to `wordDelimiterReplacement` in text.
     public let wordDelimiter: String
+    /// The text `wordDelimiter` becomes in transcripts (a space by default).
     public let wordDelimiterReplacement: String
+    /// The tokenizer's unknown token ("<unk>" by default), written as "⁇" by the beam search.
     public let unknownToken: String
+    /// Whether decoded text is lower-cased (the tokenizer's `do_lower_case`).
     public let lowercaseOutput: Bool
     /// transformers' `clean_up_tokenization_spaces` (" ." → "." and similar), off unless the tokenizer asks.
     public let cleanUpTokenizationSpaces: Bool
 
+    /// Number of token IDs (the model's vocabulary size).
     public var count: Int { tokens.count }
 
+    /// A vocabulary from `tokens` indexed by ID (nil for an unused ID); the defaults are transformers'.
     public init(
         tokens: [String?], blankID: Int, wordDelimiter: String = "|", wordDelimiterReplacement: String = " ",
         unknownToken: String = "<unk>", lowercaseOutput: Bool = false, cleanUpTokenizationSpaces: Bool = false

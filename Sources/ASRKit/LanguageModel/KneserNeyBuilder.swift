@@ -42,7 +42,9 @@ public struct KneserNeyBuilder: Sendable {
 
     /// Optional rewriting of the words of the text. The default is none: words are kept verbatim, as lmplz does.
     public struct Normalization: OptionSet, Sendable, Hashable {
+        /// The option bits.
         public let rawValue: Int
+        /// The options whose bits are set in `rawValue`.
         public init(rawValue: Int) { self.rawValue = rawValue }
         /// Upper-case every word (Unicode case mapping), for acoustic models that spell in capitals.
         public static let uppercase = Normalization(rawValue: 1 << 0)
@@ -54,9 +56,13 @@ public struct KneserNeyBuilder: Sendable {
 
     /// The three modified Kneser-Ney discounts of one order: for adjusted counts 1, 2 and 3 or more.
     public struct Discount: Sendable, Equatable, CustomStringConvertible {
+        /// Discount for n-grams with adjusted count 1.
         public var d1: Double
+        /// Discount for n-grams with adjusted count 2.
         public var d2: Double
+        /// Discount for n-grams with adjusted count 3 or more.
         public var d3: Double
+        /// The discounts `d1`, `d2` and `d3`.
         public init(d1: Double, d2: Double, d3: Double) { (self.d1, self.d2, self.d3) = (d1, d2, d3) }
 
         /// lmplz's `--discount_fallback` values.
@@ -71,6 +77,7 @@ public struct KneserNeyBuilder: Sendable {
             }
         }
 
+        /// The discounts as lmplz prints them: "D1=… D2=… D3+=…".
         public var description: String {
             "D1=\(Float(d1)) D2=\(Float(d2)) D3+=\(Float(d3))"
         }
@@ -98,7 +105,9 @@ public struct KneserNeyBuilder: Sendable {
 
     struct DiscountProblem: Error { let reason: String }
 
+    /// The longest n-gram estimated (in `supportedOrders`).
     public let order: Int
+    /// How the words of the text are rewritten before counting.
     public let normalization: Normalization
     /// Drop `<s>`, `</s>` and `<unk>` where they occur in the text (lmplz's `--skip_symbols`) instead of refusing
     /// them: they are the model's own symbols, and counting them as words would make a wrong model.
@@ -352,12 +361,15 @@ public struct KneserNeyBuilder: Sendable {
 
 /// A modified Kneser-Ney model estimated by `KneserNeyBuilder`, ready to be written as ARPA.
 public struct KneserNeyModel: Sendable {
+    /// The model's order: its longest n-gram.
     public let order: Int
     /// The discounts used for each order (index 0: unigrams).
     public let discounts: [KneserNeyBuilder.Discount]
     /// Orders whose discounts fell back to `KneserNeyBuilder.discountFallback`, in words.
     public let warnings: [String]
+    /// Sentences (lines) counted in the text.
     public let sentenceCount: Int
+    /// Words counted in the text.
     public let wordCount: Int
     /// N-grams written per order (index 0: unigrams, including `<unk>`, `<s>` and `</s>`).
     public var ngramCounts: [Int] { levels.map(\.keys.count) }

@@ -26,8 +26,11 @@ public final class NGramLanguageModel: Sendable {
     let unigramBackoff: [Float]
     /// Orders 2...order at indices 0...order-2.
     let tables: [NGramTable]
+    /// The word ID of `<unk>`.
     public let unknownID: Int32
+    /// The word ID of `<s>`, or nil when the model has none (sentences then start without context).
     public let beginID: Int32?
+    /// The word ID of `</s>`, or nil when the model has none (sentence ends are then not scored).
     public let endID: Int32?
 
     /// Words in the model's vocabulary, `<s>`, `</s>` and `<unk>` included.

@@ -45,6 +45,7 @@ public enum LiveResult: Sendable, Equatable {
 /// Decoding is greedy (a beam search with a language model can revise earlier text, so it has no final segments
 /// before the end). One task iterates; any number may append, in turn.
 public final class LiveTranscription: AsyncSequence, Sendable {
+    /// Each element is a result for the audio so far.
     public typealias Element = LiveResult
 
     /// The model the audio goes through.
@@ -125,11 +126,13 @@ public final class LiveTranscription: AsyncSequence, Sendable {
     public struct AsyncIterator: AsyncIteratorProtocol {
         let engine: LiveEngine
 
+        /// The next result, or nil once the audio has ended and everything is transcribed.
         public mutating func next() async throws -> LiveResult? {
             try await engine.next()
         }
     }
 
+    /// The iterator for the one task that iterates.
     public func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(engine: LiveEngine(self, queue: queue))
     }

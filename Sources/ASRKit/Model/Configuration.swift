@@ -6,27 +6,49 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
     /// Layout of the convolutional front end's normalisation: `.group` (base) or `.layer` (large-lv60, XLS-R).
     public enum FeatureExtractorNorm: String, Codable, Sendable { case group, layer }
 
+    /// `model_type`: "wav2vec2", "hubert", "wavlm", ...
     public var modelType: String
+    /// `architectures`: the model classes, e.g. ["Wav2Vec2ForCTC"]; nil when the file names none.
     public var architectures: [String]?
+    /// `feat_extract_norm`: the feature encoder's normalisation.
     public var featExtractNorm: FeatureExtractorNorm
+    /// `feat_extract_activation`: the feature encoder's activation ("gelu").
     public var featExtractActivation: String
+    /// `conv_dim`: output channels of each feature-encoder convolution.
     public var convDim: [Int]
+    /// `conv_stride`: stride of each feature-encoder convolution.
     public var convStride: [Int]
+    /// `conv_kernel`: kernel width of each feature-encoder convolution.
     public var convKernel: [Int]
+    /// `conv_bias`: whether the feature-encoder convolutions have biases.
     public var convBias: Bool
+    /// `num_feat_extract_layers`: must match `convDim.count` when given; nil when absent.
     public var numFeatExtractLayers: Int?
+    /// `num_conv_pos_embeddings`: kernel width of the positional convolution.
     public var numConvPosEmbeddings: Int
+    /// `num_conv_pos_embedding_groups`: groups of the positional convolution.
     public var numConvPosEmbeddingGroups: Int
+    /// `hidden_size`: the transformer's width.
     public var hiddenSize: Int
+    /// `num_hidden_layers`: the number of transformer layers.
     public var numHiddenLayers: Int
+    /// `num_attention_heads`: attention heads per layer.
     public var numAttentionHeads: Int
+    /// `intermediate_size`: the feed-forward layers' inner width.
     public var intermediateSize: Int
+    /// `hidden_act`: the feed-forward activation ("gelu").
     public var hiddenAct: String
+    /// `layer_norm_eps`: the epsilon of every layer norm.
     public var layerNormEps: Float
+    /// `do_stable_layer_norm`: layer norm before attention and feed-forward (large-lv60, XLS-R) instead of after.
     public var doStableLayerNorm: Bool
+    /// `vocab_size`: columns of the CTC head.
     public var vocabSize: Int
+    /// `pad_token_id`: the CTC blank.
     public var padTokenId: Int
+    /// `add_adapter`: a convolutional adapter after the encoder; not supported.
     public var addAdapter: Bool
+    /// `feat_proj_layer_norm`: whether the feature projection has a layer norm; nil means yes (always yes for wav2vec2).
     public var featProjLayerNorm: Bool?
     /// MMS-style attention adapters; not supported.
     public var adapterAttnDim: Int?
@@ -88,6 +110,7 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
         convPosBatchNorm = nil
     }
 
+    /// Decodes `config.json`; keys it lacks take the defaults of `init()`.
     public init(from decoder: Decoder) throws {
         let d = Wav2Vec2Configuration()
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -268,9 +291,13 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
 
 /// What the feature extractor does to raw audio (`preprocessor_config.json`).
 public struct PreprocessorConfiguration: Codable, Sendable, Equatable {
+    /// `sampling_rate`: samples per second the model expects (16000 when absent).
     public var samplingRate: Int
+    /// `do_normalize`: whether audio is normalised to zero mean and unit variance.
     public var doNormalize: Bool
+    /// `feature_size`: values per sample (1 for raw audio).
     public var featureSize: Int
+    /// `padding_value`: the value batches are padded with.
     public var paddingValue: Float
 
     enum CodingKeys: String, CodingKey {
@@ -280,6 +307,7 @@ public struct PreprocessorConfiguration: Codable, Sendable, Equatable {
         case paddingValue = "padding_value"
     }
 
+    /// Settings for raw mono audio at `samplingRate`, normalised when `doNormalize`.
     public init(samplingRate: Int = 16000, doNormalize: Bool = true) {
         self.samplingRate = samplingRate
         self.doNormalize = doNormalize
@@ -287,6 +315,7 @@ public struct PreprocessorConfiguration: Codable, Sendable, Equatable {
         paddingValue = 0
     }
 
+    /// Decodes `preprocessor_config.json`; keys it lacks take the defaults of `init(samplingRate:doNormalize:)`.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         samplingRate = try c.decodeIfPresent(Int.self, forKey: .samplingRate) ?? 16000

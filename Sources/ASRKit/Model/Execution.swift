@@ -20,6 +20,7 @@ public struct ExecutionOptions: Sendable, Equatable {
     /// The attention implementation (both are exact to 1e-4 against transformers).
     public var attention: Attention
 
+    /// Options with `threads` (raised to at least 1; nil: every core) and the `attention` path.
     public init(threads: Int? = nil, attention: Attention = .automatic) {
         self.threads = threads.map { max(1, $0) }
         self.attention = attention

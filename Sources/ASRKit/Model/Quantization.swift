@@ -133,13 +133,17 @@ extension WeightMatrix {
 public enum ModelQuantizer {
     /// What was written, with the sizes of the weights before and after.
     public struct Report: Sendable {
+        /// The directory written.
         public let output: URL
+        /// The precision the weights were stored in.
         public let precision: Precision
         /// Bytes of the source's weight files (model.safetensors, its shards, or pytorch_model.bin).
         public let inputWeightBytes: Int
         /// Bytes of the written model.safetensors.
         public let outputWeightBytes: Int
+        /// The source's weight dtypes (e.g. "F32"), sorted.
         public let inputWeightTypes: [String]
+        /// The written weight dtypes, sorted.
         public let outputWeightTypes: [String]
         /// Tensors written (for int8, each quantized weight's scale counts too).
         public let tensorCount: Int

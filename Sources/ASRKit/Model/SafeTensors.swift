@@ -79,12 +79,16 @@ public enum SafeTensorsDType: String, Sendable {
 
 /// One tensor's entry in a safetensors header.
 public struct SafeTensorInfo: Sendable, Equatable {
+    /// The tensor's name in the header.
     public let name: String
+    /// The element type.
     public let dtype: SafeTensorsDType
+    /// The dimensions, outermost first.
     public let shape: [Int]
     /// Byte range inside the file (already shifted past the header).
     public let byteRange: Range<Int>
 
+    /// Number of elements (the product of `shape`).
     public var elementCount: Int { shape.reduce(1, *) }
 }
 
@@ -95,14 +99,18 @@ public struct SafeTensorInfo: Sendable, Equatable {
 /// JSON, known dtypes, non-negative shapes whose byte size matches the offsets, offsets inside the file, and tensors
 /// covering the data buffer exactly, without overlap or gap.
 public final class SafeTensorsFile: Sendable {
+    /// The file's name, for error messages.
     public let fileName: String
+    /// Each tensor's entry, by name.
     public let tensors: [String: SafeTensorInfo]
+    /// The header's `__metadata__` (empty when it has none).
     public let metadata: [String: String]
     private let file: MappedFile
 
     /// The reference implementation's cap on the header size.
     static let maxHeaderBytes = 100_000_000
 
+    /// Maps and validates the safetensors file at `path`; throws if it is unreadable or malformed.
     public convenience init(path: String) throws {
         try self.init(file: MappedFile(path: path))
     }

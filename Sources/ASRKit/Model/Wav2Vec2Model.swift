@@ -9,6 +9,7 @@ import Foundation
 /// head, which the fused C kernel (`asr_attention_head`) does where the CPU has AVX-512.
 /// An instance is immutable after loading and safe to share across threads; each call owns its scratch memory.
 public final class Wav2Vec2Model: Sendable {
+    /// The architecture the weights were loaded for.
     public let configuration: Wav2Vec2Configuration
     let featureEncoder: [ConvLayer]
     let featureProjection: FeatureProjection
@@ -18,6 +19,7 @@ public final class Wav2Vec2Model: Sendable {
     let layers: [EncoderLayer]
     /// `lm_head`
     let head: Linear
+    /// Number of weight values loaded.
     public let parameterCount: Int
     /// Loading problems that did not stop it (e.g. NaN weights).
     public let warnings: [String]
@@ -486,16 +488,25 @@ public final class Wav2Vec2Model: Sendable {
 
 /// Seconds spent in each stage of the forward pass (accumulated over calls).
 public final class StageProfile: @unchecked Sendable {  // used by one forward pass at a time
+    /// Seconds in the convolutional feature encoder.
     public var featureEncoder = 0.0
+    /// Seconds in the feature projection.
     public var featureProjection = 0.0
+    /// Seconds in the positional convolution.
     public var positionalConvolution = 0.0
+    /// Seconds in attention (projections included).
     public var attention = 0.0
+    /// Seconds in the feed-forward layers.
     public var feedForward = 0.0
+    /// Seconds in layer norms.
     public var norms = 0.0
+    /// Seconds in the CTC head.
     public var head = 0.0
 
+    /// A profile with every stage at zero.
     public init() {}
 
+    /// Seconds in all stages together.
     public var total: Double { featureEncoder + featureProjection + positionalConvolution + attention + feedForward + norms + head }
 
     /// (name, seconds) in pipeline order.

@@ -13,6 +13,7 @@ public enum OutputFormat: String, CaseIterable, Sendable {
     /// One word per line: start and end in milliseconds, the word, its confidence; with a header line.
     case tsv
 
+    /// The file extension for this format, without the dot ("txt", "json", ...).
     public var fileExtension: String { rawValue }
 
     /// The file's contents for `transcription`. `source` (the input's path) goes into the JSON.
@@ -89,8 +90,11 @@ public enum OutputFormat: String, CaseIterable, Sendable {
 
     /// A subtitle cue: consecutive words shown together.
     public struct Cue: Sendable, Equatable {
+        /// Seconds from the start of the audio at which the cue appears.
         public let start: Double
+        /// Seconds from the start of the audio at which the cue disappears.
         public let end: Double
+        /// The words shown.
         public let text: String
     }
 

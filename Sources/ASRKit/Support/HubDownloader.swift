@@ -12,8 +12,11 @@ import FoundationNetworking
 /// from `snapshots/COMMIT/FILE`. The endpoint comes from `HF_ENDPOINT` (default https://huggingface.co) and the
 /// token from `HF_TOKEN`.
 public struct HubDownloader {
+    /// The hub's base URL.
     public let endpoint: URL
+    /// The access token sent as a bearer token, or nil for anonymous access.
     public let token: String?
+    /// The huggingface_hub cache directory files are stored in.
     public let cache: URL
     /// Called with (file, bytes so far, total bytes) while downloading.
     public var progress: ((String, Int64, Int64) -> Void)?
@@ -22,6 +25,7 @@ public struct HubDownloader {
     static let configurationFiles = ["config.json", "vocab.json", "preprocessor_config.json", "tokenizer_config.json",
                                      "special_tokens_map.json", "added_tokens.json"]
 
+    /// A downloader set up from `HF_ENDPOINT`, `HF_TOKEN` and the cache variables (`HF_HUB_CACHE`, `HF_HOME`).
     public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
         endpoint = URL(string: environment["HF_ENDPOINT"].flatMap { $0.isEmpty ? nil : $0 } ?? "https://huggingface.co")
             ?? URL(string: "https://huggingface.co")!
@@ -29,6 +33,7 @@ public struct HubDownloader {
         cache = ModelLocator.cacheDirectory(environment: environment)
     }
 
+    /// A downloader for `endpoint` storing into `cache`, with `token` if given.
     public init(endpoint: URL, cache: URL, token: String? = nil) {
         self.endpoint = endpoint
         self.cache = cache
@@ -263,5 +268,6 @@ private final class TransferDelegate: NSObject, URLSessionDataDelegate, @uncheck
 
 /// The library's version, sent as the User-Agent.
 public enum ASRKitVersion {
+    /// The version string, e.g. "0.2.0".
     public static let string = "0.2.0"
 }
