@@ -58,7 +58,7 @@ def torch_int8(model):
     return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
 
 
-def onnx_int8(directory, x):
+def onnx_int8(directory):
     """ONNX Runtime on the dynamically quantized (int8) export of the same model."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
     path = os.path.join(directory, "model.onnx")
@@ -76,7 +76,7 @@ def time_onnx(model, directory, x, runs, threads, int8=False):
                           output_names=["logits"], dynamic_axes={"input_values": {1: "samples"}, "logits": {1: "frames"}},
                           opset_version=17, dynamo=False)
     if int8:
-        path = onnx_int8(directory, x)
+        path = onnx_int8(directory)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -139,7 +139,7 @@ def main():
             for round_number in range(args.rounds):
                 # Engines take turns within each round, so drift in the machine's speed hits them alike.
                 for precision in args.precisions:
-                    median, report, peak = time_ours(args.asr, directory, seconds, args.runs, args.threads, precision=precision)
+                    median, _, peak = time_ours(args.asr, directory, seconds, args.runs, args.threads, precision=precision)
                     times[f"asr {precision}"].append(median)
                     peaks[f"asr {precision}"].append(peak)
                 if args.blas_attention:

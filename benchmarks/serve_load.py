@@ -107,9 +107,9 @@ def main():
                         "--jsonl", manifest, "--quiet"], check=True)
         for line in open(manifest):
             record = json.loads(line)
-            cli_seconds.setdefault(record["path"], []).append(record["elapsed"])
-            durations[record["path"]] = record["duration"]
-            expected[record["path"]] = record["transcript"] + "\n"
+            cli_seconds.setdefault(record["file"], []).append(record["elapsed"])
+            durations[record["file"]] = record["duration"]
+            expected[record["file"]] = record["transcript"] + "\n"
 
     # The server: loopback, its own temporary directory, a 2 MB upload limit for the oversized uploads.
     tmpdir = os.path.join(work, "tmp")

@@ -35,10 +35,14 @@ from train import greedy, normalize  # noqa: E402
 PRECISIONS = ["bf16", "int8"]
 
 
+def torch_int8(model):
+    """transformers' dynamic int8: quantize_dynamic of the Linear layers (a quantized copy; done once per model)."""
+    import copy
+    return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
+
+
 def torch_logits(model, x, precision):
-    """transformers' logits for normalised input x in fp32, bf16 autocast or dynamic int8."""
-    if precision == "int8":
-        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    """transformers' logits for normalised input x: `model` as given (fp32 or already quantized), or bf16 autocast."""
     context = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else torch.autocast("cpu", enabled=False)
     with torch.inference_mode(), context:
         return model(torch.from_numpy(x)[None]).logits[0].float().numpy()
@@ -100,7 +104,8 @@ def logits_table(args):
             cells = [str(len(reference)), f"{np.abs(reference[:len(mine)] - mine[:len(reference)]).max():.2e}"]
             for precision in PRECISIONS:
                 ours_changed, ours_delta = compare(mine, our_logits(args.asr, directory, x, precision, tmp))
-                theirs_changed, theirs_delta = compare(reference, torch_logits(model, x, precision))
+                theirs = torch_int8(model) if precision == "int8" else model
+                theirs_changed, theirs_delta = compare(reference, torch_logits(theirs, x, precision))
                 cells += [f"{ours_changed:.2%}, {ours_delta:.3g}", f"{theirs_changed:.2%}, {theirs_delta:.3g}"]
                 if ours_changed > theirs_changed or ours_delta > theirs_delta:
                     worse.append(f"{name} {precision}: ours {ours_changed:.2%} / {ours_delta:.3g}, "
@@ -119,7 +124,8 @@ def transcript_table(args):
     engines = {}
     for precision in ["fp32"] + PRECISIONS:
         engines[f"asr {precision}"] = ours(args.asr, None, items, ["--precision", precision])
-        engines[f"transformers {precision}"] = [greedy(torch.from_numpy(torch_logits(model, x, precision)))
+        theirs = torch_int8(model) if precision == "int8" else model
+        engines[f"transformers {precision}"] = [greedy(torch.from_numpy(torch_logits(theirs, x, precision)))
                                                 for x in inputs]
     print(f"\n## Built-in model, {len(items)} evaluation sentences (seen and held-out voices)\n")
     print("| engine | CER | WER | transcripts changed vs its fp32 |")

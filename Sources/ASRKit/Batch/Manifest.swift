@@ -20,7 +20,12 @@ package struct ManifestPartition: Equatable, Sendable {
     }
 
     /// The identity that must agree between manifests to be merged (N and the input set; K differs, of course).
-    package var key: String { "\(shard.count) shards of \(inputs) inputs, input set \(inputSet)" }
+    package var key: String { Self.key(shards: shard.count, inputs: inputs, inputSet: inputSet) }
+
+    /// The one spelling of a partition's identity, for this run's manifest and for lines read back.
+    static func key(shards: Int, inputs: Int, inputSet: String) -> String {
+        "\(shards) shards of \(inputs) inputs, input set \(inputSet)"
+    }
 }
 
 /// A `--jsonl` manifest written as the batch goes: one line appended per finished input, flushed to disk (fsync)
@@ -149,7 +154,7 @@ package struct ManifestEntry: Sendable {
     /// N, the input count and the input set of a sharded run's line (nil for an unsharded run's).
     package var partitionKey: String? {
         guard let shards, let inputSet, let inputs else { return nil }
-        return "\(shards) shards of \(inputs) inputs, input set \(inputSet)"
+        return ManifestPartition.key(shards: shards, inputs: inputs, inputSet: inputSet)
     }
 
     package init?(_ text: String) {

@@ -30,9 +30,6 @@ struct ChunkedEmissions {
     /// Samples received so far.
     private(set) var samplesSeen = 0
 
-    /// Samples held (the current chunk, at most one chunk and the last buffer).
-    var samplesHeld: Int { pending.count }
-
     /// Where the audio not yet final starts (samples): frames before `finalSamples / hop` are final.
     var finalSamples: Int { offset == 0 ? 0 : offset + stride }
 

@@ -46,9 +46,6 @@ struct LiveDecoder {
         self.frameDuration = frameDuration
     }
 
-    /// Frames held (decoded but not yet in a final segment).
-    var heldFrames: Int { path.count }
-
     /// Adds final logits (frames × vocabulary size); returns the segment they complete, if any. `duration`: seconds
     /// of audio received so far.
     mutating func append(_ logits: [Float], duration: Double) -> TranscriptSegment? {

@@ -162,14 +162,22 @@ package enum BLAS {
                     Int32(rows), Int32(n), Int32(k), alpha, transposeA ? a + r0 : a + r0 * lda, Int32(lda),
                     b, Int32(ldb), beta, c + r0 * ldc, Int32(ldc))
             }
-            let parts = split ? min(threads, m / 32) : 1
-            if parts < 2 || m * n * k < 1 << 21 { return product(from: 0, rows: m) }
-            // Row blocks, multiples of 16 rows so each part's packing stays aligned to the kernel's tiles.
-            let block = ((m + parts - 1) / parts + 15) / 16 * 16
-            DispatchQueue.concurrentPerform(iterations: parts) { part in
-                let r0 = part * block
-                if r0 < m { product(from: r0, rows: min(block, m - r0)) }
-            }
+            forEachRowBlock(m: m, n: n, k: k, split: split, product)
+        }
+    }
+
+    /// Splits the rows of an (m × k) · (k × n) product across `threads` threads, calling `body(firstRow, rows)` once
+    /// per block (on the calling thread alone when `split` is false or the product is small). Blocks are multiples
+    /// of 16 rows so each part's packing stays aligned to the kernels' tiles. Shared by every product path (fp32
+    /// BLAS, bf16, int8).
+    static func forEachRowBlock(m: Int, n: Int, k: Int, split: Bool, _ body: @Sendable (_ firstRow: Int, _ rows: Int) -> Void) {
+        guard m > 0, n > 0 else { return }
+        let parts = split ? min(threads, m / 32) : 1
+        if parts < 2 || m * n * k < 1 << 21 { return body(0, m) }
+        let block = ((m + parts - 1) / parts + 15) / 16 * 16
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            let r0 = part * block
+            if r0 < m { body(r0, min(block, m - r0)) }
         }
     }
 }

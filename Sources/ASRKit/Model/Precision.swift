@@ -86,17 +86,6 @@ struct WeightMatrix: Sendable {
         }
     }
 
-    init(fp32 values: FloatStorage, n: Int, k: Int) {
-        precondition(values.count == n * k)
-        self.n = n
-        self.k = k
-        storage = .fp32(values)
-    }
-
-    init(fp32 values: [Float], n: Int, k: Int) {
-        self.init(fp32: FloatStorage(copying: values), n: n, k: k)
-    }
-
     /// W converted once: rounded to bf16, or quantized per output channel to int8.
     init(_ values: FloatStorage, n: Int, k: Int, precision: Precision) {
         precondition(values.count == n * k)
@@ -155,17 +144,12 @@ struct WeightMatrix: Sendable {
         }
     }
 
-    /// Row blocks of A and C across threads, as `BLAS.gemm` splits fp32 products.
+    /// Row blocks of A and C across threads, split as `BLAS.gemm` splits fp32 products.
     private func rowParts(m: Int, a: UnsafePointer<Float>, lda: Int, c: UnsafeMutablePointer<Float>, ldc: Int, split: Bool,
                           _ body: @Sendable (Int, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
-        guard m > 0, n > 0 else { return }
-        let parts = split ? min(BLAS.threads, m / 32) : 1
-        if parts < 2 || m * n * k < 1 << 21 { return body(m, a, c) }
-        let block = ((m + parts - 1) / parts + 15) / 16 * 16
         let (sharedA, sharedC) = (SharedPointer(base: UnsafeMutablePointer(mutating: a)), SharedPointer(base: c))
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
-            let r0 = part * block
-            if r0 < m { body(min(block, m - r0), sharedA.base + r0 * lda, sharedC.base + r0 * ldc) }
+        BLAS.forEachRowBlock(m: m, n: n, k: k, split: split) { r0, rows in
+            body(rows, sharedA.base + r0 * lda, sharedC.base + r0 * ldc)
         }
     }
 }

@@ -85,20 +85,9 @@ struct Linear: Sendable {
     var inFeatures: Int { weight.k }
     var outFeatures: Int { weight.n }
 
-    init(weight: FloatStorage, bias: [Float]?, inFeatures: Int, outFeatures: Int) {
-        self.weight = WeightMatrix(fp32: weight, n: outFeatures, k: inFeatures)
-        self.bias = bias
-    }
-
     init(weight: WeightMatrix, bias: [Float]?) {
         self.weight = weight
         self.bias = bias
-    }
-
-    /// The same layer with its weight in `precision` (converted once).
-    func converted(to precision: Precision) -> Linear {
-        guard precision != .fp32, case .fp32(let values) = weight.storage else { return self }
-        return Linear(weight: WeightMatrix(values, n: outFeatures, k: inFeatures, precision: precision), bias: bias)
     }
 
     /// y (rows × out) = x (rows × in) · Wᵀ + b

@@ -135,10 +135,6 @@ public final class Wav2Vec2Model: Sendable {
         warnings = loader.warnings
     }
 
-    /// The positional convolution's products are narrow (48 or 64 output channels per group, K = 128 · that):
-    /// oneDNN's int8 GEMM packs its operands for each such product, which made that stage 2.3× slower than fp32
-    /// (base, 10 s: 0.107 s vs 0.046 s), while bf16 halves it. So int8 runs it in bf16 where the CPU has bf16 dot
-    /// products, else in fp32.
     /// int8 in the conv feature encoder moved the logits most (it quantizes raw-audio features, before any norm)
     /// while that stage's time is mostly outside the products (the first layer, norms, GELU, window copies), so int8
     /// runs the encoder's products in bf16 where the CPU has bf16 dot products (measured in the README).
@@ -147,6 +143,10 @@ public final class Wav2Vec2Model: Sendable {
         return ReducedPrecisionKernels.bf16Native ? .bf16 : .int8
     }
 
+    /// The positional convolution's products are narrow (48 or 64 output channels per group, K = 128 · that):
+    /// oneDNN's int8 GEMM packs its operands for each such product, which made that stage 2.3× slower than fp32
+    /// (base, 10 s: 0.107 s vs 0.046 s), while bf16 halves it. So int8 runs it in bf16 where the CPU has bf16 dot
+    /// products, else in fp32.
     static func positionalPrecision(_ precision: Precision) -> Precision {
         guard precision == .int8 else { return precision }
         return ReducedPrecisionKernels.bf16Native ? .bf16 : .fp32
@@ -364,9 +364,10 @@ public final class Wav2Vec2Model: Sendable {
                 }
             }
         }
-        // Groups are spread over the threads; each copies windows of its group (im2col, ~16 MB of scratch in all)
-        // and multiplies them on its own core.
+        // Groups are spread over the threads. fp32 copies each group's windows (im2col, ~16 MB of scratch in all) for
+        // BLAS; bf16/int8 convert the rows themselves and so read the overlapping windows in place, no scratch.
         let workers = max(1, min(BLAS.threads, p.groups))
+        let inPlace = p.weights[0].readsOverlappingRows   // one precision for every group
         let blockRows = max(1, min(t, (4 << 20) / window / workers))
         y.storage.withUnsafeMutableBufferPointer { out in
             out.baseAddress!.fillRows(t, stride: h, with: p.bias)
@@ -374,26 +375,27 @@ public final class Wav2Vec2Model: Sendable {
                 let (groupedInput, outputs) = (SharedPointer(base: UnsafeMutablePointer(mutating: g.baseAddress!)),
                                                SharedPointer(base: out.baseAddress!))
                 DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                    let groups = stride(from: worker, to: p.groups, by: workers)
+                    if inPlace {
+                        for group in groups {
+                            p.weights[group].multiply(m: t, a: groupedInput.base + group * paddedRows * perGroup, lda: perGroup,
+                                                      into: outputs.base + group * perGroup, ldc: h, accumulate: true, split: false)
+                        }
+                        return
+                    }
                     var columns = [Float](unsafeUninitializedCapacity: blockRows * window) { _, n in n = blockRows * window }
                     columns.withUnsafeMutableBufferPointer { cols in
-                        for group in stride(from: worker, to: p.groups, by: workers) {
+                        for group in groups {
                             let groupBase = groupedInput.base + group * paddedRows * perGroup
                             var t0 = 0
                             while t0 < t {
-                                let weight = p.weights[group]
-                                if weight.readsOverlappingRows {
-                                    // bf16/int8 convert the rows themselves: the overlapping windows are read in place.
-                                    weight.multiply(m: t, a: groupBase, lda: perGroup, into: outputs.base + group * perGroup,
-                                                    ldc: h, accumulate: true, split: false)
-                                    break
-                                }
                                 let rows = min(blockRows, t - t0)
                                 cols.baseAddress!.copyWindows(from: groupBase + t0 * perGroup, rowStep: perGroup,
                                                               window: window, rows: rows)
                                 // (rows, K·perGroup) · (perGroup_out, K·perGroup)ᵀ → y[t0..., group's channels]
-                                weight.multiply(m: rows, a: cols.baseAddress!, lda: window,
-                                                into: outputs.base + t0 * h + group * perGroup, ldc: h,
-                                                accumulate: true, split: false)
+                                p.weights[group].multiply(m: rows, a: cols.baseAddress!, lda: window,
+                                                          into: outputs.base + t0 * h + group * perGroup, ldc: h,
+                                                          accumulate: true, split: false)
                                 t0 += rows
                             }
                         }
