@@ -29,10 +29,12 @@ struct ASR: AsyncParsableCommand {
     static func main() async {
         // Past a file-size limit a write should fail with EFBIG and be reported like a full disk, not kill us.
         signal(SIGXFSZ, SIG_IGN)
-        keepFreedMemoryForReuse()
         var command: ParsableCommand
         do {
             command = try parseAsRoot()
+            // A long-running server gives freed memory back (its RSS must not creep between requests); the batch and
+            // one-shot commands keep it for reuse.
+            if !(command is Serve) { keepFreedMemoryForReuse() }
         } catch {
             if exitCode(for: error) == .validationFailure {
                 FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
@@ -252,8 +254,9 @@ struct Info: AsyncParsableCommand {
 /// The forward pass allocates and frees activations of a few MB each, dozens of times per chunk. glibc returns such
 /// blocks to the kernel (mmap'd blocks, or trimming the heap top), so each new one is page-faulted and zeroed again:
 /// 10-15 % of a bf16/int8 run went to page faults (perf, base-size model). Keeping freed memory in the heap for reuse
-/// removes that; peak RSS is unchanged (measured: 623 → 626 MB, int8, base, 10 s). This is the application's choice
-/// (the CLI and server), not the library's.
+/// removes that; peak RSS is unchanged (measured: 623 → 626 MB, int8, base, 10 s). This is the application's choice,
+/// not the library's, and `asr serve` does not make it: with it, the server's RSS grew 17 % between its 20th and
+/// 300th request under benchmarks/serve_load.py (memory kept, not leaked, but a long-lived service should give it back).
 func keepFreedMemoryForReuse() {
     asr_keep_freed_memory()
 }
