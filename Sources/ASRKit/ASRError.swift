@@ -59,6 +59,9 @@ public enum ASRError: Error, Equatable, Sendable {
     // MARK: Language model
     /// An ARPA language model, a corpus for `lm build`, a hotword or a decoder option is unusable.
     case invalidLanguageModel(file: String, reason: String)
+    /// A hotword cannot be used: unparsable (`word:weight` with a bad weight, no word) or not writable in the
+    /// model's alphabet (`reason` names the characters).
+    case invalidHotword(hotword: String, reason: String)
 
     /// Reading a file failed for a reason outside the audio itself (the operating system, the file system).
     case ioFailed(file: String, reason: String)
@@ -121,6 +124,8 @@ extension ASRError: LocalizedError, CustomStringConvertible {
             return "\(file): download failed: \(reason)"
         case .invalidLanguageModel(let file, let reason):
             return "\(file): \(reason)"
+        case .invalidHotword(let hotword, let reason):
+            return "hotword '\(hotword)': \(reason)"
         case .ioFailed(let file, let reason):
             return "\(file): \(reason)"
         case .writeFailed(let file, let reason):

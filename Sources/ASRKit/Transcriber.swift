@@ -199,8 +199,11 @@ public final class Transcriber: Sendable {
     /// worth showing the user.
     public var warnings: [String] { loadWarnings + model.warnings }
 
-    /// Number of parameters read from the checkpoint.
+    /// Number of parameters the forward pass uses.
     public var parameterCount: Int { model.parameterCount }
+
+    /// Number of parameters in the checkpoint, training-only tensors included (transformers' `num_parameters()`).
+    public var storedParameterCount: Int { model.storedParameterCount }
 
     /// The sample rate the model expects (from `preprocessor_config.json`).
     public var sampleRate: Int { preprocessor.samplingRate }
@@ -231,11 +234,22 @@ public final class Transcriber: Sendable {
     /// when it is longer than a chunk. Memory holds one chunk of audio and the logits. Returns the logits and the
     /// number of samples seen.
     public func emissions(chunking: ChunkingOptions = .default, next: () throws -> [Float]?) throws -> (emissions: Emissions, samples: Int) {
+        try emissions(chunking: chunking, progress: nil, next: next)
+    }
+
+    /// ``emissions(chunking:next:)`` with `progress` called after each chunk with the seconds of audio whose logits
+    /// are final (`totalSeconds` is nil: a pulled source does not say how long it is).
+    public func emissions(
+        chunking: ChunkingOptions = .default, progress: ((TranscriptionProgress) -> Void)?, next: () throws -> [Float]?
+    ) throws -> (emissions: Emissions, samples: Int) {
         var chunker = ChunkedEmissions(transcriber: self, chunking: chunking)
         var logits: [Float] = []
         while let block = try next() {
             chunker.append(block)
-            while let chunkLogits = chunker.nextChunk() { logits += chunkLogits }
+            while let chunkLogits = chunker.nextChunk() {
+                logits += chunkLogits
+                progress?(TranscriptionProgress(processedSeconds: Double(chunker.finalSamples) / Double(sampleRate), totalSeconds: nil))
+            }
         }
         logits += chunker.finish()
         let vocabularySize = configuration.vocabSize

@@ -425,7 +425,8 @@ struct DrainOnShutdown: Service {
     let server: TranscriptionServer
 
     func run() async throws {
-        try? await gracefulShutdown()
+        // Cancelled (the server failed to start, e.g. its port is taken): there is nothing to drain.
+        do { try await gracefulShutdown() } catch { return }
         server.beginDraining()
         server.logger.info("shutting down: finishing the requests in flight")
     }

@@ -21,7 +21,7 @@ final class TemporaryFile {
             throw APIError(.internalServerError, "Cannot create a temporary file for the upload: \(String(cString: strerror(errno)))")
         }
         descriptor = fd
-        createdPath = String(cString: template)
+        createdPath = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         #if os(Linux)
         unlink(createdPath)
         path = "/proc/self/fd/\(fd)"

@@ -31,13 +31,24 @@ struct ASR: AsyncParsableCommand {
         signal(SIGXFSZ, SIG_IGN)
         var command: ParsableCommand
         do {
-            command = try parseAsRoot()
+            let arguments: [String]
+            do {
+                arguments = try DashNames.prepare(Array(CommandLine.arguments.dropFirst()))
+            } catch let error as DashNames.Unknown {
+                printError(error.description)
+                Foundation.exit(ExitStatus.usage.rawValue)
+            }
+            command = try parseAsRoot(arguments)
             // A long-running server gives freed memory back (its RSS must not creep between requests); the batch and
             // one-shot commands keep it for reuse.
             if !(command is Serve) { keepFreedMemoryForReuse() }
         } catch {
             if exitCode(for: error) == .validationFailure {
-                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                var message = fullMessage(for: error)
+                if message.contains("Unknown option") || message.contains("Missing value for") {
+                    message += "\n" + DashNames.hint
+                }
+                FileHandle.standardError.write(Data((message + "\n").utf8))
                 Foundation.exit(ExitStatus.usage.rawValue)
             }
             exit(withError: error)
@@ -75,7 +86,9 @@ struct ModelOptions: ParsableArguments {
     }
 
     /// ASRKit's diagnostics on stderr: warnings always, debug messages with --verbose.
-    var logger: Logger {
+    var logger: Logger { Self.logger(verbose: verbose) }
+
+    static func logger(verbose: Bool) -> Logger {
         var logger = Logger(label: "asr") { _ in StderrLogHandler() }
         logger.logLevel = verbose ? .debug : .warning
         return logger
@@ -83,6 +96,11 @@ struct ModelOptions: ParsableArguments {
 
     /// Loads the model; warnings go to stderr, and (unless `quiet`) a note when it is the built-in demo model.
     func load(quiet: Bool = false) throws -> Transcriber {
+        try Self.load(model: model, precision: precision, threads: threads, logger: logger, quiet: quiet)
+    }
+
+    /// Loads `model` (nil: the built-in one) with these settings, as ``load(quiet:)`` does.
+    static func load(model: String?, precision: Precision, threads: Int?, logger: Logger, quiet: Bool) throws -> Transcriber {
         // ASR_ATTENTION=fused|blas picks the attention implementation (for benchmarks); the library reads no
         // environment variables, the command line passes it in.
         let attention = ProcessInfo.processInfo.environment["ASR_ATTENTION"].flatMap(ExecutionOptions.Attention.init) ?? .automatic
@@ -119,7 +137,10 @@ func printError(_ message: String) {
     FileHandle.standardError.write(Data("error: \(message)\n".utf8))
 }
 
+/// Prints `error` and returns exit status 1; an exit status already decided (a usage error printed where it was
+/// found) passes through as it is.
 func report(_ error: Error) -> ExitCode {
+    if let code = error as? ExitCode { return code }
     printError("\(error)")
     return ExitStatus.failure
 }
@@ -165,9 +186,18 @@ struct Logits: AsyncParsableCommand {
             let transcriber = try modelOptions.load(quiet: quiet)
             let emissions: Emissions
             if chunkSeconds > 0 {
-                let stream = AudioStream(file: try AudioFile(path: path), sampleRate: transcriber.sampleRate)
+                let audio = try AudioFile(path: path)
+                let total = audio.frameCount > 0 ? Double(audio.frameCount) / Double(audio.sampleRate) : nil
+                let stream = AudioStream(file: audio, sampleRate: transcriber.sampleRate)
+                let progress = Progress(total: 1, enabled: false, live: !quiet)
+                let started = DispatchTime.now().uptimeNanoseconds
                 emissions = try transcriber.emissions(
-                    chunking: try chunkingOptions(chunkSeconds: chunkSeconds, strideSeconds: strideSeconds)) { try stream.next() }.emissions
+                    chunking: try chunkingOptions(chunkSeconds: chunkSeconds, strideSeconds: strideSeconds),
+                    progress: { report in
+                        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+                        progress.update(file, processed: report.processedSeconds, totalSeconds: total, elapsed: elapsed)
+                    }, next: { try stream.next() }).emissions
+                progress.clearLine()
             } else {
                 emissions = transcriber.emissions(samples: try transcriber.loadAudio(file: URL(fileURLWithPath: path)))
             }
@@ -240,7 +270,11 @@ struct Info: AsyncParsableCommand {
             }
             print("architecture: \(c.architectures?.first ?? "Wav2Vec2ForCTC") (\(c.modelType)), "
                   + "\(c.doStableLayerNorm ? "stable pre-LN" : "post-LN") encoder, \(c.featExtractNorm.rawValue)-norm conv front end")
-            print("parameters: \(t.parameterCount) (\(t.weightTypes.joined(separator: ", ")))")
+            var parameters = "parameters: \(t.storedParameterCount) (\(t.weightTypes.joined(separator: ", ")))"
+            if t.parameterCount != t.storedParameterCount {
+                parameters += "; \(t.parameterCount) used for inference (the rest, e.g. masked_spec_embed, only in training)"
+            }
+            print(parameters)
             print("layers: \(c.numHiddenLayers) × hidden \(c.hiddenSize), \(c.numAttentionHeads) heads, FFN \(c.intermediateSize)")
             print("vocabulary: \(t.vocabulary.count) tokens, blank id \(t.vocabulary.blankID), word delimiter \"\(t.vocabulary.wordDelimiter)\"")
             print("sample rate: \(t.sampleRate) Hz, normalize: \(t.preprocessor.doNormalize)")
@@ -286,4 +320,50 @@ struct StderrLogHandler: LogHandler {
 struct CommandLineError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
+}
+
+/// Arguments that begin with `-` but are file names (`-dash.wav` from a shell glob). ArgumentParser reads them as
+/// options, and a cluster of short flags holding `h` (`-dash.wav`) even printed the help and exited 0 with nothing
+/// done. Before parsing: such an argument that names an existing file or folder is passed on as `./-dash.wav` (the
+/// same path); one that is no file and cannot be a cluster of this tool's short flags is a usage error saying how to
+/// write a file name. Everything after `--` is left as it is (ArgumentParser takes it as positional).
+enum DashNames {
+    /// The short flags and options any `asr` command has; a cluster of these is left to the parser.
+    static let shortNames: Set<Character> = ["h", "o", "q", "r", "f"]
+
+    static let hint = "hint: a file whose name begins with '-' is written ./-name.wav (or after --: asr transcribe -- -name.wav)"
+
+    struct Unknown: Error, CustomStringConvertible {
+        let argument: String
+        var description: String {
+            "unknown option '\(argument)'; if it is a file name, write ./\(argument) (or put the files after --)"
+        }
+    }
+
+    static func prepare(_ arguments: [String]) throws -> [String] {
+        var result: [String] = []
+        var positionalOnly = false
+        for argument in arguments {
+            if positionalOnly || argument == "--" {
+                positionalOnly = true
+                result.append(argument)
+                continue
+            }
+            guard argument.hasPrefix("-"), !argument.hasPrefix("--"), argument.count > 2,
+                  Double(argument) == nil,                          // a negative number is an option's value
+                  !argument.contains(where: \.isWhitespace)          // so is text (`--text "- hello"`)
+            else {
+                result.append(argument)
+                continue
+            }
+            if FileManager.default.fileExists(atPath: argument) {
+                result.append("./" + argument)
+            } else if argument.dropFirst().allSatisfy(shortNames.contains) {
+                result.append(argument)
+            } else {
+                throw Unknown(argument: argument)
+            }
+        }
+        return result
+    }
 }

@@ -106,8 +106,13 @@ struct ShardOptions: ParsableArguments {
 final class BatchManifest: Sendable {
     let writer: ManifestWriter?
 
-    init(_ path: String?, restart: Bool, partition: ManifestPartition?) throws {
-        writer = try path.map { try ManifestWriter(path: $0, restart: restart, partition: partition) }
+    /// With `restart` (--overwrite), the lines of the inputs in `redone` are replaced; the others are kept.
+    init(_ path: String?, restart: Bool, redone: Set<String>, partition: ManifestPartition?) throws {
+        writer = try path.map { try ManifestWriter(path: $0, restart: restart, redone: redone, partition: partition) }
+        if let writer, writer.droppedLines > 0 {
+            FileHandle.standardError.write(Data(
+                "warning: \(writer.path): --overwrite dropped \(writer.droppedLines) line\(writer.droppedLines == 1 ? "" : "s") of another run (another shard partition, or sharded and unsharded runs mixed)\n".utf8))
+        }
     }
 
     func append(_ line: String) { writer?.append(line) }
@@ -200,6 +205,11 @@ struct ManifestCommand: ParsableCommand {
                 let parsed = ManifestEntry.parse(data)
                 if !parsed.invalid.isEmpty {
                     FileHandle.standardError.write(Data("warning: \(path): line\(parsed.invalid.count == 1 ? "" : "s") \(parsed.invalid.map(String.init).joined(separator: ", ")) not manifest lines, left out\n".utf8))
+                }
+                // A file with no manifest line at all is not a manifest (a wrong path or glob): nothing to merge.
+                if parsed.entries.isEmpty && !parsed.invalid.isEmpty {
+                    printError("\(path): no manifest lines in it (is it a manifest written by `asr transcribe --jsonl`?)")
+                    throw ExitStatus.failure
                 }
                 sources.append(.init(name: path, entries: parsed.entries))
             }

@@ -6,7 +6,8 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure speed on this machine: a model's forward pass (default) or the resampler.",
         discussion: """
-            Model: one warm-up run, then --runs timed runs on --seconds of audio; prints the median real-time factor             (processing seconds / audio seconds), GFLOP/s, the time per stage, peak memory and load time.
+            Model: one warm-up run, then --runs timed runs on --seconds of audio; prints the median real-time factor \
+            (processing seconds / audio seconds), GFLOP/s, the time per stage, peak memory and load time.
             --resampler: throughput on one hour of 48 kHz stereo and quality figures on test tones.
             """)
 

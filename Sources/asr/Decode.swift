@@ -8,7 +8,13 @@ struct Decode: AsyncParsableCommand {
         abstract: "Decode saved CTC emissions (.npy from `asr logits`) with the greedy or beam-search decoder.",
         discussion: "Prints one line per file: the transcript, preceded by the path and a tab when several files are given. --timing adds the decoding time to stderr.")
 
-    @OptionGroup var modelOptions: ModelOptions
+    // Only the model's vocabulary and frame duration are used: no --threads or --precision (nothing runs the model).
+    @Option(name: .long, help: "The checkpoint the emissions came from: a directory or a cached Hugging Face model id (default: the built-in model).")
+    var model: String?
+
+    @Flag(name: .long, help: "Diagnostics on stderr.")
+    var verbose = false
+
     @OptionGroup(title: "Decoding") var decoderOptions: DecoderOptions
 
     @Argument(help: "Emission files (.npy, frames × vocabulary float32).")
@@ -28,7 +34,9 @@ struct Decode: AsyncParsableCommand {
         let transcriber: Transcriber
         let decoder: any CTCDecoder
         do {
-            transcriber = try modelOptions.load(quiet: quiet)
+            // No demo-model note: decoding saved emissions says nothing about the model's accuracy.
+            transcriber = try ModelOptions.load(
+                model: model, precision: .fp32, threads: 1, logger: ModelOptions.logger(verbose: verbose), quiet: true)
             decoder = try decoderOptions.makeDecoder(for: transcriber, quiet: quiet) ?? GreedyDecoder(vocabulary: transcriber.vocabulary)
         } catch {
             throw report(error)

@@ -46,7 +46,9 @@ struct DecoderOptions: ParsableArguments {
         if let beamPrune, beamPrune > 0 { throw ValidationError("--beam-prune must be ≤ 0") }
         if let tokenMinLogp, tokenMinLogp > 0 { throw ValidationError("--token-min-logp must be ≤ 0") }
         for spec in hotword {
-            do { _ = try Hotword(parsing: spec) } catch { throw ValidationError("\(error)") }
+            do { _ = try Hotword(parsing: spec) } catch ASRError.invalidHotword(let word, let reason) {
+                throw ValidationError("--hotword '\(word)': \(reason)")
+            }
         }
     }
 
@@ -94,6 +96,11 @@ struct DecoderOptions: ParsableArguments {
     func makeDecoder(for transcriber: Transcriber, quiet: Bool = false) throws -> (any CTCDecoder)? {
         let recipe = try recipe
         // Loading the language model is skipped when nothing else asks for beam search and there is none to find.
-        return try recipe.makeDecoder(vocabulary: transcriber.vocabulary, languageModel: try loadLanguageModel(for: transcriber, quiet: quiet))
+        do {
+            return try recipe.makeDecoder(vocabulary: transcriber.vocabulary, languageModel: try loadLanguageModel(for: transcriber, quiet: quiet))
+        } catch ASRError.invalidHotword(let word, let reason) {
+            // A hotword the model cannot write is a usage error (exit 2), like any other bad option value.
+            throw usageError("--hotword '\(word)': \(reason)")
+        }
     }
 }

@@ -18,15 +18,19 @@ struct Quantize: AsyncParsableCommand {
     @Argument(help: "The directory to write (created; it must be absent or empty unless --overwrite).")
     var output: String
 
-    @Option(help: "bf16 or int8.")
-    var precision: Precision
+    /// The precisions a checkpoint can be quantized to (fp32 is not one: the help lists only these).
+    enum Target: String, ExpressibleByArgument, CaseIterable {
+        case bf16, int8
+        var precision: Precision { self == .bf16 ? .bf16 : .int8 }
+    }
+
+    @Option(name: .customLong("precision"), help: ArgumentHelp("bf16 or int8.", valueName: "precision"))
+    var target: Target
 
     @Flag(help: "Replace OUTPUT if it exists and holds files.")
     var overwrite = false
 
-    func validate() throws {
-        if precision == .fp32 { throw ValidationError("--precision must be bf16 or int8 (fp32 is not a reduced precision)") }
-    }
+    private var precision: Precision { target.precision }
 
     func run() async throws {
         do {

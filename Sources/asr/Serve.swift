@@ -89,6 +89,12 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // The address is tried first (before the models load), so that a taken port is reported in words; the
+        // server's own bind error names neither the port nor the option.
+        if let problem = Self.cannotListen(host: host, port: port) {
+            printError("cannot listen on \(host):\(port): \(problem) (choose another --port, or --host)")
+            throw ExitStatus.failure
+        }
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -135,8 +141,38 @@ struct Serve: AsyncParsableCommand {
         do {
             try await server.run()
         } catch {
+            let text = "\(error)"
+            if text.contains("bind(") || text.contains("Address already in use") {
+                printError("cannot listen on \(host):\(port) (--host/--port): \(text)")
+                throw ExitStatus.failure
+            }
             throw report(error)
         }
         logger.info("stopped")
+    }
+
+    /// Why a listening socket cannot be bound to `host`:`port` (nil when it can, or when `port` is 0: any free one).
+    static func cannotListen(host: String, port: Int) -> String? {
+        guard port != 0 else { return nil }
+        var hints = addrinfo()
+        hints.ai_flags = AI_PASSIVE
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(host, String(port), &hints, &list)
+        guard status == 0, let first = list else {
+            return "the address cannot be resolved (\(String(cString: gai_strerror(status))))"
+        }
+        defer { freeaddrinfo(list) }
+        let fd = socket(first.pointee.ai_family, first.pointee.ai_socktype, first.pointee.ai_protocol)
+        guard fd >= 0 else { return nil }  // no socket to try with: let the server report it
+        defer { close(fd) }
+        var one: Int32 = 1
+        // As the server binds (SO_REUSEADDR): a port in TIME_WAIT is not "in use".
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        guard bind(fd, first.pointee.ai_addr, first.pointee.ai_addrlen) == 0 else {
+            return String(cString: strerror(errno)).lowercased()
+        }
+        return nil
     }
 }

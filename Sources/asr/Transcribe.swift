@@ -49,7 +49,7 @@ struct Transcribe: AsyncParsableCommand {
     @Flag(help: "Transcribe inputs again even when their outputs exist.")
     var overwrite = false
 
-    @Option(parsing: .unconditional, help: "Audio longer than this is processed in overlapping chunks (seconds).")
+    @Option(parsing: .unconditional, help: "Audio longer than this is processed in overlapping chunks (seconds; 0: one pass, however long, with memory growing as its square).")
     var chunkSeconds: Double = ChunkingOptions.default.chunkSeconds
 
     @Option(parsing: .unconditional, help: "Context kept on each side of a chunk (seconds).")
@@ -143,9 +143,11 @@ struct Transcribe: AsyncParsableCommand {
             throw ExitStatus.failure
         }
 
+        let work = selection?.pick(zip(inputs.items, plan)) ?? Array(zip(inputs.items, plan))
         let manifest: BatchManifest
         do {
-            manifest = try BatchManifest(jsonl, restart: overwrite, partition: selection?.partition)
+            let redone = Set(work.map(\.0.displayPath) + inputs.problems.map(\.path))
+            manifest = try BatchManifest(jsonl, restart: overwrite, redone: redone, partition: selection?.partition)
         } catch {
             throw report(error)
         }
@@ -161,15 +163,16 @@ struct Transcribe: AsyncParsableCommand {
         let transcriber: Transcriber
         let decoder: (any CTCDecoder)?
         do {
-            transcriber = try modelOptions.load(quiet: quiet)
+            // The demo-model note comes before the first file actually transcribed (not for a run that skips all).
+            transcriber = try modelOptions.load(quiet: true)
             decoder = try decoderOptions.makeDecoder(for: transcriber, quiet: quiet)
         } catch {
             throw report(error)
         }
         let chunking = try chunkingOptions(chunkSeconds: chunkSeconds, strideSeconds: strideSeconds)
-        let work = selection?.pick(zip(inputs.items, plan)) ?? Array(zip(inputs.items, plan))
-        var progress = Progress(total: work.count + inputs.problems.count, enabled: !quiet && !toStdout)
+        let progress = Progress(total: work.count + inputs.problems.count, enabled: !quiet && !toStdout, live: !quiet)
         var failed = 0, skipped = 0
+        var noteShown = quiet || modelOptions.model != nil
 
         // Not silenced by --quiet: a folder that gave nothing is probably a mistake.
         for directory in inputs.directories where directory.audioFiles == 0 {
@@ -195,11 +198,20 @@ struct Transcribe: AsyncParsableCommand {
                 manifest.appendSkipped(input.displayPath, ManifestLine.skipped(input.displayPath, outputs: destinations.map(\.path)))
                 continue
             }
+            if !noteShown {
+                noteShown = true
+                FileHandle.standardError.write(Data((ModelOptions.builtinModelNote + "\n").utf8))
+            }
             let started = DispatchTime.now().uptimeNanoseconds
             do {
-                let result = try await transcriber.transcribe(file: url, chunking: chunking, decoder: decoder)
+                let display = input.displayPath
+                let result = try await transcriber.transcribe(file: url, chunking: chunking, decoder: decoder) { report in
+                    let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+                    progress.update(display, processed: report.processedSeconds, totalSeconds: report.totalSeconds, elapsed: elapsed)
+                }
                 let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
                 if toStdout {
+                    progress.clearLine()
                     try Files.write(Data(formats[0].render(result, source: input.displayPath).utf8), to: "-")
                 } else {
                     for destination in destinations {
@@ -229,9 +241,13 @@ struct Transcribe: AsyncParsableCommand {
     }
 }
 
-/// Chunking settings checked by the library (ASRKit's `ChunkingOptions`), as a usage error.
+/// Chunking settings checked by the library (ASRKit's `ChunkingOptions`), as a usage error. `--chunk-seconds 0`
+/// means one pass however long the audio (every command that chunks takes it): the longest chunk the library allows.
 func chunkingOptions(chunkSeconds: Double, strideSeconds: Double) throws -> ChunkingOptions {
     do {
+        if chunkSeconds == 0 {
+            return try ChunkingOptions(chunkSeconds: ChunkingOptions.maxChunkSeconds, strideSeconds: strideSeconds)
+        }
         return try ChunkingOptions(chunkSeconds: chunkSeconds, strideSeconds: strideSeconds)
     } catch {
         throw ValidationError("--chunk-seconds \(chunkSeconds) --stride-seconds \(strideSeconds): \(error)")
@@ -399,19 +415,31 @@ enum ManifestLine {
     }
 }
 
-/// Progress on stderr: a redrawn bar on a terminal, one line per file otherwise.
-struct Progress {
+/// Progress on stderr: a redrawn bar on a terminal (moving within each file as its chunks finish: seconds of audio
+/// done of the total, speed, ETA), one line per file otherwise. Called from the worker thread within a file, so
+/// its state is behind a lock.
+final class Progress: @unchecked Sendable {
     let total: Int
+    /// Whether the per-file lines and the closing summary are written (not with --quiet, nor for one file to stdout).
     let enabled: Bool
-    let isTerminal = isatty(STDERR_FILENO) != 0
-    let start = DispatchTime.now().uptimeNanoseconds
-    var finished = 0
-    var audioSeconds = 0.0
-    var computeSeconds = 0.0
+    /// Whether the line moves within a file: on a terminal only, and not with --quiet.
+    let live: Bool
+    let isTerminal: Bool
+    private let start = DispatchTime.now().uptimeNanoseconds
+    private let mutex = NSLock()
+    private var finished = 0
+    private var audioSeconds = 0.0
+    private var computeSeconds = 0.0
+    private var lastDraw: UInt64 = 0
+    private var lineShown = false
 
-    init(total: Int, enabled: Bool) {
+    /// `enabled`: per-file lines and summary; `live`: the within-file line on a terminal (`terminal` overrides the
+    /// check of stderr, for tests).
+    init(total: Int, enabled: Bool, live: Bool, terminal: Bool = isatty(STDERR_FILENO) != 0) {
         self.total = total
         self.enabled = enabled
+        self.isTerminal = terminal
+        self.live = live && terminal
     }
 
     private func write(_ text: String) {
@@ -420,43 +448,91 @@ struct Progress {
 
     private var wall: Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
 
-    mutating func done(_ path: String, audio: Double, elapsed: Double) {
-        finished += 1
-        audioSeconds += audio
-        computeSeconds += elapsed
-        guard enabled else { return }
-        if isTerminal {
-            let speed = computeSeconds > 0 ? audioSeconds / computeSeconds : 0
-            let remaining = finished < total ? wall / Double(finished) * Double(total - finished) : 0
-            let width = 30
-            let filled = total > 0 ? width * finished / total : width
-            let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-            write(String(format: "\r\u{1B}[K%@ %d/%d files, %.2f h audio, %.1f× real time, ETA %@",
-                         bar, finished, total, audioSeconds / 3600, speed, Self.clock(remaining)))
-        } else {
-            write(String(format: "[%d/%d] %@: %.1f s of audio in %.2f s\n", finished, total, path, audio, elapsed))
+    /// Within a file: `processed` of `totalSeconds` seconds of audio done after `elapsed` seconds on it. Redrawn at
+    /// most ten times a second.
+    func update(_ path: String, processed: Double, totalSeconds: Double?, elapsed: Double) {
+        guard live else { return }
+        mutex.withLock {
+            let now = DispatchTime.now().uptimeNanoseconds
+            guard now - lastDraw > 100_000_000 else { return }
+            lastDraw = now
+            let speed = elapsed > 0 ? processed / elapsed : 0
+            var line = "\r\u{1B}[K"
+            if total > 1 { line += "[\(finished + 1)/\(total)] " }
+            line += (path as NSString).lastPathComponent + ": " + Self.clock(processed)
+            if let totalSeconds, totalSeconds > 0 {
+                let remaining = speed > 0 ? max(0, totalSeconds - processed) / speed : 0
+                line += String(format: " / %@ of audio (%.0f%%), %.1f× real time, ETA %@", Self.clock(totalSeconds),
+                               100 * min(1, processed / totalSeconds), speed, Self.clock(remaining))
+            } else {
+                line += String(format: " of audio, %.1f× real time", speed)
+            }
+            write(line)
+            lineShown = true
         }
     }
 
-    mutating func skipped(_ path: String) {
-        finished += 1
-        guard enabled else { return }
-        if !isTerminal { write("[\(finished)/\(total)] \(path): outputs exist, skipped\n") }
+    /// Clears a within-file line (before a transcript goes to a terminal's stdout, or an error is printed).
+    func clearLine() {
+        mutex.withLock {
+            if lineShown { write("\r\u{1B}[K") }
+            lineShown = false
+        }
     }
 
-    mutating func failed(_ path: String, message: String) {
-        finished += 1
-        if enabled && isTerminal { write("\r\u{1B}[K") }
+    func done(_ path: String, audio: Double, elapsed: Double) {
+        mutex.withLock {
+            finished += 1
+            audioSeconds += audio
+            computeSeconds += elapsed
+            guard enabled else { return }
+            if isTerminal {
+                let speed = computeSeconds > 0 ? audioSeconds / computeSeconds : 0
+                let remaining = finished < total ? wall / Double(finished) * Double(total - finished) : 0
+                let width = 30
+                let filled = total > 0 ? width * finished / total : width
+                let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
+                write(String(format: "\r\u{1B}[K%@ %d/%d files, %.2f h audio, %.1f× real time, ETA %@",
+                             bar, finished, total, audioSeconds / 3600, speed, Self.clock(remaining)))
+                lineShown = true
+            } else {
+                write(String(format: "[%d/%d] %@: %.1f s of audio in %.2f s\n", finished, total, path, audio, elapsed))
+            }
+        }
+    }
+
+    func skipped(_ path: String) {
+        mutex.withLock {
+            finished += 1
+            guard enabled else { return }
+            if !isTerminal { write("[\(finished)/\(total)] \(path): outputs exist, skipped\n") }
+        }
+    }
+
+    func failed(_ path: String, message: String) {
+        mutex.withLock {
+            finished += 1
+            if lineShown { write("\r\u{1B}[K") }
+            lineShown = false
+        }
         printError(message)
     }
 
     func finish(failed: Int, skipped: Int) {
-        guard enabled else { return }
-        if isTerminal { write("\n") }
-        let transcribed = finished - failed - skipped
-        let speed = computeSeconds > 0 ? audioSeconds / computeSeconds : 0
-        write(String(format: "%d transcribed, %d failed, %d skipped (outputs existed): %.2f h of audio in %@ (%.1f× real time)\n",
-                     transcribed, failed, skipped, audioSeconds / 3600, Self.clock(wall), speed))
+        mutex.withLock {
+            guard enabled else {
+                if lineShown { write("\r\u{1B}[K") }
+                return
+            }
+            if isTerminal && lineShown { write("\n") }
+            let transcribed = finished - failed - skipped
+            var summary = "\(transcribed) transcribed, \(failed) failed, \(skipped) skipped (outputs existed)"
+            if computeSeconds > 0 {
+                summary += String(format: ": %.2f h of audio in %@ (%.1f× real time)",
+                                  audioSeconds / 3600, Self.clock(wall), audioSeconds / computeSeconds)
+            }
+            write(summary + "\n")
+        }
     }
 
     static func clock(_ seconds: Double) -> String {

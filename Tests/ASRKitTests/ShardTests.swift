@@ -168,8 +168,17 @@ import Testing
         let entries = ManifestEntry.parse(Data(after.utf8))
         #expect(entries.invalid.isEmpty && entries.entries.count == 3)
         #expect(entries.entries.allSatisfy { $0.shard == 1 && $0.shards == 4 && $0.inputSet == "0123456789abcdef" && $0.finished != nil })
-        // --overwrite starts it again.
-        _ = try ManifestWriter(path: path, restart: true, partition: partition)
+        // --overwrite replaces the lines of the files it redoes and keeps the others.
+        do {
+            let restarted = try ManifestWriter(path: path, restart: true, redone: ["b.wav"], partition: partition)
+            #expect(restarted.previous == ["a.wav": "ok"] && restarted.droppedLines == 0)
+        }
+        let kept = ManifestEntry.parse(try Data(contentsOf: URL(fileURLWithPath: path))).entries
+        #expect(kept.map(\.file) == ["a.wav"])
+        // Lines of another partition cannot stay beside this run's: dropped, and counted.
+        let other = ManifestPartition(shard: try Shard(index: 2, count: 3), inputSet: "fedcba9876543210", inputs: 10)
+        let restarted = try ManifestWriter(path: path, restart: true, redone: [], partition: other)
+        #expect(restarted.droppedLines == 1 && restarted.previous.isEmpty)
         #expect(try String(contentsOfFile: path, encoding: .utf8).isEmpty)
     }
 

@@ -33,8 +33,10 @@ enum Runner {
         FileManager.default.createFile(atPath: outURL.path, contents: nil)
         FileManager.default.createFile(atPath: errURL.path, contents: nil)
         let process = Process()
-        process.executableURL = arguments.first == "/usr/bin/setpriv" ? URL(fileURLWithPath: arguments[0]) : CLI.executable
-        process.arguments = arguments.first == "/usr/bin/setpriv" ? Array(arguments.dropFirst()) : arguments
+        // A system tool first (setpriv, script) runs that tool, which runs asr itself.
+        let wrapped = arguments.first?.hasPrefix("/usr/bin/") == true
+        process.executableURL = wrapped ? URL(fileURLWithPath: arguments[0]) : CLI.executable
+        process.arguments = wrapped ? Array(arguments.dropFirst()) : arguments
         process.currentDirectoryURL = directory ?? CLI.root
         let outHandle = try FileHandle(forWritingTo: outURL), errHandle = try FileHandle(forWritingTo: errURL)
         process.standardOutput = outHandle

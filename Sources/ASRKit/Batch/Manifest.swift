@@ -30,8 +30,9 @@ package struct ManifestPartition: Equatable, Sendable {
 
 /// A `--jsonl` manifest written as the batch goes: one line appended per finished input, flushed to disk (fsync)
 /// before the next input starts, so a killed or preempted batch keeps every line it wrote. Opening an existing
-/// manifest keeps its lines (a resumed run appends; `--overwrite` starts it again) after cutting a torn last line
-/// (a kill in the middle of a write); its latest status per file is in `previous`. A regular file is locked
+/// manifest keeps its lines (a resumed run appends) after cutting a torn last line (a kill in the middle of a
+/// write); its latest status per file is in `previous`. A restarted manifest (`--overwrite`) drops only the lines of
+/// the files this run redoes (`redone`), and of another run's partition; every other line is kept. A regular file is locked
 /// (flock) while it is written, so two processes cannot append to one manifest (two tasks given the same shard).
 /// `-` (stdout), FIFOs and character devices are written into as they are, with nothing to resume.
 package final class ManifestWriter: @unchecked Sendable {
@@ -44,8 +45,13 @@ package final class ManifestWriter: @unchecked Sendable {
     package private(set) var previous: [String: String] = [:]
     /// The first write error, in words; lines after it are not written.
     package private(set) var writeError: String?
+    /// Lines a restart dropped although their file is not redone: they belong to another run's partition (or to a
+    /// sharded run when this one is not, or the other way round), which this run's lines cannot sit beside.
+    package private(set) var droppedLines = 0
 
-    package init(path: String, restart: Bool, partition: ManifestPartition?) throws {
+    /// Opens (or creates) the manifest at `path`. With `restart`, the lines of the files in `redone` are removed
+    /// first (the file is rewritten beside itself and renamed, so a kill keeps either the old or the new lines).
+    package init(path: String, restart: Bool, redone: Set<String> = [], partition: ManifestPartition?) throws {
         func fail(_ reason: String) -> ASRError { .writeFailed(file: path, reason: reason) }
         self.path = path
         self.partition = partition
@@ -68,19 +74,45 @@ package final class ManifestWriter: @unchecked Sendable {
                 close(fd)
                 throw fail(reason)
             }
-            self.fd = fd
             isRegularFile = true
             if restart {
-                guard ftruncate(fd, 0) == 0 else { throw fail(AtomicFile.errorText(errno)) }
+                // Read under the old file's lock, then replace it whole with the lines that stay, and lock the new.
+                let kept: [ManifestEntry]
+                do {
+                    let lines = ManifestEntry.parse(try Self.readAll(fd)).entries
+                    kept = lines.filter { !redone.contains($0.file) && $0.partitionKey == partition?.key }
+                    droppedLines = lines.filter { !redone.contains($0.file) }.count - kept.count
+                } catch let failure as ReadFailure {
+                    close(fd)
+                    throw fail("cannot read it: \(failure.reason)")
+                }
+                let text = kept.map { $0.text + "\n" }.joined()
+                do {
+                    try AtomicFile.write(Data(text.utf8), to: URL(fileURLWithPath: target))
+                } catch {
+                    close(fd)
+                    throw error
+                }
+                close(fd)
+                let fresh = open(target, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+                guard fresh >= 0 else { throw fail(AtomicFile.errorText(errno)) }
+                if flock(fresh, LOCK_EX | LOCK_NB) != 0 {
+                    close(fresh)
+                    throw fail("another asr process is writing this manifest (two tasks given the same shard?)")
+                }
+                self.fd = fresh
+                for line in kept { previous[line.file] = line.status }
             } else {
+                self.fd = fd
                 try resume(fail)
             }
         }
     }
 
-    deinit { if fd != STDOUT_FILENO { close(fd) } }
+    private struct ReadFailure: Error { let reason: String }
 
-    private func resume(_ fail: (String) -> ASRError) throws {
+    /// The whole file behind `fd`, read from its start.
+    private static func readAll(_ fd: Int32) throws -> Data {
         var data = Data()
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         var offset: off_t = 0
@@ -88,12 +120,19 @@ package final class ManifestWriter: @unchecked Sendable {
             let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, offset) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw fail("cannot read it to resume: \(AtomicFile.errorText(errno))")
+                throw ReadFailure(reason: AtomicFile.errorText(errno))
             }
-            if n == 0 { break }
+            if n == 0 { return data }
             data.append(contentsOf: buffer[0..<n])
             offset += off_t(n)
         }
+    }
+
+    deinit { if fd != STDOUT_FILENO { close(fd) } }
+
+    private func resume(_ fail: (String) -> ASRError) throws {
+        let data: Data
+        do { data = try Self.readAll(fd) } catch let failure as ReadFailure { throw fail("cannot read it to resume: \(failure.reason)") } catch { throw error }
         // A torn last line (killed in the middle of a write) is cut; every complete line stays as it was.
         let complete = data.lastIndex(of: UInt8(ascii: "\n")).map { data.distance(from: data.startIndex, to: $0) + 1 } ?? 0
         if complete < data.count {

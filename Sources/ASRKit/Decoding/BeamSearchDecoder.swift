@@ -22,18 +22,18 @@ public struct Hotword: Sendable, Equatable {
         if let colon = spec.lastIndex(of: ":") {
             let weightText = spec[spec.index(after: colon)...]
             guard let weight = Double(weightText) else {
-                throw ASRError.invalidLanguageModel(
-                    file: "--hotword", reason: "'\(spec)': the weight after ':' must be a number, not '\(weightText)' (word:weight, e.g. Kubernetes:8)")
+                throw ASRError.invalidHotword(
+                    hotword: spec, reason: "the weight after ':' must be a number, not '\(weightText)' (word:weight, e.g. Kubernetes:8)")
             }
             guard weight.isFinite else {
-                throw ASRError.invalidLanguageModel(file: "--hotword", reason: "'\(spec)': the weight must be a finite number")
+                throw ASRError.invalidHotword(hotword: spec, reason: "the weight must be a finite number")
             }
             self.init(String(spec[..<colon]), weight: weight)
         } else {
             self.init(spec)
         }
         guard !text.split(whereSeparator: \.isWhitespace).isEmpty else {
-            throw ASRError.invalidLanguageModel(file: "--hotword", reason: "'\(spec)' has no word in it")
+            throw ASRError.invalidHotword(hotword: spec, reason: "it has no word in it")
         }
     }
 }
@@ -280,8 +280,10 @@ public final class BeamSearchDecoder: CTCDecoder {
         for hotword in options.hotwords {
             for piece in hotword.text.split(whereSeparator: \.isWhitespace) {
                 guard let spelled = alphabet.respell(String(piece)) else {
-                    throw ASRError.invalidLanguageModel(
-                        file: "--hotword", reason: "'\(piece)' has characters the model cannot write (its alphabet: \(alphabet.letters.sorted().joined()))")
+                    let missing = alphabet.unwritable(String(piece)).map { "'\($0)'" }.joined(separator: ", ")
+                    throw ASRError.invalidHotword(
+                        hotword: hotword.text,
+                        reason: "the model cannot write \(missing) (its characters: \(alphabet.displayLetters))")
                 }
                 if let existing = words.firstIndex(where: { $0.utf8.elementsEqual(spelled.utf8) }) {
                     weights[existing] = max(weights[existing], hotword.weight)
@@ -329,6 +331,23 @@ public final class BeamSearchDecoder: CTCDecoder {
 
         /// Spelling is checked per Unicode scalar (so a vowel sign or combining accent that is its own token counts).
         func canSpell(_ word: String) -> Bool { word.unicodeScalars.allSatisfy { letters.contains(String($0)) } }
+
+        /// The characters of `word` that no letter case of the alphabet has, each once, in order.
+        func unwritable(_ word: String) -> [String] {
+            var seen = Set<String>()
+            return word.unicodeScalars.map(String.init).filter { s in
+                !letters.contains(s) && !letters.contains(s.uppercased()) && !letters.contains(s.lowercased()) && seen.insert(s).inserted
+            }
+        }
+
+        /// The alphabet for messages: letters and digits first, then the rest, space-separated.
+        var displayLetters: String {
+            letters.sorted { a, b in
+                let la = a.unicodeScalars.first.map { CharacterSet.alphanumerics.contains($0) } ?? false
+                let lb = b.unicodeScalars.first.map { CharacterSet.alphanumerics.contains($0) } ?? false
+                return la != lb ? la : a < b
+            }.joined(separator: " ")
+        }
 
         /// `word` in the model's letter case when only that case is in the alphabet; nil if unspellable.
         func respell(_ word: String) -> String? {

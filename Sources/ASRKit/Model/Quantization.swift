@@ -158,15 +158,33 @@ public enum ModelQuantizer {
         "vocab.json", "preprocessor_config.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
     ]
 
-    /// Quantizes the checkpoint in `input` (any layout this engine loads) into a new directory `output`.
+    /// Quantizes the checkpoint in `input` (any layout this engine loads) into the directory `output`.
+    ///
     /// Refuses an already-quantized model (an `asr_int8` or other `quantization_config`, I8 tensors, or for bf16 a
-    /// checkpoint that is all BF16 already), and an `output` that exists with files in it unless `overwrite`.
+    /// checkpoint that is all BF16 already); an `output` that is `input`, contains it or lies inside it (checked
+    /// before anything is read); and an `output` that exists with files in it unless `overwrite`.
+    ///
+    /// A new `output` appears whole (written beside it, then renamed). With `overwrite`, only the files this writes
+    /// (`model.safetensors`, `config.json` and the copied files) are replaced in an existing `output`, each by an
+    /// atomic rename, `config.json` last; nothing else there is ever deleted. An `output` holding files of another
+    /// model that the new one would not replace (other weight files, a tokenizer file the source lacks) is refused,
+    /// since the result would mix two models.
     public static func quantize(modelDirectory input: URL, to output: URL, precision: Precision, overwrite: Bool = false) throws -> Report {
         func refuse(_ reason: String) -> ASRError { .quantizationRefused(directory: input.path, reason: reason) }
         guard precision != .fp32 else { throw refuse("fp32 is not a reduced precision (choose bf16 or int8)") }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: input.path, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw ASRError.missingModelFile(directory: input.path, file: "(the directory itself)")
+        }
+        // Before anything is read or written: the output must be apart from the input (a replaced output must never
+        // take the input with it).
+        let inputPath = canonicalPath(input), outputPath = canonicalPath(output)
+        if outputPath == inputPath { throw refuse("the output directory is the input directory") }
+        if isInside(inputPath, outputPath) {
+            throw refuse("the output directory \(output.path) contains the input directory; choose an output outside it")
+        }
+        if isInside(outputPath, inputPath) {
+            throw refuse("the output directory \(output.path) is inside the input directory; choose an output outside it")
         }
         let files = ModelFiles.directory(input)
         let configuration = try Wav2Vec2Configuration.decode(try files.required("config.json"))
@@ -185,11 +203,7 @@ public enum ModelQuantizer {
             throw refuse("all its weights are already BF16")
         }
 
-        let outputPath = output.standardizedFileURL.resolvingSymlinksInPath().path
-        if outputPath == input.standardizedFileURL.resolvingSymlinksInPath().path {
-            throw refuse("the output directory is the input directory")
-        }
-        try checkOutput(output, overwrite: overwrite)
+        try checkOutput(output, overwrite: overwrite, writing: writtenFiles(files))
 
         // The tensors to write, in safetensors' order: by alignment (F32 before BF16 before I8), then by name, so
         // every F32 tensor stays 4-byte aligned and can be read in place.
@@ -271,32 +285,92 @@ public enum ModelQuantizer {
         return PlannedTensor(name: name, dtype: .f32, shape: shape) { sink in try sink.write(try source.floats(name)) }
     }
 
-    /// Fails early when `output` cannot be written without losing files.
-    private static func checkOutput(_ output: URL, overwrite: Bool) throws {
+    /// The absolute path `url` names with every symbolic link resolved, for a path that may not exist yet (its
+    /// deepest existing ancestor is resolved and the rest appended).
+    static func canonicalPath(_ url: URL) -> String {
+        var existing = url.standardizedFileURL.path
+        var rest: [String] = []
+        while !existing.isEmpty && existing != "/" && !FileManager.default.fileExists(atPath: existing) {
+            rest.insert((existing as NSString).lastPathComponent, at: 0)
+            existing = (existing as NSString).deletingLastPathComponent
+        }
+        let resolved = realpath(existing, nil).map { pointer -> String in
+            defer { free(pointer) }
+            return String(cString: pointer)
+        } ?? existing
+        return rest.reduce(resolved) { ($0 as NSString).appendingPathComponent($1) }
+    }
+
+    /// Whether `path` lies strictly inside `directory` (both canonical).
+    static func isInside(_ path: String, _ directory: String) -> Bool {
+        let base = directory.hasSuffix("/") ? directory : directory + "/"
+        return path.hasPrefix(base)
+    }
+
+    /// The names this writes for a source: the weights, config.json and the copied files the source has.
+    private static func writtenFiles(_ files: ModelFiles) -> Set<String> {
+        Set(["model.safetensors", "config.json"] + copiedFiles.filter { (try? files.data($0)) != nil })
+    }
+
+    /// Weight files of another layout: left beside a new `model.safetensors` they would make two models in one folder.
+    private static let otherWeightFiles = ["model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"]
+
+    /// Fails early when `output` cannot be written without losing files or mixing two models.
+    private static func checkOutput(_ output: URL, overwrite: Bool, writing: Set<String>) throws {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: output.path, isDirectory: &isDirectory) else { return }
         guard isDirectory.boolValue else { throw ASRError.writeFailed(file: output.path, reason: "exists and is not a directory") }
+        removeStaleTemporaries(in: output)
         let contents = (try? FileManager.default.contentsOfDirectory(atPath: output.path)) ?? []
         if !contents.isEmpty && !overwrite { throw ASRError.outputNotEmpty(directory: output.path) }
+        let foreign = contents.filter { name in
+            !writing.contains(name) && (otherWeightFiles.contains(name) || copiedFiles.contains(name)
+                || (name.hasSuffix(".safetensors") && !name.hasPrefix(".")))
+        }.sorted()
+        if !foreign.isEmpty {
+            throw ASRError.writeFailed(
+                file: output.path,
+                reason: "it holds files of another model that this would not replace (\(foreign.joined(separator: ", "))); "
+                    + "remove them or choose another output directory (--overwrite never deletes files it does not write)")
+        }
     }
+
+    /// Temporary folders a killed run left inside an output directory (their writer is gone).
+    private static func removeStaleTemporaries(in directory: URL) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory.path) else { return }
+        for name in names where name.hasPrefix(temporaryPrefix) && name.hasSuffix(AtomicFile.temporarySuffix) {
+            guard let pid = Int32(name.dropFirst(temporaryPrefix.count).dropLast(AtomicFile.temporarySuffix.count)),
+                  pid != getpid(), kill(pid, 0) != 0 && errno == ESRCH else { continue }
+            try? FileManager.default.removeItem(at: directory.appendingPathComponent(name))
+        }
+    }
+
+    private static let temporaryPrefix = ".asr-quantize."
 
     private static func write(_ plan: [PlannedTensor], config: JSONValue, files: ModelFiles, source: TensorSource, input: URL,
                               output: URL, precision: Precision, converted: Int) throws -> Report {
         let fm = FileManager.default
+        // Measured before anything is written.
+        let inputWeightBytes = weightFiles(in: input).reduce(0) { $0 + fileSize($1) }
+        // A new output is written beside it and renamed into place whole; an existing one gets the files in a
+        // temporary folder inside it, each renamed over its old version.
+        let exists = fm.fileExists(atPath: output.path)
         let parent = output.deletingLastPathComponent()
-        let temporary = parent.appendingPathComponent(".\(output.lastPathComponent).\(getpid())\(AtomicFile.temporarySuffix)")
+        let temporary = exists
+            ? output.appendingPathComponent("\(temporaryPrefix)\(getpid())\(AtomicFile.temporarySuffix)")
+            : parent.appendingPathComponent(".\(output.lastPathComponent).\(getpid())\(AtomicFile.temporarySuffix)")
         func fail(_ url: URL, _ error: Error) -> ASRError {
             (error as? ASRError) ?? .writeFailed(file: url.path, reason: "\(error.localizedDescription)")
         }
         do {
-            try fm.createDirectory(at: parent, withIntermediateDirectories: true)
+            if !exists { try fm.createDirectory(at: parent, withIntermediateDirectories: true) }
             try? fm.removeItem(at: temporary)
             try fm.createDirectory(at: temporary, withIntermediateDirectories: false)
         } catch {
             throw fail(temporary, error)
         }
         var committed = false
-        defer { if !committed { try? fm.removeItem(at: temporary) } }
+        defer { if !committed || exists { try? fm.removeItem(at: temporary) } }
 
         let weights = temporary.appendingPathComponent("model.safetensors")
         try writeSafeTensors(plan, to: weights)
@@ -309,21 +383,14 @@ public enum ModelQuantizer {
             copied.append(name)
         }
 
-        // Into place: a missing or empty output is replaced by one rename; a full one (overwrite) is moved aside first.
-        try checkOutput(output, overwrite: true)
-        let contents = (try? fm.contentsOfDirectory(atPath: output.path)) ?? []
-        if fm.fileExists(atPath: output.path) && !contents.isEmpty {
-            let old = parent.appendingPathComponent(".\(output.lastPathComponent).\(getpid()).asr-old")
-            try? fm.removeItem(at: old)
-            guard rename(output.path, old.path) == 0 else {
-                throw ASRError.writeFailed(file: output.path, reason: "cannot move the old directory aside: \(String(cString: strerror(errno)))")
+        if exists {
+            // Each file is replaced whole; config.json goes last, so a run killed in between leaves the old
+            // config.json (a rerun with --overwrite completes the folder).
+            for name in ["model.safetensors"] + copied + ["config.json"] {
+                guard rename(temporary.appendingPathComponent(name).path, output.appendingPathComponent(name).path) == 0 else {
+                    throw ASRError.writeFailed(file: output.appendingPathComponent(name).path, reason: String(cString: strerror(errno)))
+                }
             }
-            guard rename(temporary.path, output.path) == 0 else {
-                let reason = String(cString: strerror(errno))
-                _ = rename(old.path, output.path)
-                throw ASRError.writeFailed(file: output.path, reason: reason)
-            }
-            try? fm.removeItem(at: old)
         } else {
             guard rename(temporary.path, output.path) == 0 else {
                 throw ASRError.writeFailed(file: output.path, reason: String(cString: strerror(errno)))
@@ -333,7 +400,7 @@ public enum ModelQuantizer {
 
         return Report(
             output: output, precision: precision,
-            inputWeightBytes: weightFiles(in: input).reduce(0) { $0 + fileSize($1) },
+            inputWeightBytes: inputWeightBytes,
             outputWeightBytes: fileSize(output.appendingPathComponent("model.safetensors")),
             inputWeightTypes: source.storageTypes,
             outputWeightTypes: Array(Set(plan.map(\.dtype.rawValue))).sorted(),

@@ -21,6 +21,9 @@ public final class Wav2Vec2Model: Sendable {
     let head: Linear
     /// Number of weight values loaded.
     public let parameterCount: Int
+    /// Number of values in the checkpoint, training-only tensors (`masked_spec_embed`) included: what transformers'
+    /// `num_parameters()` and a training log count.
+    public let storedParameterCount: Int
     /// Loading problems that did not stop it (e.g. NaN weights).
     public let warnings: [String]
 
@@ -132,6 +135,8 @@ public final class Wav2Vec2Model: Sendable {
         head = try loader.linear("lm_head", inFeatures: h, outFeatures: c.vocabSize, prefixed: false)
         try loader.checkAllUsed()
         parameterCount = loader.used.reduce(0) { $0 + (source.shapes[$1]?.reduce(1, *) ?? 0) }
+        // Quantization scales are storage, not parameters.
+        storedParameterCount = source.shapes.filter { !$0.key.hasSuffix(Int8Checkpoint.scaleSuffix) }.values.reduce(0) { $0 + $1.reduce(1, *) }
         warnings = loader.warnings
     }
 
