@@ -50,6 +50,15 @@ public enum ASRError: Error, Equatable, Sendable {
     /// Chunking settings that cannot work (non-finite, negative, or a stride that leaves no audio to keep).
     case invalidChunking(reason: String)
 
+    /// A transcript to align cannot fit the audio: `tokens` tokens, `repeats` of them repeating the one before (a
+    /// blank frame must separate those), need `tokens + repeats` frames and the audio gives `frames` (of
+    /// `frameDuration` seconds each, when known).
+    case transcriptTooLong(frames: Int, tokens: Int, repeats: Int, frameDuration: Double?)
+
+    /// Aligning `tokens` tokens over `seconds` of audio in one pass would need `bytes` of back-pointers, more than
+    /// ``ForcedAligner/maxTableBytes``.
+    case alignmentTooLarge(seconds: Double, tokens: Int, bytes: Int)
+
     /// A NumPy array file is not one we can read.
     case invalidArrayFile(file: String, reason: String)
 
@@ -124,6 +133,21 @@ extension ASRError: LocalizedError, CustomStringConvertible {
             return "\(file): download failed: \(reason)"
         case .invalidLanguageModel(let file, let reason):
             return "\(file): \(reason)"
+        case .transcriptTooLong(let frames, let tokens, let repeats, let frameDuration):
+            let needed = tokens + repeats
+            guard let frameDuration else {
+                return "the transcript does not fit the audio: its \(tokens) tokens (\(repeats) repeated, which need a blank "
+                    + "between) need at least \(needed) frames and the audio has \(frames)"
+            }
+            return String(format: "the transcript does not fit the audio: %.2f s of audio give %d frames of %.0f ms, and the "
+                          + "transcript's %d characters (%d doubled letters, which need a pause between) need at least %d "
+                          + "(%.2f s of speech); check that the transcript belongs to this audio, or cut the transcript to "
+                          + "the part spoken", Double(frames) * frameDuration, frames, frameDuration * 1000, tokens, repeats,
+                          needed, Double(needed) * frameDuration)
+        case .alignmentTooLarge(let seconds, let tokens, let bytes):
+            return String(format: "aligning %d transcript characters over %.0f s of audio in one pass would need %.1f GB; "
+                          + "cut the recording and its transcript into parts (e.g. at chapter or paragraph breaks)",
+                          tokens, seconds, Double(bytes) / 1e9)
         case .invalidHotword(let hotword, let reason):
             return "hotword '\(hotword)': \(reason)"
         case .ioFailed(let file, let reason):

@@ -35,6 +35,12 @@ import Testing
         .int8: (0.08, 0.03),
     ]
 
+    /// int8 on a CPU without VNNI (AVX2 only): its kernels need weights within ±63, so they are 7-bit, with twice
+    /// the rounding step. Measured on an AMD EPYC without AVX-512 (2026-12-05): argmax changed in ≤ 14/78 frames
+    /// (hubert-layout; base-layout 4/78) and max |Δ| ≤ 5.6 % of the logit range (base-layout 3.6 %), about twice the
+    /// VNNI path's error; bounded here with some margin.
+    static let int8WithoutVNNI: (argmaxChanged: Double, relativeDelta: Float) = (0.25, 0.07)
+
     @Test(arguments: Fixtures.modelNames, [Precision.bf16, .int8])
     func reducedPrecisionStaysNearFP32(model name: String, precision: Precision) throws {
         let exact = try Transcriber(modelDirectory: Fixtures.model(name))
@@ -52,7 +58,12 @@ import Testing
         let maxDelta = zip(a.logits, b.logits).map { abs($0 - $1) }.max() ?? 0
         let range = (a.logits.max() ?? 0) - (a.logits.min() ?? 0)
         print("precision \(precision.rawValue) \(name): argmax changed \(changed)/\(a.frames), max |Δ| \(maxDelta) (logit range \(range))")
-        let bound = Self.bounds[precision]!
+        // Where the CPU has no bf16 products, bf16 runs as fp32 (with a warning at load): exactly fp32's logits.
+        if precision == .bf16 && !ReducedPrecisionKernels.bf16Available {
+            #expect(reduced.precision == .fp32 && maxDelta == 0, "\(name): the fp32 fallback must be fp32")
+            return
+        }
+        let bound = precision == .int8 && !ReducedPrecisionKernels.int8VNNI ? Self.int8WithoutVNNI : Self.bounds[precision]!
         #expect(share <= bound.argmaxChanged, "\(name) \(precision): \(changed)/\(a.frames) frames changed argmax")
         #expect(maxDelta <= bound.relativeDelta * range, "\(name) \(precision): max |Δ| \(maxDelta), logit range \(range)")
         #expect(maxDelta > 0, "\(precision) must actually change the products")

@@ -1,0 +1,190 @@
+import Foundation
+
+/// A word of a known transcript with the time it is spoken.
+public struct AlignedWord: Sendable, Equatable, Codable {
+    /// The word exactly as the transcript spells it (case, punctuation, digits and accents kept).
+    public let text: String
+    /// Seconds from the start of the audio to the word's first frame.
+    public let start: Double
+    /// Seconds from the start of the audio to the end of the word's last frame.
+    public let end: Double
+    /// Mean probability the model gives the word's tokens over the frames aligned to them (0...1).
+    public let confidence: Double
+    /// False when nothing of the word could be aligned by the model's own tokens: it is all characters the
+    /// vocabulary lacks (a number, a symbol, another script; aligned through the wildcard), or all punctuation (then it
+    /// has no frames: `start == end`, at the boundary where it stands). Its times are then only an estimate.
+    public let aligned: Bool
+}
+
+/// A transcript aligned to audio: every word of it, in order, with times.
+public struct ForcedAlignment: Sendable, Equatable {
+    /// The transcript as given.
+    public let text: String
+    /// Seconds of audio.
+    public let duration: Double
+    /// Every word of the transcript (split at white space), in order, none dropped.
+    public let words: [AlignedWord]
+    /// The characters that were aligned, in the transcript's spelling: one entry per vocabulary token, one per
+    /// run of characters the vocabulary lacks (aligned through the wildcard), and a space for each word boundary.
+    public let characters: [TimedCharacter]
+
+    /// As a ``Transcription``, for the renderers of transcripts (txt, json, srt, vtt, tsv).
+    public var transcription: Transcription {
+        Transcription(text: text, duration: duration,
+                      words: words.map { Word(text: $0.text, start: $0.start, end: $0.end, confidence: $0.confidence) },
+                      characters: characters)
+    }
+}
+
+/// Forced alignment of a known transcript on a model's emissions: the transcript is spelled in the vocabulary's
+/// tokens (letter case folded to the vocabulary's, the word delimiter between words), characters the vocabulary
+/// lacks become a wildcard token whose probability is that of "any non-blank token" (log(1 − p(blank))), and
+/// ``CTCViterbi`` finds the best path. Punctuation the vocabulary lacks is not aligned (it is not spoken) but stays
+/// in the words' text.
+public enum ForcedAligner {
+    /// One token of the spelled transcript, and where it comes from.
+    struct Piece {
+        let token: Int          // vocabulary id, or the wildcard (vocabulary size)
+        let word: Int           // index of its word, or -1 for a word delimiter
+        let text: String        // the characters of the transcript it stands for
+    }
+
+    /// Back-pointers beyond this are refused with a clear error rather than exhausting memory (4 GiB).
+    public static let maxTableBytes = 4 << 30
+
+    /// Spells `words` in `vocabulary`'s tokens.
+    static func spell(_ words: [String], vocabulary: Vocabulary) -> [Piece] {
+        var ids: [String: Int] = [:]
+        for id in 0..<vocabulary.count where id != vocabulary.blankID {
+            let token = vocabulary.token(id)
+            if token != vocabulary.unknownToken && ids[token] == nil { ids[token] = id }
+        }
+        let wildcard = vocabulary.count
+        let delimiter = ids[vocabulary.wordDelimiter]
+        var pieces: [Piece] = []
+        for (index, word) in words.enumerated() {
+            var wordPieces: [Piece] = []
+            for scalar in word.unicodeScalars {
+                let s = String(scalar)
+                if let id = ids[s] ?? ids[s.uppercased()] ?? ids[s.lowercased()] {
+                    wordPieces.append(Piece(token: id, word: index, text: s))
+                } else if CharacterSet.alphanumerics.contains(scalar) || CharacterSet.symbols.contains(scalar) {
+                    // A spoken character the vocabulary lacks: one wildcard for the whole run of them.
+                    if let last = wordPieces.last, last.token == wildcard {
+                        wordPieces[wordPieces.count - 1] = Piece(token: wildcard, word: index, text: last.text + s)
+                    } else {
+                        wordPieces.append(Piece(token: wildcard, word: index, text: s))
+                    }
+                } else if let last = wordPieces.last, CharacterSet.nonBaseCharacters.contains(scalar) {
+                    // A combining mark belongs to the character before it.
+                    wordPieces[wordPieces.count - 1] = Piece(token: last.token, word: index, text: last.text + s)
+                }
+                // Punctuation the vocabulary lacks is not spoken: not aligned (it stays in the word's text).
+            }
+            if wordPieces.isEmpty { continue }
+            if let delimiter, !pieces.isEmpty { pieces.append(Piece(token: delimiter, word: -1, text: " ")) }
+            pieces += wordPieces
+        }
+        return pieces
+    }
+
+    /// Aligns `transcript` to `emissions` (logits of `vocabulary`), for audio of `duration` seconds.
+    public static func align(
+        transcript: String, emissions: Emissions, vocabulary: Vocabulary, duration: Double
+    ) throws -> ForcedAlignment {
+        let words = transcript.split(whereSeparator: \.isWhitespace).map(String.init)
+        let pieces = spell(words, vocabulary: vocabulary)
+        let T = emissions.frames, C = emissions.vocabularySize
+        let states = 2 * pieces.count + 1
+        if T * states > maxTableBytes {
+            throw ASRError.alignmentTooLarge(seconds: duration, tokens: pieces.count, bytes: T * states)
+        }
+        // Log-softmax, then the wildcard's column: log(1 − p(blank)) = log Σ_{non-blank} p.
+        let logProbs = CTCViterbi.logSoftmax(emissions.logits, frames: T, classes: C)
+        let classes = C + 1
+        var augmented = [Float](repeating: 0, count: T * classes)
+        for t in 0..<T {
+            for c in 0..<C { augmented[t * classes + c] = logProbs[t * C + c] }
+            let blank = Double(logProbs[t * C + vocabulary.blankID])
+            augmented[t * classes + C] = Float(Foundation.log(max(1e-30, -Foundation.expm1(blank))))
+        }
+        let path: [Int]
+        do {
+            path = try CTCViterbi.states(logProbabilities: augmented, frames: T, classes: classes,
+                                         targets: pieces.map(\.token), blank: vocabulary.blankID)
+        } catch ASRError.transcriptTooLong(let frames, let tokens, let repeats, _) {
+            throw ASRError.transcriptTooLong(frames: frames, tokens: tokens, repeats: repeats, frameDuration: emissions.frameDuration)
+        }
+        // Frames of each piece, and its mean probability over them.
+        var first = [Int](repeating: -1, count: pieces.count), last = [Int](repeating: -1, count: pieces.count)
+        var probability = [Double](repeating: 0, count: pieces.count)
+        for (t, k) in path.enumerated() where k >= 0 {
+            if first[k] < 0 { first[k] = t }
+            last[k] = t
+            probability[k] += Foundation.exp(Double(augmented[t * classes + pieces[k].token]))
+        }
+        let stride = emissions.frameDuration
+        func time(_ frame: Int) -> Double { min(duration, Double(frame) * stride) }
+        var characters: [TimedCharacter] = []
+        var spans = [(start: Double, end: Double, probability: Double, frames: Int, spelled: Bool)?](repeating: nil, count: words.count)
+        for (k, piece) in pieces.enumerated() {
+            let frames = last[k] - first[k] + 1
+            let start = time(first[k]), end = time(last[k] + 1)
+            characters.append(TimedCharacter(text: piece.text, start: start, end: end, confidence: probability[k] / Double(frames)))
+            guard piece.word >= 0 else { continue }
+            let spelled = piece.token != vocabulary.count
+            if let span = spans[piece.word] {
+                spans[piece.word] = (span.start, end, span.probability + probability[k], span.frames + frames, span.spelled || spelled)
+            } else {
+                spans[piece.word] = (start, end, probability[k], frames, spelled)
+            }
+        }
+        // A word with nothing to align (all punctuation) sits at the end of the word before it, at zero length.
+        var aligned: [AlignedWord] = []
+        var boundary = 0.0
+        for (index, word) in words.enumerated() {
+            if let span = spans[index] {
+                aligned.append(AlignedWord(text: word, start: span.start, end: span.end,
+                                           confidence: span.probability / Double(span.frames), aligned: span.spelled))
+                boundary = span.end
+            } else {
+                aligned.append(AlignedWord(text: word, start: boundary, end: boundary, confidence: 0, aligned: false))
+            }
+        }
+        return ForcedAlignment(text: transcript, duration: duration, words: aligned, characters: characters)
+    }
+}
+
+extension Transcriber {
+    /// Aligns a known `transcript` to mono samples at the model's rate: the emissions are computed as
+    /// `transcribe` computes them (chunked the same way), then ``ForcedAligner`` places every word.
+    ///
+    /// - Throws: ``ASRError/transcriptTooLong(frames:tokens:repeats:frameDuration:)`` when the transcript cannot fit
+    ///   the audio; ``ASRError/alignmentTooLarge(seconds:tokens:bytes:)`` when one pass would need more than
+    ///   ``ForcedAligner/maxTableBytes``.
+    public func align(_ samples: [Float], transcript: String, chunking: ChunkingOptions = .default) throws -> ForcedAlignment {
+        var consumed = false
+        let result = try emissions(chunking: chunking) { () -> [Float]? in
+            defer { consumed = true }
+            return consumed ? nil : samples
+        }
+        let duration = Double(samples.count) / Double(sampleRate)
+        return try ForcedAligner.align(transcript: transcript, emissions: result.emissions, vocabulary: vocabulary, duration: duration)
+    }
+
+    /// Aligns a known `transcript` to an audio file of any supported format, rate and channel count, streamed
+    /// through the model in chunks; `progress` is called after each chunk.
+    public func align(
+        file: URL, transcript: String, chunking: ChunkingOptions = .default, progress: ((TranscriptionProgress) -> Void)? = nil
+    ) throws -> ForcedAlignment {
+        let audio = try AudioFile(path: file.path)
+        logAudio(audio, chunking: chunking)
+        let total = audio.frameCount > 0 ? Double(audio.frameCount) / Double(audio.sampleRate) : nil
+        let stream = AudioStream(file: audio, sampleRate: sampleRate)
+        let result = try emissions(chunking: chunking, progress: { report in
+            progress?(TranscriptionProgress(processedSeconds: report.processedSeconds, totalSeconds: total))
+        }, next: { try stream.next() })
+        let duration = Double(result.samples) / Double(sampleRate)
+        return try ForcedAligner.align(transcript: transcript, emissions: result.emissions, vocabulary: vocabulary, duration: duration)
+    }
+}
