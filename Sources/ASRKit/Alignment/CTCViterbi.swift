@@ -7,7 +7,9 @@ import Foundation
 /// ties included, so results made with it can be reproduced:
 /// - scores are float32 sums of the log probabilities given;
 /// - each state takes the best of staying, advancing one state, and (a token state whose token differs from the
-///   previous token) skipping the blank between them; a tie prefers staying over advancing over skipping;
+///   previous token) skipping the blank between them; a move other than staying is taken only when it scores strictly
+///   higher than both others, so every tie stays (even a tie between advancing and skipping that beats staying:
+///   torchaudio 2.8's CPU kernel does that, and its golden paths show it);
 /// - at the last frame the path ends on the last token unless the final blank scores strictly higher;
 /// - states that cannot be reached yet, or from which the end cannot be reached in the frames left, are pruned with
 ///   torchaudio's window (which counts the repeats of the whole sequence), so a path never uses them.
@@ -76,7 +78,7 @@ public enum CTCViterbi {
                         let best: Float
                         if skip > advance && skip > stay {
                             best = skip; back[t * S + state] = 2
-                        } else if advance > stay {
+                        } else if advance > stay && advance > skip {
                             best = advance; back[t * S + state] = 1
                         } else {
                             best = stay; back[t * S + state] = 0

@@ -1,0 +1,111 @@
+import Foundation
+import Testing
+@testable import ASRKit
+
+/// Issue 24, the aligner's core: CTCViterbi against torchaudio's own paths, the length error, and ForcedAligner's
+/// promise that every word of the transcript comes back, in order and in its own spelling.
+@Suite struct ForcedAlignmentTests {
+    struct Golden: Decodable {
+        struct Case: Decodable {
+            let name: String
+            let frames: Int
+            let classes: Int
+            let blank: Int
+            let targets: [Int]
+            let log_probs: [Float]
+            let path: [Int]
+        }
+        let generator: String
+        let cases: [Case]
+    }
+
+    /// Paths torchaudio 2.8's `forced_align` gave (tools/align/make_goldens.py): random emissions, repeated tokens,
+    /// transcripts that fill every frame, and emissions rounded so that many scores tie.
+    @Test func viterbiEqualsTorchaudiosForcedAlign() throws {
+        let data = try Data(contentsOf: Fixtures.root.appendingPathComponent("align/viterbi_golden.json"))
+        let golden = try JSONDecoder().decode(Golden.self, from: data)
+        #expect(golden.generator.hasPrefix("torchaudio 2.8"))
+        #expect(golden.cases.count >= 20)
+        for c in golden.cases {
+            let path = try CTCViterbi.align(logProbabilities: c.log_probs, frames: c.frames, classes: c.classes,
+                                            targets: c.targets, blank: c.blank)
+            #expect(path == c.path, "\(c.name)")
+            // The path spells the targets: collapse repeats, drop blanks.
+            let states = try CTCViterbi.states(logProbabilities: c.log_probs, frames: c.frames, classes: c.classes,
+                                               targets: c.targets, blank: c.blank)
+            var spelled: [Int] = []
+            var previous = -1
+            for (label, state) in zip(path, states) {
+                if state >= 0 && state != previous { spelled.append(label) }
+                previous = state
+            }
+            #expect(spelled == c.targets, "\(c.name)")
+        }
+    }
+
+    @Test func aTranscriptLongerThanTheAudioIsAnErrorInNumbers() throws {
+        let logProbs = [Float](repeating: -1.0986123, count: 4 * 3)
+        #expect(throws: ASRError.transcriptTooLong(frames: 4, tokens: 4, repeats: 1, frameDuration: nil)) {
+            try CTCViterbi.align(logProbabilities: logProbs, frames: 4, classes: 3, targets: [1, 1, 2, 1], blank: 0)
+        }
+        // Exactly enough frames (no room for an extra blank) is fine.
+        let tight = try CTCViterbi.align(logProbabilities: logProbs + [Float](repeating: -1.0986123, count: 3),
+                                         frames: 5, classes: 3, targets: [1, 1, 2, 1], blank: 0)
+        #expect(tight == [1, 0, 1, 2, 1])
+        let message = "\(ASRError.transcriptTooLong(frames: 100, tokens: 120, repeats: 5, frameDuration: 0.02))"
+        #expect(message.contains("2.00 s of audio") && message.contains("120 characters") && message.contains("at least 125"), "\(message)")
+    }
+
+    static let builtin = Fixtures.root.deletingLastPathComponent().appendingPathComponent("Sources/CBuiltinModel/model")
+
+    @Test func everyWordComesBackInItsOwnSpelling() throws {
+        let transcriber = try Transcriber(modelDirectory: Self.builtin)
+        let samples = try transcriber.loadAudio(file: Fixtures.root.appendingPathComponent("audio/builtin/01.wav"))
+        // "SET A TIMER FOR SEVEN MINUTES", written as a person would: case, punctuation, a digit, an accent.
+        let transcript = "Set a timer — for 7 minutés!"
+        let alignment = try transcriber.align(samples, transcript: transcript)
+        #expect(alignment.words.map(\.text) == ["Set", "a", "timer", "—", "for", "7", "minutés!"])
+        #expect(alignment.words.map(\.aligned) == [true, true, true, false, true, false, true])
+        // Times are in order and within the audio; the dash (punctuation only) sits at a boundary, zero length.
+        for (a, b) in zip(alignment.words, alignment.words.dropFirst()) { #expect(a.end <= b.start + 1e-9, "\(a) \(b)") }
+        #expect(alignment.words.allSatisfy { $0.start >= 0 && $0.end <= alignment.duration && $0.start <= $0.end })
+        let dash = alignment.words[3]
+        #expect(dash.start == dash.end && dash.start == alignment.words[2].end)
+        // "7" goes through the wildcard and still gets frames; "é" is one wildcard inside the word.
+        #expect(alignment.words[5].end > alignment.words[5].start)
+        #expect(alignment.characters.contains { $0.text == "7" } && alignment.characters.contains { $0.text == "é" })
+        // Characters: the spoken ones in the transcript's spelling, "!" not aligned, word boundaries as spaces.
+        #expect(alignment.characters.map(\.text).joined() == "Set a timer for 7 minutés")
+    }
+
+    @Test func alignedWordsMatchTheModelsOwnTranscript() throws {
+        // Where the model transcribes the sentence right, aligning that sentence lands each word where greedy
+        // decoding put it (within a frame at each edge: the two paths may split a blank run differently).
+        let transcriber = try Transcriber(modelDirectory: Self.builtin)
+        let samples = try transcriber.loadAudio(file: Fixtures.root.appendingPathComponent("audio/builtin/01.wav"))
+        let decoded = transcriber.transcribe(samples: samples)
+        #expect(decoded.text == "SET A TIMER FOR SEVEN MINUTES")
+        let aligned = try transcriber.align(samples, transcript: decoded.text)
+        #expect(aligned.words.count == decoded.words.count)
+        for (a, d) in zip(aligned.words, decoded.words) {
+            #expect(a.text == d.text)
+            #expect(abs(a.start - d.start) <= 0.021 && abs(a.end - d.end) <= 0.021, "\(a) vs \(d)")
+        }
+    }
+
+    @Test func aTranscriptTooLongForItsAudioNamesSecondsAndCharacters() throws {
+        let transcriber = try Transcriber(modelDirectory: Self.builtin)
+        let samples = [Float](repeating: 0, count: 16_000 / 2)  // half a second: 24 frames
+        let long = String(repeating: "HELLO THERE ", count: 10)
+        do {
+            _ = try transcriber.align(samples, transcript: long)
+            Issue.record("a transcript of \(long.count) characters fitted half a second")
+        } catch let error as ASRError {
+            guard case .transcriptTooLong(let frames, let tokens, _, let frameDuration) = error else {
+                Issue.record("\(error)"); return
+            }
+            #expect(frames == 24 && tokens > 100 && frameDuration == 0.02)
+            #expect("\(error)".contains("0.48 s of audio"), "\(error)")
+        }
+    }
+}
