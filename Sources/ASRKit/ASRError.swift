@@ -55,7 +55,7 @@ public enum ASRError: Error, Equatable, Sendable {
     /// `frameDuration` seconds each, when known).
     case transcriptTooLong(frames: Int, tokens: Int, repeats: Int, frameDuration: Double?)
 
-    /// Aligning `tokens` tokens over `seconds` of audio in one pass would need `bytes` of back-pointers, more than
+    /// Aligning `tokens` tokens over `seconds` of audio in one pass would need `bytes` of memory, more than
     /// ``ForcedAligner/maxTableBytes``.
     case alignmentTooLarge(seconds: Double, tokens: Int, bytes: Int)
 

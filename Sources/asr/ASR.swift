@@ -20,7 +20,7 @@ struct ASR: AsyncParsableCommand {
             """,
         version: "asr \(version) (OpenBLAS kernel: \(BLAS.kernel))",
         subcommands: [
-            Transcribe.self, ManifestCommand.self, Logits.self, Decode.self, LM.self, Info.self, Bench.self, Download.self,
+            Transcribe.self, Align.self, ManifestCommand.self, Logits.self, Decode.self, LM.self, Info.self, Bench.self, Download.self,
             Serve.self, Kernels.self, Quantize.self,
         ],
         defaultSubcommand: nil)

@@ -518,7 +518,8 @@ final class Progress: @unchecked Sendable {
         printError(message)
     }
 
-    func finish(failed: Int, skipped: Int) {
+    /// The closing summary; `verb` says what was done to each file ("transcribed", "aligned").
+    func finish(failed: Int, skipped: Int, verb: String = "transcribed") {
         mutex.withLock {
             guard enabled else {
                 if lineShown { write("\r\u{1B}[K") }
@@ -526,7 +527,7 @@ final class Progress: @unchecked Sendable {
             }
             if isTerminal && lineShown { write("\n") }
             let transcribed = finished - failed - skipped
-            var summary = "\(transcribed) transcribed, \(failed) failed, \(skipped) skipped (outputs existed)"
+            var summary = "\(transcribed) \(verb), \(failed) failed, \(skipped) skipped (outputs existed)"
             if computeSeconds > 0 {
                 summary += String(format: ": %.2f h of audio in %@ (%.1f× real time)",
                                   audioSeconds / 3600, Self.clock(wall), audioSeconds / computeSeconds)

@@ -108,4 +108,53 @@ import Testing
             #expect("\(error)".contains("0.48 s of audio"), "\(error)")
         }
     }
+
+    /// Checkpointing changes memory, not the path: every segment length gives what the full table gives.
+    @Test func checkpointedBackPointersGiveTheFullTablesPath() throws {
+        let data = try Data(contentsOf: Fixtures.root.appendingPathComponent("align/viterbi_golden.json"))
+        let golden = try JSONDecoder().decode(Golden.self, from: data)
+        for c in golden.cases {
+            let full = try CTCViterbi.states(logProbabilities: c.log_probs, frames: c.frames, classes: c.classes,
+                                             targets: c.targets, blank: c.blank, segment: c.frames)
+            for segment in [1, 2, 3, 7, 16, c.frames - 1, c.frames + 5] where segment >= 1 {
+                let cut = try CTCViterbi.states(logProbabilities: c.log_probs, frames: c.frames, classes: c.classes,
+                                                targets: c.targets, blank: c.blank, segment: segment)
+                #expect(cut == full, "\(c.name), segments of \(segment)")
+            }
+        }
+        // A long random case: 6,000 frames, 1,500 tokens, default segment (77 frames).
+        var generator = SeededGenerator(seed: 7)
+        let T = 6000, C = 30
+        var logits = [Float](repeating: 0, count: T * C)
+        for i in logits.indices { logits[i] = Float.random(in: -4...4, using: &generator) }
+        let logProbs = CTCViterbi.logSoftmax(logits, frames: T, classes: C)
+        let targets = (0..<1500).map { _ in Int.random(in: 1..<C, using: &generator) }
+        let full = try CTCViterbi.states(logProbabilities: logProbs, frames: T, classes: C, targets: targets, blank: 0, segment: T)
+        let cut = try CTCViterbi.states(logProbabilities: logProbs, frames: T, classes: C, targets: targets, blank: 0)
+        #expect(cut == full)
+        #expect(CTCViterbi.memory(frames: T, tokens: 1500) < T * (2 * 1500 + 1) / 4, "a quarter of the full table or less")
+        // An hour at 50 frames/s with 50,000 characters: about 0.2 GB, not the full table's 18 GB.
+        #expect(CTCViterbi.memory(frames: 180_000, tokens: 50_000) < 300_000_000)
+    }
+
+    @Test func alignmentFormatsKeepTheTranscriptsLinesAndEveryWord() throws {
+        let transcriber = try Transcriber(modelDirectory: Self.builtin)
+        let samples = try transcriber.loadAudio(file: Fixtures.root.appendingPathComponent("audio/builtin/01.wav"))
+        let alignment = try transcriber.align(samples, transcript: "Set a timer\n\nfor 7 minutes.\n")
+        let srt = AlignmentFormat.srt.render(alignment)
+        #expect(srt.hasPrefix("1\n00:00:00,") && srt.contains("\nSet a timer\n") && srt.contains("2\n") && srt.contains("\nfor 7 minutes.\n"), "\(srt)")
+        let cues = AlignmentFormat.lineCues(alignment)
+        #expect(cues.count == 2 && cues[0].end <= cues[1].start)
+        let json = try JSONSerialization.jsonObject(with: Data(AlignmentFormat.json.render(alignment, source: "a.wav").utf8)) as! [String: Any]
+        let words = json["words"] as! [[String: Any]]
+        #expect(words.map { $0["text"] as! String } == ["Set", "a", "timer", "for", "7", "minutes."])
+        #expect(words.map { $0["aligned"] as! Bool } == [true, true, true, true, false, true])
+        #expect(json["file"] as? String == "a.wav" && json["characters"] != nil)
+        let grid = AlignmentFormat.textgrid.render(alignment)
+        #expect(grid.hasPrefix("File type = \"ooTextFile\"\nObject class = \"TextGrid\""))
+        #expect(grid.contains("name = \"words\"") && grid.contains("name = \"chars\"") && grid.contains("text = \"minutes.\""))
+        let ctm = AlignmentFormat.ctm.render(alignment, source: "dir/a.wav").split(separator: "\n")
+        #expect(ctm.count == 6 && ctm[0].hasPrefix("a 1 "))
+        #expect(AlignmentFormat.textgrid.fileExtension == "TextGrid")
+    }
 }

@@ -1,0 +1,236 @@
+import ArgumentParser
+import ASRKit
+import Foundation
+
+extension AlignmentFormat: ExpressibleByArgument {}
+
+/// `asr align`: forced alignment of known transcripts (ASRKit's `Transcriber.align`), one file or a corpus laid out
+/// as the Montreal Forced Aligner expects (audio with a same-stem `.txt` or `.lab` beside it).
+struct Align: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Align known transcripts to audio: when each word and character is spoken.",
+        discussion: """
+            One audio file with --text or --transcript: the alignment goes to stdout (one --format, json by \
+            default) unless --output-dir is given. Otherwise every audio file (directories are searched, -r to \
+            descend) is aligned with the transcript beside it: NAME.txt, else NAME.lab; audio without one is \
+            reported and the batch goes on (exit 1 at the end). Outputs are NAME.FORMAT next to the audio or under \
+            --output-dir, written whole (temporary file, then rename); existing outputs are skipped (--overwrite \
+            redoes them); two inputs whose outputs would be one file, or an output that would replace a \
+            transcript, are refused before any work (exit 2).
+
+            Every word of the transcript appears in every output, in order and as written. Characters the model's \
+            vocabulary lacks (digits, accents, symbols) are aligned through a wildcard; punctuation is kept in the \
+            words but not aligned; a word with nothing the model can spell is marked "aligned": false in json and \
+            tsv. A transcript too long for its audio is an error that says so in seconds and characters. \
+            srt and vtt have one cue per line of the transcript.
+            """)
+
+    @OptionGroup var modelOptions: ModelOptions
+
+    @Argument(help: "Audio files and directories (- for standard input, with --text or --transcript).")
+    var paths: [String]
+
+    @Option(help: "The transcript itself (for a single audio input).")
+    var text: String?
+
+    @Option(help: "A transcript file (UTF-8 text; for a single audio input).")
+    var transcript: String?
+
+    @Flag(name: .shortAndLong, help: "Descend into subdirectories.")
+    var recursive = false
+
+    @Option(name: .shortAndLong, help: "Output format: json, txt, srt, vtt, tsv, textgrid, ctm (repeatable; default json).")
+    var format: [AlignmentFormat] = []
+
+    @Option(name: .shortAndLong, help: "Write outputs under this directory instead of next to the audio.")
+    var outputDir: String?
+
+    @Flag(help: "Align inputs again even when their outputs exist.")
+    var overwrite = false
+
+    @Option(parsing: .unconditional, help: "Chunk length for long audio, as `transcribe` (seconds; 0: one pass).")
+    var chunkSeconds: Double = ChunkingOptions.default.chunkSeconds
+
+    @Option(parsing: .unconditional, help: "Context kept on each side of a chunk (seconds).")
+    var strideSeconds: Double = ChunkingOptions.default.strideSeconds
+
+    @Flag(name: .shortAndLong, help: "No progress output and no notes.")
+    var quiet = false
+
+    func validate() throws {
+        guard !paths.isEmpty else { throw ValidationError("give at least one audio file or directory") }
+        if text != nil && transcript != nil { throw ValidationError("give --text or --transcript, not both") }
+        if text != nil || transcript != nil {
+            var isDirectory: ObjCBool = false
+            if paths.count != 1 || (FileManager.default.fileExists(atPath: paths[0], isDirectory: &isDirectory) && isDirectory.boolValue) {
+                throw ValidationError("--text and --transcript go with a single audio file; for many, put NAME.txt or NAME.lab beside each")
+            }
+        }
+        if paths.contains("-") && text == nil && transcript == nil {
+            throw ValidationError("standard input (-) has no transcript beside it; give --text or --transcript")
+        }
+        if Set(format).count != format.count { throw ValidationError("a --format is given twice") }
+        _ = try chunkingOptions(chunkSeconds: chunkSeconds, strideSeconds: strideSeconds)
+    }
+
+    /// The transcript of an audio file: the same-stem .txt, else .lab, beside it.
+    static func transcriptBeside(_ audio: URL) -> URL? {
+        for ext in ["txt", "lab"] {
+            let candidate = audio.deletingPathExtension().appendingPathExtension(ext)
+            if FileManager.default.fileExists(atPath: candidate.path) { return candidate }
+        }
+        return nil
+    }
+
+    func run() async throws {
+        let inputs = InputList.collect(paths, recursive: recursive)
+        let formats = format.isEmpty ? [AlignmentFormat.json] : format
+        let given = text != nil || transcript != nil
+        let toStdout = given && outputDir == nil && formats.count == 1
+        if !toStdout && outputDir == nil, inputs.items.contains(where: \.isStandardInput) {
+            throw usageError("standard input (-) has no folder to write its outputs next to; give --output-dir")
+        }
+        func destination(_ input: InputList.Item, _ format: AlignmentFormat) -> String {
+            let base = outputDir.map { URL(fileURLWithPath: $0).appendingPathComponent(input.relativePath) } ?? input.url
+            return base.deletingPathExtension().appendingPathExtension(format.fileExtension).path
+        }
+        let plan = inputs.items.map { input in toStdout ? [] : formats.map { (format: $0, path: destination(input, $0)) } }
+
+        // Before any work: no two inputs share an output, and no output replaces a transcript or an input.
+        var owners: [String: Int] = [:]
+        var clashes: [String] = []
+        let protected = Set(inputs.items.flatMap { item -> [String] in
+            guard !item.isStandardInput else { return [] }
+            return [item.url.standardizedFileURL.path] + (Self.transcriptBeside(item.url).map { [$0.standardizedFileURL.path] } ?? [])
+        })
+        for (index, destinations) in plan.enumerated() {
+            for destination in destinations {
+                let key = URL(fileURLWithPath: destination.path).standardizedFileURL.path
+                if protected.contains(key) {
+                    clashes.append("\(inputs.items[index].displayPath): its \(destination.format.rawValue) output \(destination.path) would replace an input or a transcript")
+                } else if let other = owners[key] {
+                    clashes.append("\(inputs.items[other].displayPath) and \(inputs.items[index].displayPath) would both be written to \(destination.path)")
+                } else {
+                    owners[key] = index
+                }
+            }
+        }
+        if !clashes.isEmpty {
+            for clash in clashes { printError("output clash: \(clash)") }
+            throw usageError("\(clashes.count) output clash\(clashes.count == 1 ? "" : "es"), nothing done: choose another --format or --output-dir")
+        }
+        var unwritable = 0
+        var checked = Set<String>()
+        for destinations in plan {
+            for destination in destinations {
+                let directory = (destination.path as NSString).deletingLastPathComponent
+                guard checked.insert(directory).inserted else { continue }
+                do {
+                    if outputDir != nil { try Files.makeDirectories(directory.isEmpty ? "." : directory) }
+                    if FileManager.default.fileExists(atPath: directory.isEmpty ? "." : directory) {
+                        try Files.checkWritable(directory: directory.isEmpty ? "." : directory)
+                    }
+                } catch {
+                    unwritable += 1
+                    printError("outputs under \(directory) cannot be written: \(error)")
+                }
+            }
+        }
+        if unwritable > 0 {
+            printError("nothing aligned: outputs cannot be written")
+            throw ExitStatus.failure
+        }
+
+        // The one transcript given on the command line, read before the model loads.
+        var givenText = text
+        if let transcript {
+            do {
+                let data = try Files.read(transcript) { ASRError.ioFailed(file: transcript, reason: $0) }
+                givenText = String(decoding: data, as: UTF8.self)
+            } catch {
+                throw report(error)
+            }
+        }
+        if let givenText, givenText.split(whereSeparator: \.isWhitespace).isEmpty {
+            throw usageError("the transcript\(transcript.map { " \($0)" } ?? "") is empty: there is nothing to align")
+        }
+
+        let standardInput: StandardInput?
+        do {
+            standardInput = inputs.items.contains(where: \.isStandardInput) ? try StandardInput() : nil
+        } catch {
+            throw report(error)
+        }
+        let transcriber: Transcriber
+        do {
+            transcriber = try modelOptions.load(quiet: quiet)
+        } catch {
+            throw report(error)
+        }
+        let chunking = try chunkingOptions(chunkSeconds: chunkSeconds, strideSeconds: strideSeconds)
+        let progress = Progress(total: inputs.items.count + inputs.problems.count, enabled: !quiet && !toStdout, live: !quiet)
+        var failed = 0, skipped = 0
+        for problem in inputs.problems {
+            failed += 1
+            progress.failed(problem.path, message: "\(problem.error)")
+        }
+        for directory in inputs.directories where directory.audioFiles == 0 {
+            FileHandle.standardError.write(Data("warning: \(directory.path): no audio files found\n".utf8))
+        }
+
+        for (input, destinations) in zip(inputs.items, plan) {
+            for destination in destinations { AtomicFile.removeStalePartials(for: URL(fileURLWithPath: destination.path)) }
+            if !toStdout && !overwrite && destinations.allSatisfy({ FileManager.default.fileExists(atPath: $0.path) }) {
+                skipped += 1
+                progress.skipped(input.displayPath)
+                continue
+            }
+            let started = DispatchTime.now().uptimeNanoseconds
+            do {
+                let words: String
+                if let givenText {
+                    words = givenText
+                } else {
+                    guard let file = Self.transcriptBeside(input.url) else {
+                        let stem = input.url.deletingPathExtension().lastPathComponent
+                        throw CommandLineError("\(input.displayPath): no transcript beside it (\(stem).txt or \(stem).lab); skipped")
+                    }
+                    let data = try Files.read(file.path) { ASRError.ioFailed(file: file.path, reason: $0) }
+                    words = String(decoding: data, as: UTF8.self)
+                    if words.split(whereSeparator: \.isWhitespace).isEmpty {
+                        throw CommandLineError("\(file.path): the transcript is empty: nothing to align")
+                    }
+                }
+                let url = input.isStandardInput ? URL(fileURLWithPath: standardInput!.path) : input.url
+                let display = input.displayPath
+                let alignment = try transcriber.align(file: url, transcript: words, chunking: chunking) { report in
+                    let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+                    progress.update(display, processed: report.processedSeconds, totalSeconds: report.totalSeconds, elapsed: elapsed)
+                }
+                let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+                if toStdout {
+                    progress.clearLine()
+                    try Files.write(Data(formats[0].render(alignment, source: input.displayPath).utf8), to: "-")
+                } else {
+                    for destination in destinations {
+                        try Files.write(Data(destination.format.render(alignment, source: input.displayPath).utf8), to: destination.path)
+                    }
+                }
+                let unaligned = alignment.words.filter { !$0.aligned }.map(\.text)
+                if !unaligned.isEmpty && !quiet {
+                    progress.clearLine()
+                    FileHandle.standardError.write(Data(
+                        "note: \(input.displayPath): \(unaligned.count) word\(unaligned.count == 1 ? "" : "s") with nothing the model can spell, timed by the wildcard or placed at a boundary: \(unaligned.prefix(8).joined(separator: " "))\(unaligned.count > 8 ? " …" : "")\n".utf8))
+                }
+                progress.done(input.displayPath, audio: alignment.duration, elapsed: elapsed)
+            } catch {
+                failed += 1
+                var message = standardInput?.describe(error) ?? "\(error)"
+                if !message.hasPrefix(input.displayPath) { message = "\(input.displayPath): \(message)" }
+                progress.failed(input.displayPath, message: message)
+            }
+        }
+        progress.finish(failed: failed, skipped: skipped, verb: "aligned")
+        if failed > 0 { throw ExitStatus.failure }
+    }
+}
