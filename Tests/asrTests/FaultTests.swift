@@ -11,7 +11,7 @@ import Glibc
     let speech = CLI.fixtures.appendingPathComponent("speech_16k.wav").path
 
     /// Spawns `arguments` (argv[0] is the program path), stdout and stderr to files; returns the exit status, both
-    /// outputs and the child's own peak resident memory (wait4's rusage, so other children do not count).
+    /// outputs and the child's own peak resident memory in kilobytes (VmHWM, polled every 10 ms while it runs).
     static func spawn(_ arguments: [String], in directory: URL) throws -> (status: Int32, stdout: String, stderr: String, peakKB: Int) {
         let outPath = directory.appendingPathComponent("spawn.out").path, errPath = directory.appendingPathComponent("spawn.err").path
         var actions = posix_spawn_file_actions_t()
@@ -24,12 +24,26 @@ import Glibc
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, arguments[0], &actions, nil, &argv, environ)
         guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EINVAL) }
+        // The peak is read from /proc/PID/status (VmHWM, the high-water mark of the memory the child got at exec),
+        // polled until it exits. wait4's ru_maxrss would not do: posix_spawn execs from a vfork that shares this
+        // process's memory, and Linux folds the old memory's high-water mark into the child's maxrss at exec, so a
+        // test process that has loaded a large model elsewhere (tests run in parallel) would be charged to the child.
         var status: Int32 = 0
-        var usage = rusage()
-        while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
+        var peakKB = 0
+        while true {
+            let reaped = waitpid(pid, &status, WNOHANG)
+            if reaped == pid { break }
+            if reaped < 0 && errno != EINTR { break }
+            if let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+               let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+               let kb = Int(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "") {
+                peakKB = max(peakKB, kb)
+            }
+            usleep(10_000)
+        }
         let exit = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
         return (exit, (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
-                (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "", Int(usage.ru_maxrss))
+                (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "", peakKB)
     }
 
     static func temporaryDirectory() throws -> URL {
