@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Speed comparison on this machine (development only; not part of `swift test`).
 
-Builds random models with the exact facebook/wav2vec2-base-960h and wav2vec2-large-960h-lv60-self architectures
-with transformers (if absent), then in one run times, on the same audio and with the same thread count:
-transformers fp32, bf16 autocast and dynamic int8 (torch), ONNX Runtime fp32 and dynamic int8 (exported from the
+Builds random models with the exact architectures of tools/compare_full_size.py (wav2vec2 base-960h and
+large-lv60 by default; --models also takes wavlm, data2vec, unispeech-sat and mms) with transformers (if absent),
+then in one run times, on the same audio and with the same thread count: transformers fp32, bf16 autocast and dynamic int8 (torch), ONNX Runtime fp32 and dynamic int8 (exported from the
 same model), and our `asr bench` in each --precision. Prints, per model and length, the median real-time factors
 (processing seconds / audio seconds) and each engine's speed relative to the fastest peer configuration.
 
@@ -23,13 +23,14 @@ import time
 
 import numpy as np
 import torch
-from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+from transformers import AutoModelForCTC
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 from compare_full_size import ARCHITECTURES, build  # noqa: E402
 
-NAMES = {"base": "base-960h", "large": "large-960h-lv60-self"}
+NAMES = {"base": "base-960h", "large": "large-960h-lv60-self", "wavlm": "wavlm-base-plus",
+         "data2vec": "data2vec-audio-base-960h", "unispeech-sat": "unispeech-sat-base", "mms": "mms-1b-all"}
 
 
 def audio(seconds):
@@ -108,8 +109,10 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seconds", type=float, nargs="+", default=[10, 30])
-    parser.add_argument("--models", nargs="+", default=["base", "large"])
+    parser.add_argument("--models", nargs="+", default=["base", "large"], choices=list(NAMES))
     parser.add_argument("--no-onnx", action="store_true")
+    parser.add_argument("--no-torch-bf16", action="store_true",
+                        help="skip transformers' bf16 autocast (on CPUs without AVX512_BF16 torch emulates it: ~25x slower)")
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16", "int8"],
                         help="our precisions to time (asr bench --precision)")
     parser.add_argument("--blas-attention", action="store_true",
@@ -120,7 +123,7 @@ def main():
                              "engine's median (this machine's speed drifts by 10-20 %% over minutes)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    engines = ["transformers fp32", "transformers bf16", "transformers int8"]
+    engines = ["transformers fp32"] + ([] if args.no_torch_bf16 else ["transformers bf16"]) + ["transformers int8"]
     if not args.no_onnx:
         engines += ["onnxruntime fp32", "onnxruntime int8"]
     ours_engines = [f"asr {p}" for p in args.precisions]
@@ -130,7 +133,7 @@ def main():
     for key in args.models:
         directory = os.path.join(args.work, NAMES[key])
         build(NAMES[key], directory)
-        model = Wav2Vec2ForCTC.from_pretrained(directory).eval()
+        model = AutoModelForCTC.from_pretrained(directory).eval()
         quantized = torch_int8(model)
         for seconds in args.seconds:
             x = audio(seconds)
@@ -146,15 +149,20 @@ def main():
                     times["asr fp32, BLAS attention"].append(
                         time_ours(args.asr, directory, seconds, args.runs, args.threads, "blas")[0])
                 times["transformers fp32"].append(time_torch(model, x, args.runs))
-                times["transformers bf16"].append(time_torch(model, x, args.runs, bf16=True))
-                times["transformers int8"].append(time_torch(quantized, x, args.runs))
+                if not args.no_torch_bf16:
+                    times["transformers bf16"].append(time_torch(model, x, args.runs, bf16=True))
+                try:
+                    times["transformers int8"].append(time_torch(quantized, x, args.runs))
+                except Exception as error:  # quantize_dynamic breaks some models (WavLM reads q_proj.bias directly)
+                    print(f"{key}: transformers int8 failed: {type(error).__name__}: {error}", flush=True)
+                    times["transformers int8"].append(float("nan"))
                 if not args.no_onnx:
                     times["onnxruntime fp32"].append(time_onnx(model, directory, x, args.runs, args.threads))
                     times["onnxruntime int8"].append(time_onnx(model, directory, x, args.runs, args.threads, int8=True))
                 print(f"{key} {seconds:.0f}s round {round_number + 1}: "
                       + ", ".join(f"{name} {t[-1]:.3f} s" for name, t in times.items()), flush=True)
-            medians = {name: statistics.median(t) for name, t in times.items()}
-            fastest_peer = min(engines, key=lambda name: medians[name])
+            medians = {name: statistics.median(t) for name, t in times.items() if not any(v != v for v in t)}
+            fastest_peer = min((name for name in engines if name in medians), key=lambda name: medians[name])
             rows.append((key, seconds, medians, fastest_peer,
                          {name: max(p) for name, p in peaks.items() if p and None not in p}))
     print(f"threads: {args.threads}, runs: {args.runs} per round, rounds: {args.rounds} (median of medians), "

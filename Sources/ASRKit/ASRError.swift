@@ -65,6 +65,10 @@ public enum ASRError: Error, Equatable, Sendable {
     /// Fetching a model from the hub failed.
     case downloadFailed(file: String, reason: String)
 
+    /// A language was asked of a multilingual (MMS) checkpoint that lacks it, or of a checkpoint with one language,
+    /// or none was given where the checkpoint names no default; `available` lists the checkpoint's languages.
+    case invalidLanguage(language: String?, reason: String, available: [String])
+
     // MARK: Language model
     /// An ARPA language model, a corpus for `lm build`, a hotword or a decoder option is unusable.
     case invalidLanguageModel(file: String, reason: String)
@@ -150,6 +154,9 @@ extension ASRError: LocalizedError, CustomStringConvertible {
                           tokens, seconds, Double(bytes) / 1e9)
         case .invalidHotword(let hotword, let reason):
             return "hotword '\(hotword)': \(reason)"
+        case .invalidLanguage(let language, let reason, let available):
+            let list = available.isEmpty ? "" : " (available: \(available.joined(separator: ", ")))"
+            return (language.map { "language '\($0)': " } ?? "") + reason + list
         case .ioFailed(let file, let reason):
             return "\(file): \(reason)"
         case .writeFailed(let file, let reason):

@@ -126,20 +126,30 @@ public final class Transcriber: Sendable {
     private let loadWarnings: [String]
     /// Where this transcriber's diagnostics go (given when loading; discards everything by default).
     public let logger: Logger
+    /// The language whose adapters, head and vocabulary run, for a multilingual (MMS) checkpoint: the one asked for,
+    /// else the tokenizer's `target_lang`; nil for a model with one vocabulary.
+    public let language: String?
+    /// The languages a multilingual (MMS) checkpoint can switch to (those with both a vocabulary in `vocab.json` and
+    /// an `adapter.<lang>.safetensors` file), sorted; empty for other models.
+    public let languages: [String]
+    private let files: ModelFiles
 
     /// Loads a Hugging Face checkpoint directory (`config.json`, `vocab.json`, `model.safetensors`, and optionally
     /// `preprocessor_config.json`, `tokenizer_config.json`, `special_tokens_map.json`, `added_tokens.json`).
     ///
     /// - Parameters:
     ///   - modelDirectory: the checkpoint directory.
+    ///   - language: for a multilingual (MMS) checkpoint, the language to run (an ISO 639-3 code such as "fra"): its
+    ///     `adapter.<lang>.safetensors` replaces the stored adapters and head, as transformers' `load_adapter` does.
+    ///     nil runs the stored ones with the tokenizer's `target_lang`. Any other model refuses a language.
     ///   - precision: other than `.fp32` converts the weights once, here (see ``Precision``).
     ///   - logger: where diagnostics go: loading warnings (non-finite weights, a vocabulary smaller than the model's
     ///     output, a precision this CPU cannot run) at `.warning`, resampling and chunking decisions at `.debug`.
     ///     ASRKit never prints; the default logger discards everything.
     ///   - execution: threads per forward pass and the attention implementation, for this `Transcriber` only.
     public convenience init(
-        modelDirectory: URL, precision: Precision = .fp32, execution: ExecutionOptions = ExecutionOptions(),
-        logger: Logger = Transcriber.silentLogger
+        modelDirectory: URL, language: String? = nil, precision: Precision = .fp32,
+        execution: ExecutionOptions = ExecutionOptions(), logger: Logger = Transcriber.silentLogger
     ) throws {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: modelDirectory.path, isDirectory: &isDirectory), isDirectory.boolValue else {
@@ -147,7 +157,8 @@ public final class Transcriber: Sendable {
                 path: modelDirectory.path, reason: isDirectory.boolValue || !FileManager.default.fileExists(atPath: modelDirectory.path)
                     ? "no such directory" : "is a file, not a model directory")
         }
-        try self.init(files: .directory(modelDirectory), precision: precision, execution: execution, logger: logger)
+        try self.init(files: .directory(modelDirectory), language: language, precision: precision, execution: execution,
+                      logger: logger)
     }
 
     /// Loads a model whose files are held in memory for the life of the process (e.g. linked into the binary).
@@ -165,17 +176,36 @@ public final class Transcriber: Sendable {
     public static let silentLogger = Logger(label: "ASRKit", factory: { _ in SwiftLogNoOpLogHandler() })
 
     init(
-        files: ModelFiles, precision requested: Precision = .fp32, execution: ExecutionOptions = ExecutionOptions(),
-        logger: Logger = Transcriber.silentLogger
+        files: ModelFiles, language requestedLanguage: String? = nil, precision requested: Precision = .fp32,
+        execution: ExecutionOptions = ExecutionOptions(), logger: Logger = Transcriber.silentLogger
     ) throws {
         location = files.location
+        self.files = files
         self.execution = execution
         self.logger = logger
-        configuration = try Wav2Vec2Configuration.decode(try files.required("config.json"))
+        var configuration = try Wav2Vec2Configuration.decode(try files.required("config.json"))
         try Int8Checkpoint.checkLoadable(files.json("config.json"))
         preprocessor = try PreprocessorConfiguration.load(files)
-        vocabulary = try Vocabulary.load(files, vocabSize: configuration.vocabSize, padTokenID: configuration.padTokenId)
-        let weights = try files.weights()
+        var weights = try files.weights()
+        let multilingual = try Vocabulary.languages(files)
+        languages = multilingual.map { vocabularies in
+            Set(vocabularies.languages).intersection(LanguageAdapters.adapterLanguages(files)).sorted()
+        } ?? []
+        if let requestedLanguage {
+            guard configuration.adapterAttnDim != nil, multilingual != nil else {
+                throw ASRError.invalidLanguage(
+                    language: requestedLanguage, reason: "this model has one vocabulary and no language adapters "
+                        + "(languages are chosen only with MMS-style checkpoints)", available: [])
+            }
+            guard multilingual?.languages.contains(requestedLanguage) == true else {
+                throw ASRError.invalidLanguage(language: requestedLanguage, reason: "not in this checkpoint", available: languages)
+            }
+            (weights, configuration.vocabSize) = try LanguageAdapters.weights(weights, language: requestedLanguage, files: files)
+        }
+        self.configuration = configuration
+        language = requestedLanguage ?? multilingual?.target
+        vocabulary = try Vocabulary.load(files, vocabSize: configuration.vocabSize, padTokenID: configuration.padTokenId,
+                                         language: requestedLanguage)
         weightTypes = weights.storageTypes
         let (precision, fallback) = ReducedPrecisionKernels.effective(requested)
         self.precision = precision
@@ -188,11 +218,50 @@ public final class Transcriber: Sendable {
         }
         loadWarnings = warnings
         model = try Wav2Vec2Model(configuration: configuration, source: weights, precision: precision)
+        if let language { logger.debug("language", metadata: ["language": "\(language)", "available": "\(languages.count)"]) }
         logger.debug("loaded model", metadata: [
             "location": "\(location)", "parameters": "\(model.parameterCount)", "precision": "\(precision)",
             "weights": "\(weightTypes.joined(separator: ","))",
         ])
         for warning in self.warnings { logger.warning("\(warning)", metadata: ["model": "\(location)"]) }
+    }
+
+    /// The same model running another language of a multilingual (MMS) checkpoint: only that language's adapters,
+    /// head and vocabulary are loaded; the body's weights (all but a few megabytes of a 1B-parameter model) are shared
+    /// with this transcriber, not copied. Throws ``ASRError/invalidLanguage(language:reason:available:)`` for a
+    /// language the checkpoint lacks or a model with one language.
+    public func switching(to language: String) throws -> Transcriber {
+        guard configuration.adapterAttnDim != nil, let vocabularies = try Vocabulary.languages(files) else {
+            throw ASRError.invalidLanguage(
+                language: language, reason: "this model has one vocabulary and no language adapters "
+                    + "(languages are chosen only with MMS-style checkpoints)", available: [])
+        }
+        guard vocabularies.languages.contains(language) else {
+            throw ASRError.invalidLanguage(language: language, reason: "not in this checkpoint", available: languages)
+        }
+        let (weights, vocabSize) = try LanguageAdapters.weights(try files.weights(), language: language, files: files)
+        var configuration = self.configuration
+        configuration.vocabSize = vocabSize
+        let vocabulary = try Vocabulary.load(files, vocabSize: vocabSize, padTokenID: configuration.padTokenId, language: language)
+        let model = try self.model.replacingLanguage(configuration: configuration, source: weights)
+        return Transcriber(switching: self, language: language, configuration: configuration, vocabulary: vocabulary, model: model)
+    }
+
+    private init(switching other: Transcriber, language: String, configuration: Wav2Vec2Configuration, vocabulary: Vocabulary,
+                 model: Wav2Vec2Model) {
+        self.configuration = configuration
+        preprocessor = other.preprocessor
+        self.vocabulary = vocabulary
+        self.model = model
+        location = other.location
+        weightTypes = other.weightTypes
+        execution = other.execution
+        precision = other.precision
+        loadWarnings = other.loadWarnings
+        logger = other.logger
+        self.language = language
+        languages = other.languages
+        files = other.files
     }
 
     /// Loading problems that did not stop it (e.g. NaN or infinite weights, a precision this CPU cannot run):

@@ -12,11 +12,14 @@ package struct ServedModel: Sendable {
     package let transcriber: Transcriber
     /// Loaded once at start (--lm, or the model directory's language_model/), used unless a request says lm=off.
     package let languageModel: DecoderRecipe.LoadedLanguageModel?
+    /// A multilingual (MMS) model's other languages, loaded as requests ask for them.
+    package let languages: ModelLanguages
 
     package init(name: String, transcriber: Transcriber, languageModel: DecoderRecipe.LoadedLanguageModel?) {
         self.name = name
         self.transcriber = transcriber
         self.languageModel = languageModel
+        languages = ModelLanguages(transcriber)
     }
 }
 
@@ -238,7 +241,7 @@ package final class TranscriptionServer: Sendable {
         let outcome: Result<Transcription, any Error>
         do {
             outcome = .success(try await ComputeThreads.run {
-                try job.model.transcriber.transcribe(file: URL(fileURLWithPath: path), chunking: chunking, decoder: job.decoder, maxSeconds: maxSeconds)
+                try job.transcriber.transcribe(file: URL(fileURLWithPath: path), chunking: chunking, decoder: job.decoder, maxSeconds: maxSeconds)
             })
         } catch {
             outcome = .failure(error)
@@ -269,6 +272,8 @@ package final class TranscriptionServer: Sendable {
 /// A validated transcription request.
 struct TranscriptionJob: Sendable {
     let model: ServedModel
+    /// The model in the request's language (a multilingual model's adapters), else the model as loaded.
+    let transcriber: Transcriber
     let decoder: (any CTCDecoder)?
     let format: ResponseFormat
     let language: String?
@@ -305,8 +310,11 @@ struct TranscriptionJob: Sendable {
         }
         words = granularities.contains("word")
 
-        // Accepted for compatibility; a CTC model has neither a language setting nor sampling.
-        language = form.value("language").flatMap { $0.isEmpty ? nil : $0 }
+        // A multilingual (MMS) model runs the language asked for; for any other model the field is accepted for
+        // compatibility (a CTC model has one language). The response names the language that ran.
+        let requestedLanguage = form.value("language").flatMap { $0.isEmpty ? nil : $0 }
+        transcriber = try model.languages.transcriber(for: requestedLanguage)
+        language = transcriber.language ?? requestedLanguage
         if let temperature = form.value("temperature"), !temperature.isEmpty {
             guard let value = Double(temperature), value.isFinite, value >= 0 else {
                 throw APIError.badRequest("temperature '\(temperature)' is not a number ≥ 0.", param: "temperature")
@@ -323,11 +331,13 @@ struct TranscriptionJob: Sendable {
             }
             recipe.beam = width
         }
-        var useLanguageModel = model.languageModel != nil
+        // An n-gram model is of the language the server was started with: another language decodes without it.
+        let languageModel = transcriber.language == model.transcriber.language ? model.languageModel : nil
+        var useLanguageModel = languageModel != nil
         if let lm = form.value("lm") {
             switch lm.lowercased() {
             case "on", "true", "1":
-                guard model.languageModel != nil else {
+                guard languageModel != nil else {
                     throw APIError.badRequest("The model '\(model.name)' has no language model (start the server with --lm).", param: "lm")
                 }
                 useLanguageModel = true
@@ -343,10 +353,10 @@ struct TranscriptionJob: Sendable {
             }
         }
         if let prompt = form.value("prompt") {
-            recipe.hotwords += Self.promptHotwords(prompt, vocabulary: model.transcriber.vocabulary)
+            recipe.hotwords += Self.promptHotwords(prompt, vocabulary: transcriber.vocabulary)
         }
         do {
-            decoder = try recipe.makeDecoder(vocabulary: model.transcriber.vocabulary, languageModel: useLanguageModel ? model.languageModel : nil)
+            decoder = try recipe.makeDecoder(vocabulary: transcriber.vocabulary, languageModel: useLanguageModel ? languageModel : nil)
         } catch {
             throw APIError.badRequest("\(error)", param: "hotwords")
         }

@@ -75,6 +75,11 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, parsing: .unconditional, help: "BLAS threads (default: all cores).")
     var threads: Int?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "For a multilingual (MMS) checkpoint: the language to run, as the checkpoint names it (e.g. fra); `asr info --model DIR` lists them.",
+        discussion: "Default: the adapters stored in the model's weights, with the tokenizer's target_lang."))
+    var language: String?
+
     @Option(name: .long, help: "Precision of the large matrix products: fp32 (default, exact), bf16 or int8 (faster; see the README).")
     var precision: Precision = .fp32
 
@@ -96,19 +101,25 @@ struct ModelOptions: ParsableArguments {
 
     /// Loads the model; warnings go to stderr, and (unless `quiet`) a note when it is the built-in demo model.
     func load(quiet: Bool = false) throws -> Transcriber {
-        try Self.load(model: model, precision: precision, threads: threads, logger: logger, quiet: quiet)
+        try Self.load(model: model, language: language, precision: precision, threads: threads, logger: logger, quiet: quiet)
     }
 
     /// Loads `model` (nil: the built-in one) with these settings, as ``load(quiet:)`` does.
-    static func load(model: String?, precision: Precision, threads: Int?, logger: Logger, quiet: Bool) throws -> Transcriber {
+    static func load(model: String?, language: String? = nil, precision: Precision, threads: Int?, logger: Logger,
+                     quiet: Bool) throws -> Transcriber {
         // ASR_ATTENTION=fused|blas picks the attention implementation (for benchmarks); the library reads no
         // environment variables, the command line passes it in.
         let attention = ProcessInfo.processInfo.environment["ASR_ATTENTION"].flatMap(ExecutionOptions.Attention.init) ?? .automatic
         let execution = ExecutionOptions(threads: threads, attention: attention)
         let transcriber: Transcriber
         do {
+            if let language, model == nil {
+                throw ASRError.invalidLanguage(language: language, reason: "the built-in model has one vocabulary, not one per language",
+                                               available: [])
+            }
             transcriber = try model.map {
-                try Transcriber(modelDirectory: ModelLocator.resolve($0), precision: precision, execution: execution, logger: logger)
+                try Transcriber(modelDirectory: ModelLocator.resolve($0), language: language, precision: precision,
+                                execution: execution, logger: logger)
             } ?? BuiltinModel.load(precision: precision, execution: execution, logger: logger)
         } catch ASRError.modelNotCached(let id, let cache) {
             // The library names no commands; the command line says which one fetches the model.
@@ -221,6 +232,11 @@ struct Download: AsyncParsableCommand {
     @Option(help: "Branch, tag or commit.")
     var revision: String = "main"
 
+    @Option(name: .long, help: ArgumentHelp(
+        "For a multilingual (MMS) model: the languages whose adapter files to fetch, e.g. --language fra --language deu.",
+        discussion: "Default: every adapter the repository holds (facebook/mms-1b-all: 1,162 files, ~11 GB)."))
+    var language: [String] = []
+
     func validate() throws {
         guard ModelLocator.isModelID(id) else { throw ValidationError("'\(id)' is not a model id of the form ORG/NAME") }
     }
@@ -237,7 +253,7 @@ struct Download: AsyncParsableCommand {
             FileHandle.standardError.write(Data(String(format: "\r\u{1B}[K%@: %.1f MB%@", file, Double(done) / 1e6, size).utf8))
         }
         do {
-            let snapshot = try downloader.download(id, revision: revision)
+            let snapshot = try downloader.download(id, revision: revision, languages: language.isEmpty ? nil : language)
             if terminal { FileHandle.standardError.write(Data("\n".utf8)) }
             print(snapshot.path)
         } catch {
@@ -253,6 +269,9 @@ struct Info: AsyncParsableCommand {
     @Option(name: .long, help: "A checkpoint directory or a cached Hugging Face model id (default: the built-in model).")
     var model: String?
 
+    @Option(name: .long, help: "For a multilingual (MMS) checkpoint: describe it running this language.")
+    var language: String?
+
     func run() async throws {
         let kernel = BLAS.initialize()
         print("asr \(ASR.version)")
@@ -261,15 +280,24 @@ struct Info: AsyncParsableCommand {
         print("BLAS threads: \(BLAS.threads)")
         print("reduced-precision kernels: \(ReducedPrecisionKernels.summary)")
         do {
-            let t = try model.map { try Transcriber(modelDirectory: ModelLocator.resolve($0)) } ?? BuiltinModel.load()
+            if let language, model == nil {
+                throw ASRError.invalidLanguage(language: language, reason: "the built-in model has one vocabulary, not one per language",
+                                               available: [])
+            }
+            let t = try model.map { try Transcriber(modelDirectory: ModelLocator.resolve($0), language: language) } ?? BuiltinModel.load()
             let c = t.configuration
             print("model: \(t.location)")
             if model == nil {
                 print(BuiltinModel.summary)
                 print("training: \(BuiltinModel.trainingRecord.replacingOccurrences(of: "\n", with: " "))")
             }
-            print("architecture: \(c.architectures?.first ?? "Wav2Vec2ForCTC") (\(c.modelType)), "
-                  + "\(c.doStableLayerNorm ? "stable pre-LN" : "post-LN") encoder, \(c.featExtractNorm.rawValue)-norm conv front end")
+            print("architecture: \(c.architectures?.first ?? c.family.architecture) (\(c.modelType)), "
+                  + "\(c.doStableLayerNorm ? "stable pre-LN" : "post-LN") encoder, \(c.featureEncoderNorm.rawValue)-norm conv front end"
+                  + (c.adapterAttnDim.map { ", MMS language adapters (width \($0))" } ?? ""))
+            if let running = t.language {
+                print("languages: \(t.languages.count) with adapters (\(t.languages.joined(separator: " "))); running \(running)"
+                      + (language == nil ? " (the stored adapters, tokenizer target_lang)" : ""))
+            }
             var parameters = "parameters: \(t.storedParameterCount) (\(t.weightTypes.joined(separator: ", ")))"
             if t.parameterCount != t.storedParameterCount {
                 parameters += "; \(t.parameterCount) used for inference (the rest, e.g. masked_spec_embed, only in training)"

@@ -11,8 +11,9 @@ struct Serve: AsyncParsableCommand {
         abstract: "Serve transcription over HTTP with OpenAI's API (POST /v1/audio/transcriptions).",
         discussion: """
             Endpoints: POST /v1/audio/transcriptions (multipart: file, model, response_format = json|text|srt|vtt|\
-            verbose_json, timestamp_granularities[], prompt → hotwords, language and temperature accepted and \
-            ignored; our own lm=on|off, hotwords, beam), POST /v1/audio/translations (400), GET /v1/models, \
+            verbose_json, timestamp_granularities[], prompt → hotwords, language (a multilingual MMS model runs \
+            it, ISO 639-3 or 639-1; other models accept and ignore it), temperature accepted and ignored; our own \
+            lm=on|off, hotwords, beam), POST /v1/audio/translations (400), GET /v1/models, \
             GET /health, GET /metrics (Prometheus). Models are loaded before listening (a model that cannot be \
             loaded: exit 1); the first --model is the default. SIGTERM/SIGINT: stop accepting, finish the requests \
             in flight (up to --grace-seconds), exit 0.
@@ -28,6 +29,9 @@ struct Serve: AsyncParsableCommand {
 
     @Option(name: .long, help: "Precision of the large matrix products for every served model: fp32 (default), bf16 or int8.")
     var precision: Precision = .fp32
+
+    @Option(name: .long, help: "A multilingual (MMS) model's default language (requests without `language`); default: its tokenizer's target_lang.")
+    var language: String?
 
     @OptionGroup(title: "Decoding (server defaults; requests may add hotwords, set beam, turn the language model off)")
     var decoderOptions: DecoderOptions
@@ -115,6 +119,7 @@ struct Serve: AsyncParsableCommand {
                 var arguments = spec == nil ? [] : ["--model", location]
                 if let threads { arguments += ["--threads", String(threads)] }
                 arguments += ["--precision", precision.rawValue]
+                if let language { arguments += ["--language", language] }
                 let transcriber = try ModelOptions.parse(arguments).load()
                 let languageModel = try decoderOptions.loadLanguageModel(for: transcriber)
                 // Built once, so that a bad --hotword or option fails here rather than in every request.

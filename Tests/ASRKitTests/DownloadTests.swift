@@ -38,6 +38,36 @@ import Testing
         #expect(try transcriber.transcribe(file: Fixtures.speech, chunking: .default).text + "\n" == expected)
     }
 
+    /// An MMS repository: its adapters come along (all of them, or the languages asked for), and the snapshot loads
+    /// in each language.
+    @Test func mmsAdaptersComeAlong() throws {
+        let mms = Fixtures.model("mms-layout")
+        var files: [String: HubServer.File] = [:]
+        for name in ["config.json", "vocab.json", "tokenizer_config.json", "preprocessor_config.json"] {
+            files[name] = .init(content: try Data(contentsOf: mms.appendingPathComponent(name)), lfs: false)
+        }
+        for name in ["model.safetensors", "adapter.deu.safetensors", "adapter.eng.safetensors", "adapter.fra.safetensors"] {
+            files[name] = .init(content: try Data(contentsOf: mms.appendingPathComponent(name)), lfs: true)
+        }
+        let server = try HubServer(id: "acme/tiny-mms", files: files)
+        defer { server.stop() }
+
+        let some = try HubDownloader(endpoint: server.endpoint, cache: try Fixtures.temporaryDirectory())
+            .download("acme/tiny-mms", languages: ["fra"])
+        #expect(FileManager.default.fileExists(atPath: some.appendingPathComponent("adapter.fra.safetensors").path))
+        #expect(!FileManager.default.fileExists(atPath: some.appendingPathComponent("adapter.deu.safetensors").path))
+        #expect(try Transcriber(modelDirectory: some).languages == ["fra"])
+        #expect(throws: ASRError.invalidLanguage(language: "xyz", reason: "not in acme/tiny-mms's vocab.json", available: ["deu", "eng", "fra"])) {
+            try HubDownloader(endpoint: server.endpoint, cache: try Fixtures.temporaryDirectory()).download("acme/tiny-mms", languages: ["xyz"])
+        }
+
+        let all = try HubDownloader(endpoint: server.endpoint, cache: try Fixtures.temporaryDirectory()).download("acme/tiny-mms")
+        let transcriber = try Transcriber(modelDirectory: all)
+        #expect(transcriber.languages == ["deu", "eng", "fra"])
+        let expected = try String(contentsOf: mms.appendingPathComponent("transcript.deu.txt"), encoding: .utf8)
+        #expect(try transcriber.switching(to: "deu").transcribe(file: Fixtures.speech).text + "\n" == expected)
+    }
+
     @Test func aCutDownloadResumesWithARangeRequest() throws {
         let server = try makeServer()
         defer { server.stop() }

@@ -12,6 +12,11 @@ enum Fixtures {
         // The base-layout weights in the other checkpoint layouts (tools/fixtures/make_checkpoint_fixtures.py).
         "base-layout-torch-save", "base-layout-sharded", "base-layout-bin-sharded",
         "hubert-layout", "hubert-no-projection-norm",
+        // The other families (issue 23): data2vec-audio, UniSpeechSat, and MMS with no language (its stored English
+        // adapters and head).
+        "data2vec-audio-layout", "data2vec-audio-even-kernel", "unispeech-sat-layout", "unispeech-sat-large-layout",
+        "wavlm-layout", "wavlm-large-layout", "mms-layout",
+        "conformer-rotary-layout", "conformer-relative-layout", "conformer-no-positions",
     ]
     static func model(_ name: String) -> URL { root.appendingPathComponent("models/\(name)") }
 

@@ -80,7 +80,7 @@ import Testing
         #expect(quantized.warnings == float.warnings)
         if ReducedPrecisionKernels.bf16Available {
             // The transformer's weights come straight from the file's bits; the CTC head stays fp32.
-            #expect(quantized.model.layers[0].q.weight.precision == .bf16)
+            #expect(quantized.model.firstQuery.precision == .bf16)
             #expect(quantized.model.head.weight.precision == .fp32)
         }
 
@@ -177,7 +177,7 @@ import Testing
             let range = (a.logits.max() ?? 0) - (a.logits.min() ?? 0)
             #expect(zip(a.logits, b.logits).allSatisfy { abs($0 - $1) <= 0.03 * range })
         }
-        #expect(quantized.model.layers[0].intermediate.weight.precision == .int8)
+        #expect(quantized.model.firstIntermediate.precision == .int8)
         #expect(quantized.model.head.weight.precision == .fp32)
         #expect(quantized.weightTypes.contains("I8"))
     }
@@ -326,4 +326,11 @@ enum MappedFileSize {
     static func of(_ url: URL) -> Int {
         (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? -1
     }
+}
+
+extension Wav2Vec2Model {
+    /// The first layer's query projection, whichever kind of layers the family has.
+    var firstQuery: WeightMatrix { layers.first?.q.weight ?? conformerLayers[0].q.weight }
+    /// The first layer's first feed-forward product, whichever kind of layers the family has.
+    var firstIntermediate: WeightMatrix { layers.first?.intermediate.weight ?? conformerLayers[0].ffn1.intermediate.weight }
 }

@@ -93,6 +93,29 @@ import Testing
         #expect((models.json["data"] as? [[String: Any]])?.compactMap { $0["id"] as? String } == ["base", "builtin"])
     }
 
+    /// A multilingual (MMS) model runs the request's `language` (its own codes or ISO 639-1), as the CLI's --language.
+    @Test func languageChoosesAnMMSModelsAdapters() async throws {
+        let modelDirectory = Paths.fixture("models/mms-layout")
+        let transcriber = try Transcriber(modelDirectory: URL(fileURLWithPath: modelDirectory))
+        let running = try await RunningServer.start(models: [ServedModel(name: "mms", transcriber: transcriber, languageModel: nil)])
+        defer { Task { await running.stop() } }
+        let speech = Paths.fixture("speech_16k.wav")
+        for (asked, language) in [("fra", "fra"), ("de", "deu"), ("eng", "eng"), (nil, "eng"), ("fr", "fra")] {
+            var fields = [("response_format", "verbose_json")]
+            if let asked { fields.append(("language", asked)) }
+            let reply = try await transcription(port: running.port, try form(file: speech, fields))
+            #expect(reply.status == 200, "\(reply.text)")
+            #expect(reply.json["language"] as? String == language)
+            let cli = try cliTranscript(speech, format: "txt", ["--model", modelDirectory, "--language", language])
+            #expect((reply.json["text"] as? String).map { $0 + "\n" } == cli, "\(asked ?? "none")")
+        }
+        let unknown = try await transcription(port: running.port, try form(file: speech, [("language", "xx")]))
+        #expect(unknown.status == 400)
+        let error = unknown.json["error"] as? [String: Any]
+        #expect(error?["param"] as? String == "language" && error?["code"] as? String == "unsupported_language")
+        #expect((error?["message"] as? String)?.contains("deu, eng, fra") == true, "\(unknown.text)")
+    }
+
     @Test func errorsHaveOpenAIsShapeAndStatus() async throws {
         let running = try await RunningServer.start { $0.maxAudioSeconds = 20 }
         defer { Task { await running.stop() } }

@@ -47,17 +47,37 @@ public struct Vocabulary: Sendable, Equatable {
         try load(.directory(directory), vocabSize: vocabSize, padTokenID: padTokenID)
     }
 
-    static func load(_ files: ModelFiles, vocabSize: Int, padTokenID: Int) throws -> Vocabulary {
+    /// The languages of a multilingual (MMS) `vocab.json` ({lang: {token: id}}), sorted, and the tokenizer's
+    /// `target_lang`; nil when the vocabulary is a single one.
+    static func languages(_ files: ModelFiles) throws -> (languages: [String], target: String?)? {
+        guard let members = try files.json("vocab.json")?.objectMembers,
+              members.contains(where: { $0.1.objectMembers != nil }) else { return nil }
+        let target = try files.json("tokenizer_config.json")?.objectMembers?.first(where: { $0.0 == "target_lang" })?.1.stringValue
+        return (members.map(\.0).sorted(), target)
+    }
+
+    /// `language` picks one vocabulary of a multilingual (MMS) `vocab.json`; nil takes the tokenizer's
+    /// `target_lang`, as transformers' `Wav2Vec2CTCTokenizer` does.
+    static func load(_ files: ModelFiles, vocabSize: Int, padTokenID: Int, language: String? = nil) throws -> Vocabulary {
         guard let vocabJSON = try files.json("vocab.json") else {
             throw ASRError.missingModelFile(directory: files.location, file: "vocab.json")
         }
-        guard let entries = vocabJSON.objectMembers else {
+        guard var entries = vocabJSON.objectMembers else {
             throw ASRError.invalidVocabulary(file: "vocab.json", reason: "expected an object of token → id")
         }
-        if entries.contains(where: { $0.1.objectMembers != nil }) {
-            throw ASRError.invalidVocabulary(
-                file: "vocab.json",
-                reason: "holds one vocabulary per language (MMS style); choose a language-specific checkpoint")
+        if let (languages, target) = try languages(files) {
+            guard let chosen = language ?? target else {
+                throw ASRError.invalidLanguage(
+                    language: nil, reason: "vocab.json holds one vocabulary per language and tokenizer_config.json names no "
+                        + "target_lang: choose one", available: languages)
+            }
+            guard let inner = entries.first(where: { $0.0 == chosen })?.1.objectMembers else {
+                throw ASRError.invalidLanguage(language: chosen, reason: "not in vocab.json", available: languages)
+            }
+            entries = inner
+        } else if let language {
+            throw ASRError.invalidLanguage(language: language, reason: "this model has one vocabulary, not one per language "
+                                            + "(languages are chosen only with MMS-style checkpoints)", available: [])
         }
         var tokens = [String?](repeating: nil, count: vocabSize)
         /// Tokens the tokenizer adds on top of vocab.json (typically `<s>`/`</s>`) may lie past the model's

@@ -41,8 +41,12 @@ public struct HubDownloader {
     }
 
     /// Downloads what `asr` needs of `id` at `revision` and returns the snapshot directory.
+    ///
+    /// For a multilingual (MMS) repository (a `vocab.json` with one vocabulary per language), the languages'
+    /// `adapter.<lang>.safetensors` files come too: those of `languages` (each must exist), or with nil every one the
+    /// repository holds (mms-1b-all: 1,162 files, ~11 GB; ask for a few with `languages`).
     @discardableResult
-    public func download(_ id: String, revision: String = "main") throws -> URL {
+    public func download(_ id: String, revision: String = "main", languages: [String]? = nil) throws -> URL {
         guard ModelLocator.isModelID(id) else {
             throw ASRError.downloadFailed(file: id, reason: "not a model id of the form ORG/NAME")
         }
@@ -68,6 +72,16 @@ public struct HubDownloader {
             throw ASRError.downloadFailed(file: id, reason: "the repository has no model.safetensors or pytorch_model.bin (sharded or not)")
         }
         guard let snapshot else { throw ASRError.downloadFailed(file: id, reason: "nothing was downloaded") }
+        if let available = try Vocabulary.languages(.directory(snapshot))?.languages {
+            if let unknown = languages?.first(where: { !available.contains($0) }) {
+                throw ASRError.invalidLanguage(language: unknown, reason: "not in \(id)'s vocab.json", available: available)
+            }
+            for language in languages ?? available {
+                _ = try fetch("adapter.\(language).safetensors", required: languages != nil)
+            }
+        } else if let languages, let first = languages.first {
+            throw ASRError.invalidLanguage(language: first, reason: "\(id) has one vocabulary, not one per language", available: [])
+        }
         return snapshot
     }
 

@@ -9,7 +9,8 @@ import Darwin
 /// The `asr_int8` checkpoint format that `asr quantize --precision int8` writes (documented in the README):
 ///
 /// - the Linear weights that `--precision int8` runs in int8 (`feature_projection.projection` and, in every encoder
-///   layer, `attention.{q,k,v,out}_proj` and `feed_forward.{intermediate,output}_dense`) are stored as I8
+///   layer, `attention.{q,k,v,out}_proj` and `feed_forward.{intermediate,output}_dense`; in a Conformer's,
+///   `self_attn.linear_{q,k,v,out,pos}` and `ffn{1,2}.{intermediate,output}_dense`) are stored as I8
 ///   `<module>.weight` (n × k, PyTorch's layout), quantized per output channel, symmetric: codes in ±127, and an F32
 ///   `<module>.weight_scale` (n), one scale per output row, so that weight ≈ code · scale;
 /// - every other tensor is stored as in the source checkpoint;
@@ -27,8 +28,12 @@ enum Int8Checkpoint {
 
     /// The Linear modules stored as int8 (names after the model prefix), in checkpoint order.
     static func modules(_ c: Wav2Vec2Configuration) -> [String] {
-        let perLayer = ["attention.q_proj", "attention.k_proj", "attention.v_proj", "attention.out_proj",
-                        "feed_forward.intermediate_dense", "feed_forward.output_dense"]
+        let perLayer = c.family == .conformer
+            ? ["ffn1.intermediate_dense", "ffn1.output_dense", "self_attn.linear_q", "self_attn.linear_k", "self_attn.linear_v",
+               "self_attn.linear_out"] + (c.conformerPositions == .relative ? ["self_attn.linear_pos"] : [])
+               + ["ffn2.intermediate_dense", "ffn2.output_dense"]
+            : ["attention.q_proj", "attention.k_proj", "attention.v_proj", "attention.out_proj",
+               "feed_forward.intermediate_dense", "feed_forward.output_dense"]
         return ["feature_projection.projection"]
             + (0..<c.numHiddenLayers).flatMap { n in perLayer.map { "encoder.layers.\(n).\($0)" } }
     }
@@ -309,7 +314,13 @@ public enum ModelQuantizer {
 
     /// The names this writes for a source: the weights, config.json and the copied files the source has.
     private static func writtenFiles(_ files: ModelFiles) -> Set<String> {
-        Set(["model.safetensors", "config.json"] + copiedFiles.filter { (try? files.data($0)) != nil })
+        Set(["model.safetensors", "config.json"] + copiedFiles.filter { (try? files.data($0)) != nil } + adapterFiles(files))
+    }
+
+    /// An MMS checkpoint's per-language adapter files: carried over as they are (they run in fp32 whatever the
+    /// precision: a few megabytes per language, swapped at load).
+    private static func adapterFiles(_ files: ModelFiles) -> [String] {
+        files.fileNames.filter { $0.hasPrefix("adapter.") && ($0.hasSuffix(".safetensors") || $0.hasSuffix(".bin")) }.sorted()
     }
 
     /// Weight files of another layout: left beside a new `model.safetensors` they would make two models in one folder.
@@ -380,6 +391,15 @@ public enum ModelQuantizer {
         for name in copiedFiles {
             guard let data = try files.data(name) else { continue }
             try writeFile(data, to: temporary.appendingPathComponent(name))
+            copied.append(name)
+        }
+        // Adapter files (mms-1b-all has 1,162, ~11 GB in all) are hard-linked where the file system allows it (the
+        // weights are never written in place, by this tool or transformers), else copied.
+        for name in adapterFiles(files) {
+            let (from, to) = (input.appendingPathComponent(name), temporary.appendingPathComponent(name))
+            if link(from.path, to.path) != 0 {
+                do { try fm.copyItem(at: from, to: to) } catch { throw fail(to, error) }
+            }
             copied.append(name)
         }
 

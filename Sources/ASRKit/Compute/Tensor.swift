@@ -162,6 +162,16 @@ extension Matrix {
         }
     }
 
+    /// self += other · factor, element-wise (the Conformer's half-step feed-forward: other · 0.5 + self).
+    mutating func add(_ other: Matrix, scaledBy factor: Float) {
+        precondition(rows == other.rows && cols == other.cols)
+        storage.withUnsafeMutableBufferPointer { a in
+            other.storage.withUnsafeBufferPointer { b in
+                for i in a.indices { a[i] = b[i] * factor + a[i] }
+            }
+        }
+    }
+
     /// Element-wise, split across threads.
     mutating func apply(_ activation: Activation) {
         storage.withUnsafeMutableBufferPointer { data in

@@ -15,6 +15,9 @@ protocol TensorSource: Sendable {
     /// (safetensors); nil otherwise. The bytes stay valid as long as the source. This is how int8 codes and BF16
     /// weights are read without a trip through Float.
     func raw(_ name: String) -> RawTensor?
+    /// Called once a tensor has been copied or converted and its stored bytes will not be read again: a
+    /// memory-mapped source lets their pages go (nothing else does anything).
+    func release(_ name: String)
 }
 
 /// A tensor's stored bytes, read in place.
@@ -27,6 +30,7 @@ struct RawTensor {
 extension TensorSource {
     func storage(_ name: String) throws -> FloatStorage { FloatStorage(copying: try floats(name)) }
     func raw(_ name: String) -> RawTensor? { nil }
+    func release(_ name: String) {}
 }
 
 extension SafeTensorsFile: TensorSource {
@@ -73,6 +77,7 @@ struct CheckpointLoader {
     mutating func tensor(_ key: String, shape: [Int], prefixed: Bool = true) throws -> [Float] {
         let name = try claim(key, shape: shape, prefixed: prefixed)
         let values = try source.floats(name)
+        source.release(name)  // a copy: the stored bytes are not read again
         values.withUnsafeBufferPointer { checkFinite($0, name) }
         return values
     }
@@ -138,6 +143,7 @@ struct CheckpointLoader {
                 throw ASRError.invalidQuantizedTensor(name: scaleName, reason: "scale \(scales[bad]) of row \(bad) is not a positive finite number")
             }
             auxiliary.insert(scaleName)
+            defer { source.release(name) }
             if precision == .int8 { return try WeightMatrix.int8(codes: raw.bytes, scales: scales, n: n, k: k, name: name) }
             if !warnedDequantized {
                 warnedDequantized = true
@@ -151,13 +157,17 @@ struct CheckpointLoader {
             _ = try claim(key, shape: [n, k], prefixed: prefixed)
             let bits = OwnedBuffer<UInt16>(count: n * k)
             UnsafeMutableRawPointer(bits.pointer).copyMemory(from: raw.bytes.baseAddress!, byteCount: 2 * n * k)
+            source.release(name)
             // NaN or infinity: all exponent bits set.
             var nonFinite = 0
             for i in 0..<(n * k) where bits.pointer[i] & 0x7F80 == 0x7F80 { nonFinite += 1 }
             if nonFinite > 0 { warnings.append("tensor '\(name)' has \(nonFinite) NaN or infinite values") }
             return WeightMatrix(bf16Bits: bits, n: n, k: k)
         }
-        return WeightMatrix(try storage(key, shape: [n, k], prefixed: prefixed), n: n, k: k, precision: precision)
+        let matrix = WeightMatrix(try storage(key, shape: [n, k], prefixed: prefixed), n: n, k: k, precision: precision)
+        // fp32 reads the weights in place; bf16 and int8 made their own copy.
+        if precision != .fp32 { source.release(name) }
+        return matrix
     }
 
     mutating func norm(_ key: String, channels: Int, eps: Float) throws -> NormParameters {
@@ -224,6 +234,13 @@ struct CheckpointLoader {
 
     /// Throws when the checkpoint holds tensors that were never read: a sign of a different architecture, which we
     /// would otherwise run silently wrong.
+    /// Marks a tensor that the network does not use as expected (e.g. BatchNorm's `num_batches_tracked`), so that
+    /// `checkAllUsed` does not refuse it; absent is fine too.
+    mutating func ignore(_ key: String) {
+        let name = prefix + key
+        if source.shapes[name] != nil { auxiliary.insert(name) }
+    }
+
     func checkAllUsed() throws {
         let unused = source.shapes.keys.filter { name in
             !used.contains(name) && !auxiliary.contains(name) && !Self.ignorable.contains(String(name.dropFirst(name.hasPrefix(prefix) ? prefix.count : 0)))

@@ -24,8 +24,11 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
     public var convBias: Bool
     /// `num_feat_extract_layers`: must match `convDim.count` when given; nil when absent.
     public var numFeatExtractLayers: Int?
-    /// `num_conv_pos_embeddings`: kernel width of the positional convolution.
+    /// `num_conv_pos_embeddings`: kernel width of the positional convolution; in data2vec-audio, the number of
+    /// positional convolution layers.
     public var numConvPosEmbeddings: Int
+    /// `conv_pos_kernel_size`: kernel width of each positional convolution layer (data2vec-audio only).
+    public var convPosKernelSize: Int
     /// `num_conv_pos_embedding_groups`: groups of the positional convolution.
     public var numConvPosEmbeddingGroups: Int
     /// `hidden_size`: the transformer's width.
@@ -50,8 +53,19 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
     public var addAdapter: Bool
     /// `feat_proj_layer_norm`: whether the feature projection has a layer norm; nil means yes (always yes for wav2vec2).
     public var featProjLayerNorm: Bool?
-    /// MMS-style attention adapters; not supported.
+    /// `adapter_attn_dim`: the inner width of MMS's per-language attention adapters (in stable-layer-norm layers);
+    /// nil when the model has none.
     public var adapterAttnDim: Int?
+    /// `position_embeddings_type` of a Conformer: "relative" (the default), "rotary", or null for none.
+    public var positionEmbeddingsType: String?
+    /// `rotary_embedding_base`: the Conformer's rotary base (10000).
+    public var rotaryEmbeddingBase: Int
+    /// `conv_depthwise_kernel_size`: the Conformer convolution module's kernel width (odd; 31).
+    public var convDepthwiseKernelSize: Int
+    /// `num_buckets`: WavLM's relative position buckets (both directions together).
+    public var numBuckets: Int
+    /// `max_bucket_distance`: WavLM's largest distinguished offset, in frames.
+    public var maxBucketDistance: Int
     /// HuBERT variant with a batch-norm positional convolution; not supported.
     public var convPosBatchNorm: Bool?
 
@@ -67,6 +81,7 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
         case numFeatExtractLayers = "num_feat_extract_layers"
         case numConvPosEmbeddings = "num_conv_pos_embeddings"
         case numConvPosEmbeddingGroups = "num_conv_pos_embedding_groups"
+        case convPosKernelSize = "conv_pos_kernel_size"
         case hiddenSize = "hidden_size"
         case numHiddenLayers = "num_hidden_layers"
         case numAttentionHeads = "num_attention_heads"
@@ -80,6 +95,11 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
         case featProjLayerNorm = "feat_proj_layer_norm"
         case adapterAttnDim = "adapter_attn_dim"
         case convPosBatchNorm = "conv_pos_batch_norm"
+        case numBuckets = "num_buckets"
+        case positionEmbeddingsType = "position_embeddings_type"
+        case rotaryEmbeddingBase = "rotary_embedding_base"
+        case convDepthwiseKernelSize = "conv_depthwise_kernel_size"
+        case maxBucketDistance = "max_bucket_distance"
     }
 
     /// The facebook/wav2vec2-base-960h architecture (transformers' defaults).
@@ -95,6 +115,7 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
         numFeatExtractLayers = nil
         numConvPosEmbeddings = 128
         numConvPosEmbeddingGroups = 16
+        convPosKernelSize = 19
         hiddenSize = 768
         numHiddenLayers = 12
         numAttentionHeads = 12
@@ -108,6 +129,11 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
         featProjLayerNorm = nil
         adapterAttnDim = nil
         convPosBatchNorm = nil
+        numBuckets = 320
+        maxBucketDistance = 800
+        positionEmbeddingsType = "relative"
+        rotaryEmbeddingBase = 10000
+        convDepthwiseKernelSize = 31
     }
 
     /// Decodes `config.json`; keys it lacks take the defaults of `init()`.
@@ -127,7 +153,10 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
         convKernel = try c.decodeIfPresent([Int].self, forKey: .convKernel) ?? d.convKernel
         convBias = try c.decodeIfPresent(Bool.self, forKey: .convBias) ?? d.convBias
         numFeatExtractLayers = try c.decodeIfPresent(Int.self, forKey: .numFeatExtractLayers)
-        numConvPosEmbeddings = try c.decodeIfPresent(Int.self, forKey: .numConvPosEmbeddings) ?? d.numConvPosEmbeddings
+        // data2vec-audio's defaults: five positional layers of width 19 (Data2VecAudioConfig).
+        numConvPosEmbeddings = try c.decodeIfPresent(Int.self, forKey: .numConvPosEmbeddings)
+            ?? (modelType == Family.data2vecAudio.rawValue ? 5 : d.numConvPosEmbeddings)
+        convPosKernelSize = try c.decodeIfPresent(Int.self, forKey: .convPosKernelSize) ?? d.convPosKernelSize
         numConvPosEmbeddingGroups = try c.decodeIfPresent(Int.self, forKey: .numConvPosEmbeddingGroups) ?? d.numConvPosEmbeddingGroups
         hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize) ?? d.hiddenSize
         numHiddenLayers = try c.decodeIfPresent(Int.self, forKey: .numHiddenLayers) ?? d.numHiddenLayers
@@ -142,6 +171,13 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
         featProjLayerNorm = try c.decodeIfPresent(Bool.self, forKey: .featProjLayerNorm)
         adapterAttnDim = try c.decodeIfPresent(Int.self, forKey: .adapterAttnDim)
         convPosBatchNorm = try c.decodeIfPresent(Bool.self, forKey: .convPosBatchNorm)
+        numBuckets = try c.decodeIfPresent(Int.self, forKey: .numBuckets) ?? d.numBuckets
+        // Absent: transformers' default "relative"; null: no position embedding.
+        positionEmbeddingsType = c.contains(.positionEmbeddingsType)
+            ? try c.decodeIfPresent(String.self, forKey: .positionEmbeddingsType) : d.positionEmbeddingsType
+        rotaryEmbeddingBase = try c.decodeIfPresent(Int.self, forKey: .rotaryEmbeddingBase) ?? d.rotaryEmbeddingBase
+        convDepthwiseKernelSize = try c.decodeIfPresent(Int.self, forKey: .convDepthwiseKernelSize) ?? d.convDepthwiseKernelSize
+        maxBucketDistance = try c.decodeIfPresent(Int.self, forKey: .maxBucketDistance) ?? d.maxBucketDistance
     }
 
     /// Reads and validates a `config.json` file.
@@ -189,7 +225,12 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
         }
         if addAdapter { throw ASRError.unsupportedConfiguration(field: "add_adapter", value: "true") }
         if let adapterAttnDim {
-            throw ASRError.unsupportedConfiguration(field: "adapter_attn_dim", value: "\(adapterAttnDim) (MMS attention adapters)")
+            guard family == .wav2vec2 else {
+                throw ASRError.unsupportedConfiguration(field: "adapter_attn_dim", value: "\(adapterAttnDim) in a \(modelType) model")
+            }
+            guard (1...65536).contains(adapterAttnDim) else {
+                throw ASRError.invalidConfiguration(field: "adapter_attn_dim", reason: "\(adapterAttnDim) is outside 1...65536")
+            }
         }
         for (field, name) in [(featExtractActivation, "feat_extract_activation"), (hiddenAct, "hidden_act")] {
             guard Activation(name: field) != nil else {
@@ -223,6 +264,28 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
         try check(intermediateSize, "intermediate_size", 1...262144)
         try check(numConvPosEmbeddings, "num_conv_pos_embeddings", 1...4096)
         try check(numConvPosEmbeddingGroups, "num_conv_pos_embedding_groups", 1...hiddenSize)
+        if family == .conformer {
+            guard conformerPositions != nil else {
+                throw ASRError.unsupportedConfiguration(
+                    field: "position_embeddings_type", value: "\"\(positionEmbeddingsType ?? "")\" (supported: relative, rotary, null)")
+            }
+            try check(convDepthwiseKernelSize, "conv_depthwise_kernel_size", 1...4095)
+            guard convDepthwiseKernelSize % 2 == 1 else {
+                throw ASRError.invalidConfiguration(field: "conv_depthwise_kernel_size", reason: "\(convDepthwiseKernelSize) is even (same padding needs odd)")
+            }
+            try check(rotaryEmbeddingBase, "rotary_embedding_base", 2...100_000_000)
+            if positionEmbeddingsType == "rotary", (hiddenSize / numAttentionHeads) % 2 != 0 {
+                throw ASRError.invalidConfiguration(field: "num_attention_heads", reason: "rotary positions need an even head size")
+            }
+        }
+        if family == .wavLM {
+            try check(numBuckets, "num_buckets", 4...1_000_000)
+            try check(maxBucketDistance, "max_bucket_distance", numBuckets / 4 + 1...100_000_000)
+        }
+        if family == .data2vecAudio {
+            try check(numConvPosEmbeddings, "num_conv_pos_embeddings", 0...64)
+            try check(convPosKernelSize, "conv_pos_kernel_size", 1...4096)
+        }
         try check(vocabSize, "vocab_size", 1...1_000_000)
         try check(padTokenId, "pad_token_id", 0...(vocabSize - 1))
         guard hiddenSize % numAttentionHeads == 0 else {
@@ -237,15 +300,82 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
         }
     }
 
-    /// model_type → the CTC architecture it names. HuBERT shares Wav2Vec2's feature encoder and transformer.
-    public static let supportedModels = ["wav2vec2": "Wav2Vec2ForCTC", "hubert": "HubertForCTC"]
+    /// The model families this engine runs, by `model_type`.
+    public enum Family: String, CaseIterable, Sendable {
+        /// Wav2Vec2ForCTC: wav2vec2 base/large, XLS-R, MMS (with `adapter_attn_dim`).
+        case wav2vec2
+        /// HubertForCTC.
+        case hubert
+        /// Data2VecAudioForCTC.
+        case data2vecAudio = "data2vec-audio"
+        /// UniSpeechSatForCTC.
+        case uniSpeechSat = "unispeech-sat"
+        /// WavLMForCTC.
+        case wavLM = "wavlm"
+        /// Wav2Vec2ConformerForCTC (rotary or relative positions).
+        case conformer = "wav2vec2-conformer"
 
-    /// The checkpoint's key prefix for the base model ("wav2vec2." or "hubert.").
-    public var weightPrefix: String { modelType + "." }
+        /// The transformers class of the CTC model.
+        public var architecture: String {
+            switch self {
+            case .wav2vec2: "Wav2Vec2ForCTC"
+            case .hubert: "HubertForCTC"
+            case .data2vecAudio: "Data2VecAudioForCTC"
+            case .uniSpeechSat: "UniSpeechSatForCTC"
+            case .wavLM: "WavLMForCTC"
+            case .conformer: "Wav2Vec2ConformerForCTC"
+            }
+        }
 
-    /// Whether the feature projection starts with a LayerNorm: always for Wav2Vec2; for HuBERT as
-    /// `feat_proj_layer_norm` says (default true).
-    public var hasFeatureProjectionNorm: Bool { modelType == "wav2vec2" || (featProjLayerNorm ?? true) }
+        /// The attribute transformers keeps the base model in, which prefixes its checkpoint keys.
+        var basePrefix: String {
+            switch self {
+            case .wav2vec2: "wav2vec2."
+            case .hubert: "hubert."
+            case .data2vecAudio: "data2vec_audio."
+            case .uniSpeechSat: "unispeech_sat."
+            case .wavLM: "wavlm."
+            case .conformer: "wav2vec2_conformer."
+            }
+        }
+    }
+
+    /// A Conformer's position embedding.
+    public enum ConformerPositionKind: Sendable {
+        /// `position_embeddings_type` null: no position embedding.
+        case absent
+        /// Rotary embeddings on the query and key inputs.
+        case rotary
+        /// Transformer-XL relative embeddings with `pos_bias_u`/`pos_bias_v`.
+        case relative
+    }
+
+    /// `position_embeddings_type` read: nil for a value this engine does not know.
+    public var conformerPositions: ConformerPositionKind? {
+        switch positionEmbeddingsType {
+        case nil: .absent
+        case "rotary": .rotary
+        case "relative": .relative
+        default: nil
+        }
+    }
+
+    /// The family `model_type` names (validated: `validate()` refuses any other).
+    public var family: Family { Family(rawValue: modelType) ?? .wav2vec2 }
+
+    /// model_type → the CTC architecture it names.
+    public static let supportedModels = Dictionary(uniqueKeysWithValues: Family.allCases.map { ($0.rawValue, $0.architecture) })
+
+    /// The checkpoint's key prefix for the base model ("wav2vec2.", "hubert.", "data2vec_audio.", "unispeech_sat.").
+    public var weightPrefix: String { family.basePrefix }
+
+    /// Whether the feature projection starts with a LayerNorm: for HuBERT as `feat_proj_layer_norm` says (default
+    /// true); always for the other families.
+    public var hasFeatureProjectionNorm: Bool { family != .hubert || (featProjLayerNorm ?? true) }
+
+    /// The feature encoder's normalisation: data2vec-audio always has a LayerNorm per layer (it has no
+    /// `feat_extract_norm`); the others follow `feat_extract_norm`.
+    public var featureEncoderNorm: FeatureExtractorNorm { family == .data2vecAudio ? .layer : featExtractNorm }
 
     // MARK: Derived quantities
 
@@ -281,7 +411,8 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
         }
         let t = Double(length), h = Double(hiddenSize)
         total += 2 * t * Double(inChannels) * h                                                 // projection
-        total += 2 * t * h * (h / Double(numConvPosEmbeddingGroups)) * Double(numConvPosEmbeddings)  // positional conv
+        let positional = family == .data2vecAudio ? Double(numConvPosEmbeddings * convPosKernelSize) : Double(numConvPosEmbeddings)
+        total += 2 * t * h * (h / Double(numConvPosEmbeddingGroups)) * positional               // positional conv
         let perLayer = 2 * t * h * 4 * h + 2 * 2 * t * t * h + 2 * 2 * t * h * Double(intermediateSize)
         total += Double(numHiddenLayers) * perLayer
         total += 2 * t * h * Double(vocabSize)                                                  // LM head

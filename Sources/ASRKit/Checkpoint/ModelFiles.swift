@@ -7,6 +7,8 @@ struct ModelFiles: Sendable {
     let location: String
     private let readFile: @Sendable (String) throws -> Data?
     private let openWeights: @Sendable () throws -> TensorSource?
+    private let openTensors: @Sendable (String) throws -> TensorSource?
+    private let listFiles: @Sendable () -> [String]
 
     /// Files of a Hugging Face checkpoint directory.
     static func directory(_ url: URL) -> ModelFiles {
@@ -17,7 +19,13 @@ struct ModelFiles: Sendable {
                 guard FileManager.default.fileExists(atPath: file.path) else { return nil }
                 return try readModelFile(file)
             },
-            openWeights: { try openCheckpoint(in: url) })
+            openWeights: { try openCheckpoint(in: url) },
+            openTensors: { name in
+                let file = url.appendingPathComponent(name)
+                guard FileManager.default.fileExists(atPath: file.path) else { return nil }
+                return name.hasSuffix(".safetensors") ? try SafeTensorsFile(path: file.path) : try PyTorchCheckpoint(path: file.path)
+            },
+            listFiles: { (try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? [] })
     }
 
     /// Files linked into the binary (see BuiltinModel).
@@ -28,8 +36,19 @@ struct ModelFiles: Sendable {
             openWeights: {
                 guard let bytes = file("model.safetensors") else { return nil }
                 return try SafeTensorsFile(file: MappedFile(staticBytes: bytes, name: "model.safetensors"))
-            })
+            },
+            openTensors: { name in
+                guard name.hasSuffix(".safetensors"), let bytes = file(name) else { return nil }
+                return try SafeTensorsFile(file: MappedFile(staticBytes: bytes, name: name))
+            },
+            listFiles: { [] })
     }
+
+    /// The names of the files the model has (a directory's entries; nothing for a built-in model).
+    var fileNames: [String] { listFiles() }
+
+    /// A tensor file other than the main weights (an MMS `adapter.<lang>.safetensors` or `.bin`), nil when absent.
+    func tensors(_ name: String) throws -> TensorSource? { try openTensors(name) }
 
     /// The file's bytes, or nil when the model has no such file.
     func data(_ name: String) throws -> Data? { try readFile(name) }
@@ -119,6 +138,7 @@ struct ShardedCheckpoint: TensorSource {
     }
 
     func raw(_ name: String) -> RawTensor? { owner[name]?.raw(name) }
+    func release(_ name: String) { owner[name]?.release(name) }
 }
 
 /// Files whose bytes stay valid and unchanged for the whole process (linked into the binary).
