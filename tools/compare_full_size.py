@@ -2,7 +2,8 @@
 """Exactness at full size (development only; not part of `swift test`).
 
 Builds random models with the exact architectures of released checkpoints of every family we run (wav2vec2
-base-960h and large-lv60, WavLM base-plus, data2vec-audio base, UniSpeechSat base, MMS 1B with two languages) with
+base-960h and large-lv60, WavLM base-plus, data2vec-audio base, UniSpeechSat base, both large Conformers, MMS 1B
+with two languages) with
 transformers, runs 10 s of audio through transformers and through our `asr logits`, and prints max |Δ| of the
 logits and whether the argmax paths agree.
 
@@ -20,7 +21,7 @@ import soundfile as sf
 import torch
 from safetensors.torch import save_file
 from transformers import (AutoModelForCTC, Data2VecAudioConfig, Data2VecAudioForCTC, UniSpeechSatConfig,
-                          UniSpeechSatForCTC, Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor,
+                          UniSpeechSatForCTC, Wav2Vec2Config, Wav2Vec2ConformerConfig, Wav2Vec2ConformerForCTC, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor,
                           Wav2Vec2ForCTC, WavLMConfig, WavLMForCTC)
 
 VOCAB = ["<pad>", "<s>", "</s>", "<unk>", "|"] + list("ETAONIHSRDLUMWCFGYPBVK'XJQZ")
@@ -30,6 +31,7 @@ CLASSES = {
     "wavlm": (WavLMConfig, WavLMForCTC),
     "data2vec-audio": (Data2VecAudioConfig, Data2VecAudioForCTC),
     "unispeech-sat": (UniSpeechSatConfig, UniSpeechSatForCTC),
+    "wav2vec2-conformer": (Wav2Vec2ConformerConfig, Wav2Vec2ConformerForCTC),
 }
 
 LARGE = dict(feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True, hidden_size=1024,
@@ -47,6 +49,9 @@ ARCHITECTURES = {
     # microsoft/unispeech-sat-base-100h-libri-ft (UniSpeechSatConfig defaults)
     "unispeech-sat-base": ("unispeech-sat", dict()),
     # facebook/mms-1b-all: 48 layers × 1280, attention adapters of width 16; languages eng (stored) and fra
+    # facebook/wav2vec2-conformer-rope-large-960h-ft and -rel-pos-large-960h-ft
+    "conformer-rope-large": ("wav2vec2-conformer", dict(LARGE, hidden_act="swish", position_embeddings_type="rotary")),
+    "conformer-rel-pos-large": ("wav2vec2-conformer", dict(LARGE, hidden_act="swish", position_embeddings_type="relative")),
     "mms-1b-all": ("wav2vec2", dict(LARGE, hidden_size=1280, num_hidden_layers=48, intermediate_size=5120,
                                     adapter_attn_dim=16)),
 }
