@@ -120,7 +120,10 @@ import Testing
         let v = transcriber.configuration.vocabSize
         let kept = Array(chunked.logits[(150 * v)..<(250 * v)])
         let fromChunk = Array(second.logits[(50 * v)..<(150 * v)])
-        #expect(kept == fromChunk)
+        // Equal up to rounding: the vectorised kernels may sum in another order when a buffer lands at another
+        // alignment (seen once in a full run: bit-level differences); a frame from the wrong place differs by O(1).
+        let delta = zip(kept, fromChunk).map { abs($0 - $1) }.max() ?? .infinity
+        #expect(kept.count == fromChunk.count && delta <= 1e-4, "max |Δ| \(delta)")
     }
 }
 
