@@ -30,7 +30,8 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 from compare_full_size import ARCHITECTURES, build  # noqa: E402
 
 NAMES = {"base": "base-960h", "large": "large-960h-lv60-self", "wavlm": "wavlm-base-plus",
-         "data2vec": "data2vec-audio-base-960h", "unispeech-sat": "unispeech-sat-base", "mms": "mms-1b-all"}
+         "data2vec": "data2vec-audio-base-960h", "unispeech-sat": "unispeech-sat-base", "mms": "mms-1b-all",
+         "conformer-rope": "conformer-rope-large", "conformer-rel-pos": "conformer-rel-pos-large"}
 
 
 def audio(seconds):
