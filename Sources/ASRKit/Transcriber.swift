@@ -192,15 +192,9 @@ public final class Transcriber: Sendable {
             Set(vocabularies.languages).intersection(LanguageAdapters.adapterLanguages(files)).sorted()
         } ?? []
         if let requestedLanguage {
-            guard configuration.adapterAttnDim != nil, multilingual != nil else {
-                throw ASRError.invalidLanguage(
-                    language: requestedLanguage, reason: "this model has one vocabulary and no language adapters "
-                        + "(languages are chosen only with MMS-style checkpoints)", available: [])
-            }
-            guard multilingual?.languages.contains(requestedLanguage) == true else {
-                throw ASRError.invalidLanguage(language: requestedLanguage, reason: "not in this checkpoint", available: languages)
-            }
-            (weights, configuration.vocabSize) = try LanguageAdapters.weights(weights, language: requestedLanguage, files: files)
+            (weights, configuration.vocabSize) = try LanguageAdapters.weights(
+                weights, language: requestedLanguage, configuration: configuration, vocabularies: multilingual?.languages,
+                available: languages, files: files)
         }
         self.configuration = configuration
         language = requestedLanguage ?? multilingual?.target
@@ -231,15 +225,9 @@ public final class Transcriber: Sendable {
     /// with this transcriber, not copied. Throws ``ASRError/invalidLanguage(language:reason:available:)`` for a
     /// language the checkpoint lacks or a model with one language.
     public func switching(to language: String) throws -> Transcriber {
-        guard configuration.adapterAttnDim != nil, let vocabularies = try Vocabulary.languages(files) else {
-            throw ASRError.invalidLanguage(
-                language: language, reason: "this model has one vocabulary and no language adapters "
-                    + "(languages are chosen only with MMS-style checkpoints)", available: [])
-        }
-        guard vocabularies.languages.contains(language) else {
-            throw ASRError.invalidLanguage(language: language, reason: "not in this checkpoint", available: languages)
-        }
-        let (weights, vocabSize) = try LanguageAdapters.weights(try files.weights(), language: language, files: files)
+        let (weights, vocabSize) = try LanguageAdapters.weights(
+            try files.weights(), language: language, configuration: configuration,
+            vocabularies: try Vocabulary.languages(files)?.languages, available: languages, files: files)
         var configuration = self.configuration
         configuration.vocabSize = vocabSize
         let vocabulary = try Vocabulary.load(files, vocabSize: vocabSize, padTokenID: configuration.padTokenId, language: language)

@@ -113,10 +113,7 @@ struct ModelOptions: ParsableArguments {
         let execution = ExecutionOptions(threads: threads, attention: attention)
         let transcriber: Transcriber
         do {
-            if let language, model == nil {
-                throw ASRError.invalidLanguage(language: language, reason: "the built-in model has one vocabulary, not one per language",
-                                               available: [])
-            }
+            try refuseLanguageForBuiltin(language, model: model)
             transcriber = try model.map {
                 try Transcriber(modelDirectory: ModelLocator.resolve($0), language: language, precision: precision,
                                 execution: execution, logger: logger)
@@ -129,6 +126,13 @@ struct ModelOptions: ParsableArguments {
             FileHandle.standardError.write(Data((Self.builtinModelNote + "\n").utf8))
         }
         return transcriber
+    }
+
+    /// `--language` without `--model` names the built-in model, which has one vocabulary.
+    static func refuseLanguageForBuiltin(_ language: String?, model: String?) throws {
+        guard let language, model == nil else { return }
+        throw ASRError.invalidLanguage(language: language, reason: "the built-in model has one vocabulary, not one per language",
+                                       available: [])
     }
 
     /// Said on stderr whenever the built-in model is used (not with --quiet).
@@ -280,10 +284,7 @@ struct Info: AsyncParsableCommand {
         print("BLAS threads: \(BLAS.threads)")
         print("reduced-precision kernels: \(ReducedPrecisionKernels.summary)")
         do {
-            if let language, model == nil {
-                throw ASRError.invalidLanguage(language: language, reason: "the built-in model has one vocabulary, not one per language",
-                                               available: [])
-            }
+            try ModelOptions.refuseLanguageForBuiltin(language, model: model)
             let t = try model.map { try Transcriber(modelDirectory: ModelLocator.resolve($0), language: language) } ?? BuiltinModel.load()
             let c = t.configuration
             print("model: \(t.location)")

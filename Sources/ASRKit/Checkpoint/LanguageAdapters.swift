@@ -29,8 +29,19 @@ enum LanguageAdapters {
     }
 
     /// `base` with `language`'s adapters and head in place of the stored ones, and the head's vocabulary size.
-    /// As transformers' `load_adapter`, the file must hold exactly the adapter and head tensors the model has.
-    static func weights(_ base: TensorSource, language: String, files: ModelFiles) throws -> (TensorSource, vocabSize: Int) {
+    /// Refuses a model without adapters or per-language vocabularies (`vocabularies` nil), a language `vocab.json`
+    /// lacks (naming the `available` ones) or one without an adapter file. As transformers' `load_adapter`, the file
+    /// must hold exactly the adapter and head tensors the model has.
+    static func weights(_ base: TensorSource, language: String, configuration: Wav2Vec2Configuration, vocabularies: [String]?,
+                        available: [String], files: ModelFiles) throws -> (TensorSource, vocabSize: Int) {
+        guard configuration.adapterAttnDim != nil, let vocabularies else {
+            throw ASRError.invalidLanguage(
+                language: language, reason: "this model has one vocabulary and no language adapters "
+                    + "(languages are chosen only with MMS-style checkpoints)", available: [])
+        }
+        guard vocabularies.contains(language) else {
+            throw ASRError.invalidLanguage(language: language, reason: "not in this checkpoint", available: available)
+        }
         guard let name = file(language, in: files), let adapter = try files.tensors(name) else {
             throw ASRError.invalidLanguage(language: language, reason: "the checkpoint has no adapter.\(language).safetensors",
                                            available: adapterLanguages(files))
