@@ -32,6 +32,9 @@ enum Activation: Sendable, Equatable {
         }
     }
 
+    /// σ(v) = 1 / (1 + e^−v), as torch.sigmoid: also the gate of GLU (Conformer) and of WavLM's position bias.
+    @inline(__always) static func sigmoid(_ v: Float) -> Float { 1 / (1 + expf(-v)) }
+
     /// Applies the activation in place.
     func apply(_ x: UnsafeMutableBufferPointer<Float>) {
         switch self {
@@ -51,7 +54,7 @@ enum Activation: Sendable, Equatable {
         case .tanh:
             for i in x.indices { x[i] = tanhf(x[i]) }
         case .sigmoid:
-            for i in x.indices { x[i] = 1 / (1 + expf(-x[i])) }
+            for i in x.indices { x[i] = Self.sigmoid(x[i]) }
         case .identity:
             break
         }

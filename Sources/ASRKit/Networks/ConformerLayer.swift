@@ -55,7 +55,7 @@ struct ConformerLayer: Sendable {
                     for r in 0..<t {
                         let row = a.baseAddress! + r * 2 * h, outRow = g.baseAddress! + r * h
                         // GLU over channels: first half · σ(second half)
-                        for c in 0..<h { outRow[c] = row[c] * (1 / (1 + expf(-row[h + c]))) }
+                        for c in 0..<h { outRow[c] = row[c] * Activation.sigmoid(row[h + c]) }
                     }
                 }
             }

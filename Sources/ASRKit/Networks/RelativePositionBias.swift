@@ -56,13 +56,12 @@ struct RelativePositionGate: Sendable {
         // The input's rows are heads side by side, so (t, hidden) is (t · heads, head_dim) in the same memory.
         let projected = projection(Matrix(rows: t * heads, cols: headDim, storage: x.storage))  // (t · heads, 8)
         var gates = [Float](repeating: 0, count: heads * t)
-        func sigmoid(_ v: Float) -> Float { 1 / (1 + expf(-v)) }
         let v = projected.storage
         for i in 0..<t {
             for head in 0..<heads {
                 let p = (i * heads + head) * 8
-                let a = sigmoid(v[p] + v[p + 1] + v[p + 2] + v[p + 3])
-                let b = sigmoid(v[p + 4] + v[p + 5] + v[p + 6] + v[p + 7])
+                let a = Activation.sigmoid(v[p] + v[p + 1] + v[p + 2] + v[p + 3])
+                let b = Activation.sigmoid(v[p + 4] + v[p + 5] + v[p + 6] + v[p + 7])
                 gates[head * t + i] = a * (b * constant[head] - 1) + 2
             }
         }

@@ -48,7 +48,6 @@ struct TransformerLayer: Sendable {
     /// table for these frames (``RelativePositionBuckets/table(frames:)``); with it, each head's scores get the gated
     /// bias before the softmax, on the BLAS path (the fused kernel takes no bias).
     func attention(_ x: Matrix, fused requestedFused: Bool, positions: [Float]? = nil) -> Matrix {
-        let layer = self
         let t = x.rows, h = hidden
         let d = h / heads
         let scale = 1 / Float(d).squareRoot()
@@ -56,9 +55,9 @@ struct TransformerLayer: Sendable {
         let fused = requestedFused && bias == nil
         var qkv = Matrix(uninitializedRows: t, cols: 3 * h)   // (t, 3h): [q | k | v], every element written below
         qkv.storage.withUnsafeMutableBufferPointer { out in
-            layer.q.apply(x, into: out.baseAddress!, ldc: 3 * h)
-            layer.k.apply(x, into: out.baseAddress! + h, ldc: 3 * h)
-            layer.v.apply(x, into: out.baseAddress! + 2 * h, ldc: 3 * h)
+            q.apply(x, into: out.baseAddress!, ldc: 3 * h)
+            k.apply(x, into: out.baseAddress! + h, ldc: 3 * h)
+            v.apply(x, into: out.baseAddress! + 2 * h, ldc: 3 * h)
         }
         var context = Matrix(uninitializedRows: t, cols: h)   // (t, h): heads side by side, each written once
         // Heads run in parallel, each worker with its own scratch: the fused kernel's packed operands, or a (t, t)
@@ -93,7 +92,7 @@ struct TransformerLayer: Sendable {
                 }
             }
         }
-        return layer.out(context)
+        return out(context)
     }
 
     func feedForward(_ x: Matrix) -> Matrix {
