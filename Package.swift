@@ -33,6 +33,10 @@ let package = Package(
         .systemLibrary(
             name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
+        // w2v-BERT's log-mel filterbank front end (real FFTs of 512 points).
+        .systemLibrary(
+            name: "CFFTW", path: "Sources/CFFTW", pkgConfig: "fftw3",
+            providers: [.apt(["libfftw3-dev"]), .brew(["fftw"])]),
         // Vectorised element-wise kernels (exp, GELU), compiled for AVX-512, AVX2 and baseline x86-64.
         .target(name: "CKernels", path: "Sources/CKernels"),
         // bf16 and int8 products on oneDNN (Debian's libdnnl-dev; OpenMP runtime), behind our own C functions.
@@ -42,7 +46,7 @@ let package = Package(
         .target(
             name: "ASRKit",
             dependencies: [
-                "CSndFile", "CBLAS", "CZlib", "CKernels", "CLowPrecision",
+                "CSndFile", "CBLAS", "CZlib", "CFFTW", "CKernels", "CLowPrecision",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/ASRKit"),

@@ -2,7 +2,7 @@
 # Installs the system libraries asr links against, when they are missing (Debian/Ubuntu, apt).
 set -euo pipefail
 # sox: the live-input tests pipe raw PCM from it.
-packages=(libsndfile1-dev libopenblas-dev libdnnl-dev zlib1g-dev pkg-config sox)
+packages=(libsndfile1-dev libopenblas-dev libdnnl-dev zlib1g-dev libfftw3-dev pkg-config sox)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

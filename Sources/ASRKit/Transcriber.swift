@@ -185,7 +185,7 @@ public final class Transcriber: Sendable {
         self.logger = logger
         var configuration = try Wav2Vec2Configuration.decode(try files.required("config.json"))
         try Int8Checkpoint.checkLoadable(files.json("config.json"))
-        preprocessor = try PreprocessorConfiguration.load(files)
+        preprocessor = try PreprocessorConfiguration.load(files).fitted(to: configuration)
         var weights = try files.weights()
         let multilingual = try Vocabulary.languages(files)
         languages = multilingual.map { vocabularies in

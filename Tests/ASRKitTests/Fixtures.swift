@@ -17,7 +17,11 @@ enum Fixtures {
         "data2vec-audio-layout", "data2vec-audio-even-kernel", "unispeech-sat-layout", "unispeech-sat-large-layout",
         "wavlm-layout", "wavlm-large-layout", "mms-layout",
         "conformer-rotary-layout", "conformer-relative-layout", "conformer-no-positions",
+        // w2v-BERT: the filterbank front end, relative-key / relative / rotary positions, with and without the adapter.
+        "w2v-bert-layout", "w2v-bert-adapter", "w2v-bert-relative", "w2v-bert-rotary",
     ]
+    /// The w2v-BERT fixtures, whose reference input is the filterbank (input_features.npy), not samples.
+    static let filterbankModelNames = modelNames.filter { $0.hasPrefix("w2v-bert") }
     static func model(_ name: String) -> URL { root.appendingPathComponent("models/\(name)") }
 
     static func npy(_ url: URL) throws -> (values: [Float], shape: [Int]) {

@@ -330,7 +330,7 @@ enum MappedFileSize {
 
 extension Wav2Vec2Model {
     /// The first layer's query projection, whichever kind of layers the family has.
-    var firstQuery: WeightMatrix { layers.first?.q.weight ?? conformerLayers[0].q.weight }
+    var firstQuery: WeightMatrix { layers.first?.q.weight ?? conformerLayers[0].attention.q.weight }
     /// The first layer's first feed-forward product, whichever kind of layers the family has.
     var firstIntermediate: WeightMatrix { layers.first?.intermediate.weight ?? conformerLayers[0].ffn1.intermediate.weight }
 }

@@ -9,8 +9,8 @@ import Darwin
 /// The `asr_int8` checkpoint format that `asr quantize --precision int8` writes (documented in the README):
 ///
 /// - the Linear weights that `--precision int8` runs in int8 (`feature_projection.projection` and, in every encoder
-///   layer, `attention.{q,k,v,out}_proj` and `feed_forward.{intermediate,output}_dense`; in a Conformer's,
-///   `self_attn.linear_{q,k,v,out,pos}` and `ffn{1,2}.{intermediate,output}_dense`) are stored as I8
+///   layer, `attention.{q,k,v,out}_proj` and `feed_forward.{intermediate,output}_dense`; in a Conformer's and
+///   w2v-BERT's, `self_attn.linear_{q,k,v,out,pos}` and `ffn{1,2}.{intermediate,output}_dense`) are stored as I8
 ///   `<module>.weight` (n × k, PyTorch's layout), quantized per output channel, symmetric: codes in ±127, and an F32
 ///   `<module>.weight_scale` (n), one scale per output row, so that weight ≈ code · scale;
 /// - every other tensor is stored as in the source checkpoint;
@@ -28,7 +28,7 @@ enum Int8Checkpoint {
 
     /// The Linear modules stored as int8 (names after the model prefix), in checkpoint order.
     static func modules(_ c: Wav2Vec2Configuration) -> [String] {
-        let perLayer = c.family == .conformer
+        let perLayer = c.family == .conformer || c.family == .wav2vec2Bert
             ? ["ffn1.intermediate_dense", "ffn1.output_dense", "self_attn.linear_q", "self_attn.linear_k", "self_attn.linear_v",
                "self_attn.linear_out"] + (c.conformerPositions == .relative ? ["self_attn.linear_pos"] : [])
                + ["ffn2.intermediate_dense", "ffn2.output_dense"]

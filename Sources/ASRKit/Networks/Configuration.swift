@@ -68,6 +68,26 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
     public var maxBucketDistance: Int
     /// HuBERT variant with a batch-norm positional convolution; not supported.
     public var convPosBatchNorm: Bool?
+    /// `feature_projection_input_dim` (w2v-BERT): values per stacked filterbank frame, mel bins × 2 (160).
+    public var featureProjectionInputDim: Int
+    /// `left_max_position_embeddings` (w2v-BERT, relative-key attention): the farthest offset to the left that has
+    /// its own embedding; offsets beyond share it (64).
+    public var leftMaxPositionEmbeddings: Int
+    /// `right_max_position_embeddings` (w2v-BERT, relative-key attention): the same to the right (8).
+    public var rightMaxPositionEmbeddings: Int
+    /// `adapter_kernel_size` (w2v-BERT's adapter): kernel width of its two strided convolutions (3).
+    public var adapterKernelSize: Int
+    /// `adapter_stride` (w2v-BERT's adapter): their stride; each adapter layer divides the frame rate by it (2).
+    public var adapterStride: Int
+    /// `num_adapter_layers` (w2v-BERT's adapter): adapter layers after the encoder when `add_adapter` (1).
+    public var numAdapterLayers: Int
+    /// `adapter_act` (w2v-BERT's adapter): the activation of its feed-forward ("relu").
+    public var adapterAct: String
+    /// `use_intermediate_ffn_before_adapter` (w2v-BERT): half a ReLU feed-forward added after the encoder.
+    public var useIntermediateFfnBeforeAdapter: Bool
+    /// `output_hidden_size` (w2v-BERT's adapter): its width, after a projection when it differs from `hidden_size`;
+    /// nil means `hidden_size`.
+    public var outputHiddenSize: Int?
 
     enum CodingKeys: String, CodingKey {
         case modelType = "model_type"
@@ -100,6 +120,15 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
         case rotaryEmbeddingBase = "rotary_embedding_base"
         case convDepthwiseKernelSize = "conv_depthwise_kernel_size"
         case maxBucketDistance = "max_bucket_distance"
+        case featureProjectionInputDim = "feature_projection_input_dim"
+        case leftMaxPositionEmbeddings = "left_max_position_embeddings"
+        case rightMaxPositionEmbeddings = "right_max_position_embeddings"
+        case adapterKernelSize = "adapter_kernel_size"
+        case adapterStride = "adapter_stride"
+        case numAdapterLayers = "num_adapter_layers"
+        case adapterAct = "adapter_act"
+        case useIntermediateFfnBeforeAdapter = "use_intermediate_ffn_before_adapter"
+        case outputHiddenSize = "output_hidden_size"
     }
 
     /// The facebook/wav2vec2-base-960h architecture (transformers' defaults).
@@ -134,6 +163,15 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
         positionEmbeddingsType = "relative"
         rotaryEmbeddingBase = 10000
         convDepthwiseKernelSize = 31
+        featureProjectionInputDim = 160
+        leftMaxPositionEmbeddings = 64
+        rightMaxPositionEmbeddings = 8
+        adapterKernelSize = 3
+        adapterStride = 2
+        numAdapterLayers = 1
+        adapterAct = "relu"
+        useIntermediateFfnBeforeAdapter = false
+        outputHiddenSize = nil
     }
 
     /// Decodes `config.json`; keys it lacks take the defaults of `init()`.
@@ -162,7 +200,9 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
         numHiddenLayers = try c.decodeIfPresent(Int.self, forKey: .numHiddenLayers) ?? d.numHiddenLayers
         numAttentionHeads = try c.decodeIfPresent(Int.self, forKey: .numAttentionHeads) ?? d.numAttentionHeads
         intermediateSize = try c.decodeIfPresent(Int.self, forKey: .intermediateSize) ?? d.intermediateSize
-        hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? d.hiddenAct
+        let bert = modelType == Family.wav2vec2Bert.rawValue
+        // Wav2Vec2BertConfig's defaults differ: swish, relative-key attention.
+        hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? (bert ? "swish" : d.hiddenAct)
         layerNormEps = try c.decodeIfPresent(Float.self, forKey: .layerNormEps) ?? d.layerNormEps
         doStableLayerNorm = try c.decodeIfPresent(Bool.self, forKey: .doStableLayerNorm) ?? d.doStableLayerNorm
         vocabSize = try c.decodeIfPresent(Int.self, forKey: .vocabSize) ?? d.vocabSize
@@ -174,10 +214,20 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
         numBuckets = try c.decodeIfPresent(Int.self, forKey: .numBuckets) ?? d.numBuckets
         // Absent: transformers' default "relative"; null: no position embedding.
         positionEmbeddingsType = c.contains(.positionEmbeddingsType)
-            ? try c.decodeIfPresent(String.self, forKey: .positionEmbeddingsType) : d.positionEmbeddingsType
+            ? try c.decodeIfPresent(String.self, forKey: .positionEmbeddingsType) : (bert ? "relative_key" : d.positionEmbeddingsType)
         rotaryEmbeddingBase = try c.decodeIfPresent(Int.self, forKey: .rotaryEmbeddingBase) ?? d.rotaryEmbeddingBase
         convDepthwiseKernelSize = try c.decodeIfPresent(Int.self, forKey: .convDepthwiseKernelSize) ?? d.convDepthwiseKernelSize
         maxBucketDistance = try c.decodeIfPresent(Int.self, forKey: .maxBucketDistance) ?? d.maxBucketDistance
+        featureProjectionInputDim = try c.decodeIfPresent(Int.self, forKey: .featureProjectionInputDim) ?? d.featureProjectionInputDim
+        leftMaxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .leftMaxPositionEmbeddings) ?? d.leftMaxPositionEmbeddings
+        rightMaxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .rightMaxPositionEmbeddings) ?? d.rightMaxPositionEmbeddings
+        adapterKernelSize = try c.decodeIfPresent(Int.self, forKey: .adapterKernelSize) ?? d.adapterKernelSize
+        adapterStride = try c.decodeIfPresent(Int.self, forKey: .adapterStride) ?? d.adapterStride
+        numAdapterLayers = try c.decodeIfPresent(Int.self, forKey: .numAdapterLayers) ?? d.numAdapterLayers
+        adapterAct = try c.decodeIfPresent(String.self, forKey: .adapterAct) ?? d.adapterAct
+        useIntermediateFfnBeforeAdapter = try c.decodeIfPresent(Bool.self, forKey: .useIntermediateFfnBeforeAdapter)
+            ?? d.useIntermediateFfnBeforeAdapter
+        outputHiddenSize = try c.decodeIfPresent(Int.self, forKey: .outputHiddenSize)
     }
 
     /// Reads and validates a `config.json` file.
@@ -223,7 +273,8 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
         if convPosBatchNorm == true {
             throw ASRError.unsupportedConfiguration(field: "conv_pos_batch_norm", value: "true")
         }
-        if addAdapter { throw ASRError.unsupportedConfiguration(field: "add_adapter", value: "true") }
+        // wav2vec2's own adapter (Wav2Vec2Adapter, conv + LayerDrop) is not w2v-BERT's (Conformer-style layers).
+        if addAdapter, family != .wav2vec2Bert { throw ASRError.unsupportedConfiguration(field: "add_adapter", value: "true") }
         if let adapterAttnDim {
             guard family == .wav2vec2 else {
                 throw ASRError.unsupportedConfiguration(field: "adapter_attn_dim", value: "\(adapterAttnDim) in a \(modelType) model")
@@ -232,7 +283,7 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
                 throw ASRError.invalidConfiguration(field: "adapter_attn_dim", reason: "\(adapterAttnDim) is outside 1...65536")
             }
         }
-        for (field, name) in [(featExtractActivation, "feat_extract_activation"), (hiddenAct, "hidden_act")] {
+        for (field, name) in [(featExtractActivation, "feat_extract_activation"), (hiddenAct, "hidden_act"), (adapterAct, "adapter_act")] {
             guard Activation(name: field) != nil else {
                 throw ASRError.unsupportedConfiguration(
                     field: name, value: "\"\(field)\" (supported: \(Activation.supportedNames.joined(separator: ", ")))")
@@ -264,10 +315,11 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
         try check(intermediateSize, "intermediate_size", 1...262144)
         try check(numConvPosEmbeddings, "num_conv_pos_embeddings", 1...4096)
         try check(numConvPosEmbeddingGroups, "num_conv_pos_embedding_groups", 1...hiddenSize)
-        if family == .conformer {
-            guard conformerPositions != nil else {
+        if family == .conformer || family == .wav2vec2Bert {
+            guard let positions = conformerPositions, family == .wav2vec2Bert || positions != .relativeKey else {
+                let supported = family == .wav2vec2Bert ? "relative_key, relative, rotary, null" : "relative, rotary, null"
                 throw ASRError.unsupportedConfiguration(
-                    field: "position_embeddings_type", value: "\"\(positionEmbeddingsType ?? "")\" (supported: relative, rotary, null)")
+                    field: "position_embeddings_type", value: "\"\(positionEmbeddingsType ?? "")\" (supported: \(supported))")
             }
             try check(convDepthwiseKernelSize, "conv_depthwise_kernel_size", 1...4095)
             guard convDepthwiseKernelSize % 2 == 1 else {
@@ -277,6 +329,28 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
             if positionEmbeddingsType == "rotary", (hiddenSize / numAttentionHeads) % 2 != 0 {
                 throw ASRError.invalidConfiguration(field: "num_attention_heads", reason: "rotary positions need an even head size")
             }
+        }
+        if family == .wav2vec2Bert {
+            try check(featureProjectionInputDim, "feature_projection_input_dim", 2...1024)
+            guard featureProjectionInputDim % Self.filterbankStacking == 0 else {
+                throw ASRError.invalidConfiguration(
+                    field: "feature_projection_input_dim",
+                    reason: "\(featureProjectionInputDim) is not a whole number of mel bins × \(Self.filterbankStacking) stacked frames")
+            }
+            try check(leftMaxPositionEmbeddings, "left_max_position_embeddings", 0...100_000)
+            try check(rightMaxPositionEmbeddings, "right_max_position_embeddings", 0...100_000)
+            if addAdapter {
+                try check(numAdapterLayers, "num_adapter_layers", 0...16)
+                try check(adapterKernelSize, "adapter_kernel_size", 1...64)
+                try check(adapterStride, "adapter_stride", 1...64)
+                try check(adapterWidth, "output_hidden_size", 1...65536)
+                guard adapterWidth % numAttentionHeads == 0 else {
+                    throw ASRError.invalidConfiguration(
+                        field: "output_hidden_size", reason: "\(adapterWidth) is not divisible by num_attention_heads \(numAttentionHeads)")
+                }
+            }
+        } else if useIntermediateFfnBeforeAdapter {
+            throw ASRError.unsupportedConfiguration(field: "use_intermediate_ffn_before_adapter", value: "true in a \(modelType) model")
         }
         if family == .wavLM {
             try check(numBuckets, "num_buckets", 4...1_000_000)
@@ -314,6 +388,8 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
         case wavLM = "wavlm"
         /// Wav2Vec2ConformerForCTC (rotary or relative positions).
         case conformer = "wav2vec2-conformer"
+        /// Wav2Vec2BertForCTC (w2v-BERT 2.0): a log-mel filterbank front end and Conformer layers.
+        case wav2vec2Bert = "wav2vec2-bert"
 
         /// The transformers class of the CTC model.
         public var architecture: String {
@@ -324,6 +400,7 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
             case .uniSpeechSat: "UniSpeechSatForCTC"
             case .wavLM: "WavLMForCTC"
             case .conformer: "Wav2Vec2ConformerForCTC"
+            case .wav2vec2Bert: "Wav2Vec2BertForCTC"
             }
         }
 
@@ -336,6 +413,7 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
             case .uniSpeechSat: "unispeech_sat."
             case .wavLM: "wavlm."
             case .conformer: "wav2vec2_conformer."
+            case .wav2vec2Bert: "wav2vec2_bert."
             }
         }
     }
@@ -348,6 +426,8 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
         case rotary
         /// Transformer-XL relative embeddings with `pos_bias_u`/`pos_bias_v`.
         case relative
+        /// w2v-BERT's "relative_key" (Shaw): a learned embedding per clamped offset, dotted with each query.
+        case relativeKey
     }
 
     /// `position_embeddings_type` read: nil for a value this engine does not know.
@@ -356,6 +436,7 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
         case nil: .absent
         case "rotary": .rotary
         case "relative": .relative
+        case "relative_key": .relativeKey
         default: nil
         }
     }
@@ -379,19 +460,60 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
 
     // MARK: Derived quantities
 
-    /// Input samples per output frame: the product of the conv strides (320 for every released model).
-    public var samplesPerFrame: Int { convStride.reduce(1, *) }
+    /// w2v-BERT's filterbank: 25 ms windows (400 samples at 16 kHz) every 10 ms (160), two frames stacked into one.
+    static let filterbankWindow = 400, filterbankHop = 160, filterbankStacking = 2
 
-    /// Number of input samples one output frame sees (400 for released models).
+    /// The width of w2v-BERT's adapter layers (`output_hidden_size`, else `hidden_size`).
+    public var adapterWidth: Int { outputHiddenSize ?? hiddenSize }
+
+    /// Adapter layers that run (w2v-BERT with `add_adapter`; none otherwise).
+    var adapterLayerCount: Int { family == .wav2vec2Bert && addAdapter ? numAdapterLayers : 0 }
+
+    /// Input samples per output frame: the product of the conv strides (320 for every released model); w2v-BERT:
+    /// 160 × 2 stacked filterbank frames, times the adapter's stride per adapter layer.
+    public var samplesPerFrame: Int {
+        guard family == .wav2vec2Bert else { return convStride.reduce(1, *) }
+        var hop = Self.filterbankHop * Self.filterbankStacking
+        for _ in 0..<adapterLayerCount { hop *= adapterStride }
+        return hop
+    }
+
+    /// Number of input samples one output frame sees (400 for released models; w2v-BERT: two filterbank windows, 560,
+    /// the least from which its per-bin normalisation is defined).
     public var receptiveField: Int {
+        if family == .wav2vec2Bert { return Self.filterbankWindow + (Self.filterbankStacking - 1) * Self.filterbankHop }
         // Walking back from one output frame: each layer needs (n - 1) * stride + kernel inputs for n outputs.
         var n = 1
         for i in convDim.indices.reversed() { n = (n - 1) * convStride[i] + convKernel[i] }
         return n
     }
 
+    /// w2v-BERT: (filterbank frames, stacked frames the encoder runs on, of which the first `valid` are real) for
+    /// `samples` samples. SeamlessM4TFeatureExtractor pads an odd count of frames with one more and masks the stacked
+    /// frame that holds it. Nil below two filterbank frames (its normalisation divides by n − 1).
+    func filterbankFrames(forSamples samples: Int) -> (filterbank: Int, stacked: Int, valid: Int)? {
+        guard samples >= Self.filterbankWindow else { return nil }
+        let frames = (samples - Self.filterbankWindow) / Self.filterbankHop + 1
+        guard frames >= 2 else { return nil }
+        let stacking = Self.filterbankStacking
+        let stacked = (frames + stacking - 1) / stacking
+        return (frames, stacked, frames / stacking)
+    }
+
+    /// w2v-BERT's adapter layer: frames out for `frames` in (Conv1d, padding stride / 2).
+    func adapterFrames(_ frames: Int) -> Int {
+        let padding = adapterStride / 2
+        let span = frames + 2 * padding - adapterKernelSize
+        return span < 0 ? 0 : span / adapterStride + 1
+    }
+
     /// Number of CTC frames the model emits for `samples` input samples (0 when shorter than the receptive field).
     public func frameCount(forSamples samples: Int) -> Int {
+        if family == .wav2vec2Bert {
+            guard var frames = filterbankFrames(forSamples: samples)?.stacked else { return 0 }
+            for _ in 0..<adapterLayerCount { frames = adapterFrames(frames) }
+            return frames
+        }
         var length = samples
         for i in convDim.indices {
             guard length >= convKernel[i] else { return 0 }
@@ -403,7 +525,14 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
     /// Floating-point operations (multiply and add counted separately) of one forward pass over `samples`.
     public func flops(forSamples samples: Int) -> Double {
         var length = samples, inChannels = 1, total = 0.0
-        for i in convDim.indices {
+        let conformer = family == .conformer || family == .wav2vec2Bert
+        if family == .wav2vec2Bert {
+            // The filterbank (FFTs, mel products) is a few MFLOP per second of audio: left out.
+            guard let frames = filterbankFrames(forSamples: samples) else { return 0 }
+            length = frames.stacked
+            inChannels = featureProjectionInputDim
+        }
+        for i in convDim.indices where family != .wav2vec2Bert {
             guard length >= convKernel[i] else { return 0 }
             length = (length - convKernel[i]) / convStride[i] + 1
             total += 2 * Double(length) * Double(convDim[i]) * Double(inChannels * convKernel[i])
@@ -411,11 +540,38 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
         }
         let t = Double(length), h = Double(hiddenSize)
         total += 2 * t * Double(inChannels) * h                                                 // projection
-        let positional = family == .data2vecAudio ? Double(numConvPosEmbeddings * convPosKernelSize) : Double(numConvPosEmbeddings)
-        total += 2 * t * h * (h / Double(numConvPosEmbeddingGroups)) * positional               // positional conv
-        let perLayer = 2 * t * h * 4 * h + 2 * 2 * t * t * h + 2 * 2 * t * h * Double(intermediateSize)
+        if !conformer {
+            let positional = family == .data2vecAudio ? Double(numConvPosEmbeddings * convPosKernelSize) : Double(numConvPosEmbeddings)
+            total += 2 * t * h * (h / Double(numConvPosEmbeddingGroups)) * positional           // positional conv
+        }
+        let attention = 2 * t * h * 4 * h + 2 * 2 * t * t * h                                  // projections, scores, ·V
+        let feedForward = 2 * 2 * t * h * Double(intermediateSize)
+        var perLayer = attention + feedForward
+        if conformer {
+            // a second feed-forward; the convolution module: pointwise h → 2h, depthwise, pointwise h → h
+            perLayer += feedForward + 2 * t * h * 3 * h + 2 * t * h * Double(convDepthwiseKernelSize)
+            if conformerPositions == .relative { perLayer += 2 * (2 * t) * h * h + 2 * t * (2 * t) * h }
+        }
         total += Double(numHiddenLayers) * perLayer
-        total += 2 * t * h * Double(vocabSize)                                                  // LM head
+        var width = h, frames = t
+        if family == .wav2vec2Bert {
+            if useIntermediateFfnBeforeAdapter { total += feedForward }
+            if adapterLayerCount > 0 {
+                let a = Double(adapterWidth), k = Double(adapterKernelSize)
+                if adapterWidth != hiddenSize { total += 2 * t * h * a }
+                var length = Int(t)
+                for _ in 0..<adapterLayerCount {
+                    length = adapterFrames(length)
+                    let n = Double(length)
+                    // two strided convolutions a → 2a, attention, a feed-forward
+                    total += 2 * 2 * n * (k * a) * (2 * a) + 2 * n * a * 4 * a + 2 * 2 * n * n * a
+                        + 2 * 2 * n * a * Double(intermediateSize)
+                }
+                width = a
+                frames = Double(length)
+            }
+        }
+        total += 2 * frames * width * Double(vocabSize)                                         // LM head
         return total
     }
 }
@@ -430,12 +586,25 @@ public struct PreprocessorConfiguration: Codable, Sendable, Equatable {
     public var featureSize: Int
     /// `padding_value`: the value batches are padded with.
     public var paddingValue: Float
+    /// `feature_extractor_type`: "Wav2Vec2FeatureExtractor" (raw samples) or "SeamlessM4TFeatureExtractor" (w2v-BERT's
+    /// filterbank); nil when the file names none.
+    public var featureExtractorType: String?
+    /// `num_mel_bins` (SeamlessM4TFeatureExtractor): mel bins per filterbank frame; nil when absent.
+    public var numMelBins: Int?
+    /// `stride` (SeamlessM4TFeatureExtractor): filterbank frames stacked into one model frame; nil when absent.
+    public var stride: Int?
+
+    /// The feature extractor of w2v-BERT.
+    static let filterbankExtractor = "SeamlessM4TFeatureExtractor"
 
     enum CodingKeys: String, CodingKey {
         case samplingRate = "sampling_rate"
         case doNormalize = "do_normalize"
         case featureSize = "feature_size"
         case paddingValue = "padding_value"
+        case featureExtractorType = "feature_extractor_type"
+        case numMelBins = "num_mel_bins"
+        case stride
     }
 
     /// Settings for raw mono audio at `samplingRate`, normalised when `doNormalize`.
@@ -444,15 +613,55 @@ public struct PreprocessorConfiguration: Codable, Sendable, Equatable {
         self.doNormalize = doNormalize
         featureSize = 1
         paddingValue = 0
+        featureExtractorType = nil
+        numMelBins = nil
+        stride = nil
     }
 
     /// Decodes `preprocessor_config.json`; keys it lacks take the defaults of `init(samplingRate:doNormalize:)`.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         samplingRate = try c.decodeIfPresent(Int.self, forKey: .samplingRate) ?? 16000
-        doNormalize = try c.decodeIfPresent(Bool.self, forKey: .doNormalize) ?? true
+        featureExtractorType = try c.decodeIfPresent(String.self, forKey: .featureExtractorType)
+        // SeamlessM4TFeatureExtractor normalises its filterbank features, never the samples.
+        doNormalize = try c.decodeIfPresent(Bool.self, forKey: .doNormalize) ?? (featureExtractorType != Self.filterbankExtractor)
         featureSize = try c.decodeIfPresent(Int.self, forKey: .featureSize) ?? 1
         paddingValue = try c.decodeIfPresent(Float.self, forKey: .paddingValue) ?? 0
+        numMelBins = try c.decodeIfPresent(Int.self, forKey: .numMelBins)
+        stride = try c.decodeIfPresent(Int.self, forKey: .stride)
+    }
+
+    /// This feature extractor, made to fit `configuration` or refused with the field named: a raw-sample model needs
+    /// `feature_size` 1; w2v-BERT needs the filterbank the network was built for (`num_mel_bins` × `stride` =
+    /// `feature_projection_input_dim`, at 16 kHz) and never normalises the samples themselves.
+    func fitted(to configuration: Wav2Vec2Configuration) throws -> PreprocessorConfiguration {
+        guard configuration.family == .wav2vec2Bert else {
+            guard featureSize == 1 else {
+                throw ASRError.unsupportedConfiguration(field: "preprocessor_config.json: feature_size", value: "\(featureSize)")
+            }
+            return self
+        }
+        if let featureExtractorType, featureExtractorType != Self.filterbankExtractor {
+            throw ASRError.unsupportedConfiguration(
+                field: "preprocessor_config.json: feature_extractor_type",
+                value: "\"\(featureExtractorType)\" for a wav2vec2-bert model (supported: \(Self.filterbankExtractor))")
+        }
+        let stacking = Wav2Vec2Configuration.filterbankStacking
+        let bins = configuration.featureProjectionInputDim / stacking
+        if let stride, stride != stacking {
+            throw ASRError.unsupportedConfiguration(field: "preprocessor_config.json: stride", value: "\(stride) (supported: \(stacking))")
+        }
+        for (value, field) in [(numMelBins, "num_mel_bins"), (featureSize, "feature_size")] where value != nil && value != bins {
+            throw ASRError.invalidConfiguration(
+                field: "preprocessor_config.json: \(field)",
+                reason: "\(value!) mel bins, but the model's feature_projection_input_dim \(configuration.featureProjectionInputDim) is \(bins) × \(stacking)")
+        }
+        guard samplingRate == 16000 else {
+            throw ASRError.unsupportedConfiguration(field: "preprocessor_config.json: sampling_rate", value: "\(samplingRate) (the filterbank is 16 kHz's)")
+        }
+        var fitted = self
+        fitted.doNormalize = false
+        return fitted
     }
 
     /// Reads the feature extractor's settings from a model directory: `preprocessor_config.json` (the hub's
@@ -481,9 +690,6 @@ public struct PreprocessorConfiguration: Codable, Sendable, Equatable {
         }
         guard (1000...768_000).contains(config.samplingRate) else {
             throw ASRError.invalidConfiguration(field: "preprocessor_config.json: sampling_rate", reason: "\(config.samplingRate) Hz")
-        }
-        guard config.featureSize == 1 else {
-            throw ASRError.unsupportedConfiguration(field: "preprocessor_config.json: feature_size", value: "\(config.featureSize)")
         }
         return config
     }

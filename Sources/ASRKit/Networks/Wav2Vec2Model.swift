@@ -11,6 +11,7 @@ import Foundation
 /// | data2vec-audio | conv, layer norm | a stack of grouped convs with LayerNorm | post-LN |
 /// | WavLM | conv, group or layer norm | one weight-normed grouped conv | post-LN or pre-LN, gated relative position bias |
 /// | Conformer | conv, layer norm | none (its pos_conv_embed is stored but unused, as in transformers) | Conformer blocks, rotary or relative positions |
+/// | w2v-BERT | log-mel filterbank (FFTW), two frames stacked | none | Conformer blocks (causal conv), relative-key, relative or rotary positions; optional adapter |
 ///
 /// Layout: every activation is time-major (rows = time steps, cols = channels), so a convolution window over time
 /// is one contiguous run of memory and every matrix product is a single `cblas_sgemm` — except attention's two per
@@ -19,14 +20,14 @@ import Foundation
 public final class Wav2Vec2Model: Sendable {
     /// The architecture the weights were loaded for.
     public let configuration: Wav2Vec2Configuration
-    /// `<base>.feature_extractor`
-    let featureEncoder: ConvFeatureEncoder
+    /// `<base>.feature_extractor`, or w2v-BERT's filterbank (which has no weights)
+    let frontEnd: FrontEnd
     /// `<base>.feature_projection`
     let featureProjection: FeatureProjection
     /// `<base>.encoder.pos_conv_embed`
     let positionalEmbedding: PositionalEmbedding
-    /// `<base>.encoder.layer_norm`: before the layers (post-LN) or after them (stable pre-LN).
-    let encoderNorm: NormParameters
+    /// `<base>.encoder.layer_norm`: before the layers (post-LN) or after them (stable pre-LN); w2v-BERT has none.
+    let encoderNorm: NormParameters?
     /// `<base>.encoder.layers` (the Transformer families; empty for a Conformer)
     let layers: [TransformerLayer]
     /// `<base>.encoder.layers` of a Conformer (empty otherwise)
@@ -35,6 +36,10 @@ public final class Wav2Vec2Model: Sendable {
     let rotaryInverseFrequencies: [Float]?
     /// `<base>.encoder.layers.0.attention.rel_attn_embed` (WavLM): the relative position bias every layer gates.
     let relativePositions: RelativePositionBuckets?
+    /// `<base>.intermediate_ffn` (w2v-BERT with `use_intermediate_ffn_before_adapter`): x += ½·FFN(x), ReLU.
+    let intermediateFeedForward: ConformerLayer.FeedForward?
+    /// `<base>.adapter` (w2v-BERT with `add_adapter`)
+    let adapter: Wav2Vec2BertAdapter?
     /// `lm_head`
     let head: Linear
     /// Number of weight values loaded.
@@ -44,6 +49,22 @@ public final class Wav2Vec2Model: Sendable {
     public let storedParameterCount: Int
     /// Loading problems that did not stop it (e.g. NaN weights).
     public let warnings: [String]
+
+    /// What turns samples into the frames the feature projection reads.
+    enum FrontEnd: Sendable {
+        /// The convolutional feature encoder: (samples, 1) → (frames, conv_dim[-1]).
+        case convolution(ConvFeatureEncoder)
+        /// w2v-BERT: (samples) → (stacked frames, 2 × mel bins).
+        case filterbank(Filterbank)
+
+        /// Values per frame out.
+        var outChannels: Int {
+            switch self {
+            case .convolution(let encoder): encoder.outChannels
+            case .filterbank(let filterbank): Filterbank.stacking * filterbank.bins
+            }
+        }
+    }
 
     /// `<base>.feature_projection`: LayerNorm (absent in HuBERT with `feat_proj_layer_norm` false), then Linear.
     struct FeatureProjection: Sendable {
@@ -93,11 +114,13 @@ public final class Wav2Vec2Model: Sendable {
         var loader = CheckpointLoader(source: source, prefix: prefix)
         let h = c.hiddenSize
 
-        featureEncoder = try ConvFeatureEncoder(loading: &loader, c, precision: precision)
+        frontEnd = c.family == .wav2vec2Bert
+            ? .filterbank(Filterbank(bins: c.featureProjectionInputDim / Filterbank.stacking))
+            : .convolution(try ConvFeatureEncoder(loading: &loader, c, precision: precision))
         featureProjection = FeatureProjection(
             norm: c.hasFeatureProjectionNorm
-                ? try loader.norm("feature_projection.layer_norm", channels: featureEncoder.outChannels, eps: c.layerNormEps) : nil,
-            projection: try loader.linear("feature_projection.projection", inFeatures: featureEncoder.outChannels,
+                ? try loader.norm("feature_projection.layer_norm", channels: frontEnd.outChannels, eps: c.layerNormEps) : nil,
+            projection: try loader.linear("feature_projection.projection", inFeatures: frontEnd.outChannels,
                                           outFeatures: h, precision: precision))
 
         let groups = c.numConvPosEmbeddingGroups, perGroup = h / groups
@@ -124,6 +147,8 @@ public final class Wav2Vec2Model: Sendable {
                 loader.ignore("encoder.pos_conv_embed." + name)
             }
             positionalEmbedding = .none
+        case .wav2vec2Bert:
+            positionalEmbedding = .none
         case .wav2vec2, .hubert, .uniSpeechSat, .wavLM:
             let kernel = c.numConvPosEmbeddings
             positionalEmbedding = .convolution(
@@ -133,8 +158,8 @@ public final class Wav2Vec2Model: Sendable {
                     channels: h, kernel: kernel, groups: groups, precision: positionalPrecision),
                 activation)
         }
-        encoderNorm = try loader.norm("encoder.layer_norm", channels: h, eps: c.layerNormEps)
-        let conformer = c.family == .conformer
+        encoderNorm = c.family == .wav2vec2Bert ? nil : try loader.norm("encoder.layer_norm", channels: h, eps: c.layerNormEps)
+        let conformer = c.family == .conformer || c.family == .wav2vec2Bert
         layers = conformer ? [] : try (0..<c.numHiddenLayers).map { n in
             try TransformerLayer(loading: &loader, "encoder.layers.\(n)", c, precision: precision)
         }
@@ -142,6 +167,7 @@ public final class Wav2Vec2Model: Sendable {
             try ConformerLayer(loading: &loader, "encoder.layers.\(n)", c, precision: precision)
         }
         let half = c.hiddenSize / c.numAttentionHeads / 2
+        // (w2v-BERT's inv_freq is not persistent: never stored.)
         rotaryInverseFrequencies = conformer && c.conformerPositions == .rotary && loader.has("encoder.embed_positions.inv_freq")
             ? try loader.tensor("encoder.embed_positions.inv_freq", shape: [half]) : nil
         relativePositions = c.family == .wavLM && c.numHiddenLayers > 0
@@ -149,7 +175,12 @@ public final class Wav2Vec2Model: Sendable {
                 embedding: try loader.tensor("encoder.layers.0.attention.rel_attn_embed.weight", shape: [c.numBuckets, c.numAttentionHeads]),
                 buckets: c.numBuckets, maxDistance: c.maxBucketDistance, heads: c.numAttentionHeads)
             : nil
-        head = try loader.linear("lm_head", inFeatures: h, outFeatures: c.vocabSize, prefixed: false)
+        intermediateFeedForward = c.family == .wav2vec2Bert && c.useIntermediateFfnBeforeAdapter
+            ? try ConformerLayer.FeedForward(loading: &loader, "intermediate_ffn", width: h, inner: c.intermediateSize,
+                                             activation: .relu, precision: precision) : nil
+        adapter = c.family == .wav2vec2Bert && c.addAdapter
+            ? try Wav2Vec2BertAdapter(loading: &loader, c, precision: precision) : nil
+        head = try loader.linear("lm_head", inFeatures: adapter == nil ? h : c.adapterWidth, outFeatures: c.vocabSize, prefixed: false)
         try loader.checkAllUsed()
         parameterCount = loader.used.reduce(0) { $0 + (source.shapes[$1]?.reduce(1, *) ?? 0) }
         // Quantization scales are storage, not parameters.
@@ -176,7 +207,7 @@ public final class Wav2Vec2Model: Sendable {
     private init(sharing other: Wav2Vec2Model, configuration: Wav2Vec2Configuration, layers: [TransformerLayer], head: Linear,
                  parameterChange: Int, warnings: [String]) {
         self.configuration = configuration
-        featureEncoder = other.featureEncoder
+        frontEnd = other.frontEnd
         featureProjection = other.featureProjection
         positionalEmbedding = other.positionalEmbedding
         encoderNorm = other.encoderNorm
@@ -184,6 +215,8 @@ public final class Wav2Vec2Model: Sendable {
         conformerLayers = other.conformerLayers
         rotaryInverseFrequencies = other.rotaryInverseFrequencies
         relativePositions = other.relativePositions
+        intermediateFeedForward = other.intermediateFeedForward
+        adapter = other.adapter
         self.head = head
         parameterCount = other.parameterCount + parameterChange
         storedParameterCount = other.storedParameterCount + parameterChange
@@ -202,6 +235,11 @@ public final class Wav2Vec2Model: Sendable {
         let frames = c.frameCount(forSamples: samples.count)
         guard frames > 0 else { return Matrix(rows: 0, cols: c.vocabSize) }
         let clock = profile.map { _ in StageClock() }
+        let featureEncoder: ConvFeatureEncoder
+        switch frontEnd {
+        case .filterbank(let filterbank): return bertLogits(for: samples, filterbank: filterbank, profile: profile, clock: clock)
+        case .convolution(let encoder): featureEncoder = encoder
+        }
 
         // 1. Feature encoder: (samples, 1) → (frames, conv_dim[-1]), in blocks of output frames
         var x = featureEncoder(samples, frames: frames, blockFrames: encoderBlockFrames)
@@ -219,8 +257,8 @@ public final class Wav2Vec2Model: Sendable {
         // 4. Conformer: blocks with rotary or relative positions, LayerNorm after them
         if !conformerLayers.isEmpty {
             let positions = ConformerPositions(c, frames: frames, inverseFrequencies: rotaryInverseFrequencies)
-            for layer in conformerLayers { layer(&x, positions: positions, profile: profile, clock: clock) }
-            encoderNorm.layerNorm(&x)
+            for layer in conformerLayers { layer(&x, positions: positions, valid: frames, profile: profile, clock: clock) }
+            encoderNorm?.layerNorm(&x)
             clock?.lap(into: profile, \.norms)
             let out = head(x)
             clock?.lap(into: profile, \.head)
@@ -232,14 +270,47 @@ public final class Wav2Vec2Model: Sendable {
         let positions = relativePositions?.table(frames: frames)
         if c.doStableLayerNorm {
             for layer in layers { layer.preNorm(&x, fusedAttention: fusedAttention, positions: positions, profile: profile, clock: clock) }
-            encoderNorm.layerNorm(&x)
+            encoderNorm?.layerNorm(&x)
         } else {
-            encoderNorm.layerNorm(&x)
+            encoderNorm?.layerNorm(&x)
             for layer in layers { layer.postNorm(&x, fusedAttention: fusedAttention, positions: positions, profile: profile, clock: clock) }
         }
         clock?.lap(into: profile, \.norms)
 
         // 5. LM head: (frames, hidden) → (frames, vocab)
+        let out = head(x)
+        clock?.lap(into: profile, \.head)
+        return out
+    }
+
+    /// w2v-BERT (Wav2Vec2BertForCTC after SeamlessM4TFeatureExtractor, with its attention mask).
+    private func bertLogits(for samples: [Float], filterbank: Filterbank, profile: StageProfile?, clock: StageClock?) -> Matrix {
+        let c = configuration
+        guard let frames = c.filterbankFrames(forSamples: samples.count) else { return Matrix(rows: 0, cols: c.vocabSize) }
+
+        // 1. Filterbank: samples → (stacked frames, 2 × mel bins); an odd count of frames pads the last one, masked
+        var x = filterbank(samples, frames: frames.filterbank)
+        clock?.lap(into: profile, \.featureEncoder)
+
+        // 2. Feature projection: LayerNorm, Linear → (frames, hidden); the masked frame set to zero
+        featureProjection.norm?.layerNorm(&x)
+        x = featureProjection.projection(x)
+        if frames.valid < x.rows { for i in (frames.valid * x.cols)..<x.storage.count { x.storage[i] = 0 } }
+        clock?.lap(into: profile, \.featureProjection)
+
+        // 3. Conformer layers; no query attends to the masked frame
+        let positions = ConformerPositions(c, frames: x.rows, inverseFrequencies: rotaryInverseFrequencies)
+        for layer in conformerLayers { layer(&x, positions: positions, valid: frames.valid, profile: profile, clock: clock) }
+
+        // 4. x += ½·FFN(x) before the adapter, when the model has one
+        if let intermediateFeedForward { x.add(intermediateFeedForward(x), scaledBy: 0.5) }
+        clock?.lap(into: profile, \.feedForward)
+
+        // 5. Adapter: each layer halves the frame rate (stride 2)
+        if let adapter { x = adapter(x, valid: frames.valid) }
+        clock?.lap(into: profile, \.attention)
+
+        // 6. LM head
         let out = head(x)
         clock?.lap(into: profile, \.head)
         return out
