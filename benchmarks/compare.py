@@ -31,7 +31,8 @@ from compare_full_size import ARCHITECTURES, build  # noqa: E402
 
 NAMES = {"base": "base-960h", "large": "large-960h-lv60-self", "wavlm": "wavlm-base-plus",
          "data2vec": "data2vec-audio-base-960h", "unispeech-sat": "unispeech-sat-base", "mms": "mms-1b-all",
-         "conformer-rope": "conformer-rope-large", "conformer-rel-pos": "conformer-rel-pos-large"}
+         "conformer-rope": "conformer-rope-large", "conformer-rel-pos": "conformer-rel-pos-large",
+         "w2v-bert": "w2v-bert-2.0", "w2v-bert-adapter": "w2v-bert-2.0-adapter"}
 
 
 def audio(seconds):
@@ -41,15 +42,23 @@ def audio(seconds):
 
 
 def time_torch(model, x, runs, bf16=False):
-    """transformers as people run it: fp32, or bf16 autocast (torch.autocast("cpu", dtype=torch.bfloat16))."""
-    inputs = torch.from_numpy(x)[None]
+    """transformers as people run it: fp32, or bf16 autocast (torch.autocast("cpu", dtype=torch.bfloat16)).
+    w2v-BERT reads filterbank features: its SeamlessM4TFeatureExtractor runs inside the timed region, as `asr bench`
+    times its own filterbank."""
+    if model.config.model_type == "wav2vec2-bert":
+        from transformers import SeamlessM4TFeatureExtractor
+        extractor = SeamlessM4TFeatureExtractor()
+        prepare = lambda: extractor(x, sampling_rate=16000, return_tensors="pt")  # noqa: E731
+    else:
+        values = torch.from_numpy(x)[None]
+        prepare = lambda: {"input_values": values}  # noqa: E731
     context = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     with torch.inference_mode(), context:
-        model(inputs)
+        model(**prepare())
         times = []
         for _ in range(runs):
             start = time.perf_counter()
-            model(inputs)
+            model(**prepare())
             times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -138,7 +147,9 @@ def main():
         quantized = torch_int8(model)
         for seconds in args.seconds:
             x = audio(seconds)
-            times = {name: [] for name in engines + ours_engines}
+            # (w2v-BERT has no raw-sample ONNX export to compare with.)
+            peers = [e for e in engines if not (e.startswith("onnxruntime") and key.startswith("w2v-bert"))]
+            times = {name: [] for name in peers + ours_engines}
             peaks = {name: [] for name in ours_engines}
             for round_number in range(args.rounds):
                 # Engines take turns within each round, so drift in the machine's speed hits them alike.
@@ -157,13 +168,13 @@ def main():
                 except Exception as error:  # quantize_dynamic breaks some models (WavLM reads q_proj.bias directly)
                     print(f"{key}: transformers int8 failed: {type(error).__name__}: {error}", flush=True)
                     times["transformers int8"].append(float("nan"))
-                if not args.no_onnx:
+                if not args.no_onnx and "onnxruntime fp32" in times:
                     times["onnxruntime fp32"].append(time_onnx(model, directory, x, args.runs, args.threads))
                     times["onnxruntime int8"].append(time_onnx(model, directory, x, args.runs, args.threads, int8=True))
                 print(f"{key} {seconds:.0f}s round {round_number + 1}: "
                       + ", ".join(f"{name} {t[-1]:.3f} s" for name, t in times.items()), flush=True)
             medians = {name: statistics.median(t) for name, t in times.items() if not any(v != v for v in t)}
-            fastest_peer = min((name for name in engines if name in medians), key=lambda name: medians[name])
+            fastest_peer = min((name for name in peers if name in medians), key=lambda name: medians[name])
             rows.append((key, seconds, medians, fastest_peer,
                          {name: max(p) for name, p in peaks.items() if p and None not in p}))
     print(f"threads: {args.threads}, runs: {args.runs} per round, rounds: {args.rounds} (median of medians), "

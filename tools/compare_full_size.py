@@ -3,7 +3,7 @@
 
 Builds random models with the exact architectures of released checkpoints of every family we run (wav2vec2
 base-960h and large-lv60, WavLM base-plus, data2vec-audio base, UniSpeechSat base, both large Conformers, MMS 1B
-with two languages) with
+with two languages, w2v-BERT 2.0 with and without the fine-tuning adapter) with
 transformers, runs 10 s of audio through transformers and through our `asr logits`, and prints max |Δ| of the
 logits and whether the argmax paths agree.
 
@@ -20,7 +20,7 @@ import numpy as np
 import soundfile as sf
 import torch
 from safetensors.torch import save_file
-from transformers import (AutoModelForCTC, Data2VecAudioConfig, Data2VecAudioForCTC, UniSpeechSatConfig,
+from transformers import (AutoModelForCTC, SeamlessM4TFeatureExtractor, Wav2Vec2BertConfig, Wav2Vec2BertForCTC, Data2VecAudioConfig, Data2VecAudioForCTC, UniSpeechSatConfig,
                           UniSpeechSatForCTC, Wav2Vec2Config, Wav2Vec2ConformerConfig, Wav2Vec2ConformerForCTC, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor,
                           Wav2Vec2ForCTC, WavLMConfig, WavLMForCTC)
 
@@ -32,6 +32,7 @@ CLASSES = {
     "data2vec-audio": (Data2VecAudioConfig, Data2VecAudioForCTC),
     "unispeech-sat": (UniSpeechSatConfig, UniSpeechSatForCTC),
     "wav2vec2-conformer": (Wav2Vec2ConformerConfig, Wav2Vec2ConformerForCTC),
+    "wav2vec2-bert": (Wav2Vec2BertConfig, Wav2Vec2BertForCTC),
 }
 
 LARGE = dict(feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True, hidden_size=1024,
@@ -52,6 +53,10 @@ ARCHITECTURES = {
     # facebook/wav2vec2-conformer-rope-large-960h-ft and -rel-pos-large-960h-ft
     "conformer-rope-large": ("wav2vec2-conformer", dict(LARGE, hidden_act="swish", position_embeddings_type="rotary")),
     "conformer-rel-pos-large": ("wav2vec2-conformer", dict(LARGE, hidden_act="swish", position_embeddings_type="relative")),
+    # facebook/w2v-bert-2.0 (Wav2Vec2BertConfig defaults: 24 × 1024, relative-key) as released, and as the
+    # fine-tuning recipe (huggingface.co/blog/fine-tune-w2v2-bert) sets it up: one adapter layer (40 ms frames)
+    "w2v-bert-2.0": ("wav2vec2-bert", dict(layerdrop=0.0, mask_time_prob=0.0)),
+    "w2v-bert-2.0-adapter": ("wav2vec2-bert", dict(layerdrop=0.0, mask_time_prob=0.0, add_adapter=True, num_adapter_layers=1)),
     "mms-1b-all": ("wav2vec2", dict(LARGE, hidden_size=1280, num_hidden_layers=48, intermediate_size=5120,
                                     adapter_attn_dim=16)),
 }
@@ -84,7 +89,10 @@ def build(name, directory):
         with open(os.path.join(directory, "vocab.json"), "w") as f:
             json.dump({t: i for i, t in enumerate(VOCAB)}, f)
         Wav2Vec2CTCTokenizer(os.path.join(directory, "vocab.json")).save_pretrained(directory)
-    Wav2Vec2FeatureExtractor(return_attention_mask=False).save_pretrained(directory)
+    if family == "wav2vec2-bert":
+        SeamlessM4TFeatureExtractor(padding_value=1.0).save_pretrained(directory)
+    else:
+        Wav2Vec2FeatureExtractor(return_attention_mask=False).save_pretrained(directory)
 
 
 def speech(path, seconds):
@@ -111,6 +119,8 @@ def main():
     audio, _ = sf.read(wav, dtype="float32")
     extractor = Wav2Vec2FeatureExtractor(return_attention_mask=False)
     inputs = extractor(audio, sampling_rate=16000, return_tensors="pt").input_values
+    # w2v-BERT: the filterbank and its attention mask, as the processor gives them to model(**inputs)
+    features = SeamlessM4TFeatureExtractor(padding_value=1.0)(audio, sampling_rate=16000, return_tensors="pt")
 
     for name in args.models:
         directory = os.path.join(args.work, name)
@@ -121,7 +131,7 @@ def main():
             model = AutoModelForCTC.from_pretrained(directory, **extra).eval()
             params = sum(p.numel() for p in model.parameters())
             with torch.no_grad():
-                reference = model(inputs).logits[0].numpy()
+                reference = (model(**features) if ARCHITECTURES[name][0] == "wav2vec2-bert" else model(inputs)).logits[0].numpy()
             del model
             out = os.path.join(args.work, f"{name}.npy")
             flags = [] if language is None else ["--language", language]

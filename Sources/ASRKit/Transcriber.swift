@@ -183,8 +183,16 @@ public final class Transcriber: Sendable {
         self.files = files
         self.execution = execution
         self.logger = logger
-        var configuration = try Wav2Vec2Configuration.decode(try files.required("config.json"))
-        try Int8Checkpoint.checkLoadable(files.json("config.json"))
+        // config.json read once: the network's fields, and the quantization_config they do not model.
+        let configData = try files.required("config.json")
+        var configuration = try Wav2Vec2Configuration.decode(configData)
+        do {
+            try Int8Checkpoint.checkLoadable(try JSONValue.parse(configData))
+        } catch let error as ASRError {
+            throw error
+        } catch {
+            throw ASRError.malformedJSON(file: "config.json", reason: "\(error)")
+        }
         preprocessor = try PreprocessorConfiguration.load(files).fitted(to: configuration)
         var weights = try files.weights()
         let multilingual = try Vocabulary.languages(files)

@@ -292,8 +292,15 @@ struct Info: AsyncParsableCommand {
                 print(BuiltinModel.summary)
                 print("training: \(BuiltinModel.trainingRecord.replacingOccurrences(of: "\n", with: " "))")
             }
-            print("architecture: \(c.architectures?.first ?? c.family.architecture) (\(c.modelType)), "
-                  + "\(c.doStableLayerNorm ? "stable pre-LN" : "post-LN") encoder, \(c.featureEncoderNorm.rawValue)-norm conv front end"
+            let positions = c.positionEmbeddingsType.map { "\($0) positions" } ?? "no positions"
+            let shape = switch c.family {
+            case .conformer: "Conformer encoder (\(positions)), \(c.featureEncoderNorm.rawValue)-norm conv front end"
+            case .wav2vec2Bert:
+                "Conformer encoder (\(positions), causal conv), \(c.featureProjectionInputDim / 2)-bin log-mel filterbank front end"
+                    + (c.addAdapter ? ", adapter of \(c.numAdapterLayers) layer(s) (stride \(c.adapterStride), width \(c.adapterWidth))" : "")
+            default: "\(c.doStableLayerNorm ? "stable pre-LN" : "post-LN") encoder, \(c.featureEncoderNorm.rawValue)-norm conv front end"
+            }
+            print("architecture: \(c.architectures?.first ?? c.family.architecture) (\(c.modelType)), \(shape)"
                   + (c.adapterAttnDim.map { ", MMS language adapters (width \($0))" } ?? ""))
             if let running = t.language {
                 print("languages: \(t.languages.count) with adapters (\(t.languages.joined(separator: " "))); running \(running)"

@@ -115,12 +115,10 @@ struct Serve: AsyncParsableCommand {
             for spec in model.isEmpty ? [nil] : model.map(Optional.some) {
                 let (name, location) = spec.map(Self.split) ?? ("builtin", "")
                 // Loaded exactly as `asr transcribe --model DIR|ID --threads N` loads it (the built-in model without
-                // --model); its warnings go to stderr as there.
-                var arguments = spec == nil ? [] : ["--model", location]
-                if let threads { arguments += ["--threads", String(threads)] }
-                arguments += ["--precision", precision.rawValue]
-                if let language { arguments += ["--language", language] }
-                let transcriber = try ModelOptions.parse(arguments).load()
+                // --model), by the same function; its warnings go to stderr as there.
+                let transcriber = try ModelOptions.load(
+                    model: spec == nil ? nil : location, language: language, precision: precision, threads: threads,
+                    logger: ModelOptions.logger(verbose: false), quiet: false)
                 let languageModel = try decoderOptions.loadLanguageModel(for: transcriber)
                 // Built once, so that a bad --hotword or option fails here rather than in every request.
                 _ = try recipe.makeDecoder(vocabulary: transcriber.vocabulary, languageModel: languageModel)

@@ -36,6 +36,38 @@ import Testing
         #expect(maxDelta <= 1e-4, "max |Δ| = \(maxDelta)")
     }
 
+    /// What the engine cannot run exactly is refused at load, naming the field.
+    @Test func mismatchedFeatureExtractorsAndPositionsAreRefused() throws {
+        let model = try Fixtures.copyModel("w2v-bert-layout")
+        defer { try? FileManager.default.removeItem(at: model.deletingLastPathComponent()) }
+        let preprocessor = model.appendingPathComponent("preprocessor_config.json")
+        let original = try String(contentsOf: preprocessor, encoding: .utf8)
+        func expectRefusal(_ field: String) {
+            #expect { try Transcriber(modelDirectory: model) } throws: { error in
+                guard let error = error as? ASRError else { return false }
+                return "\(error)".contains(field)
+            }
+        }
+        try original.replacingOccurrences(of: "\"num_mel_bins\": 80", with: "\"num_mel_bins\": 40")
+            .write(to: preprocessor, atomically: true, encoding: .utf8)
+        expectRefusal("num_mel_bins")
+        try original.replacingOccurrences(of: "\"stride\": 2", with: "\"stride\": 3").write(to: preprocessor, atomically: true, encoding: .utf8)
+        expectRefusal("stride")
+        try original.replacingOccurrences(of: "SeamlessM4TFeatureExtractor", with: "Wav2Vec2FeatureExtractor")
+            .write(to: preprocessor, atomically: true, encoding: .utf8)
+        expectRefusal("feature_extractor_type")
+        try original.write(to: preprocessor, atomically: true, encoding: .utf8)
+        let config = model.appendingPathComponent("config.json")
+        let configText = try String(contentsOf: config, encoding: .utf8)
+        try configText.replacingOccurrences(of: "\"relative_key\"", with: "\"alibi\"").write(to: config, atomically: true, encoding: .utf8)
+        expectRefusal("position_embeddings_type")
+        // relative_key is w2v-BERT's; a wav2vec2-conformer config asking for it is refused, not run wrongly.
+        var conformer = Wav2Vec2Configuration()
+        conformer.modelType = "wav2vec2-conformer"
+        conformer.positionEmbeddingsType = "relative_key"
+        #expect(throws: ASRError.self) { try conformer.validate() }
+    }
+
     /// Below two filterbank frames (560 samples) the extractor's normalisation is undefined: no frames, no crash.
     @Test func audioShorterThanTwoFramesGivesNoFrames() throws {
         let transcriber = try Transcriber(modelDirectory: Fixtures.model("w2v-bert-adapter"))

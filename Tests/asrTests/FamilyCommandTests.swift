@@ -18,7 +18,8 @@ import Testing
 
     static func maxDelta(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).map { abs($0 - $1) }.max() ?? .infinity }
 
-    @Test(arguments: ["data2vec-audio-layout", "unispeech-sat-layout", "unispeech-sat-large-layout", "mms-layout"])
+    @Test(arguments: ["data2vec-audio-layout", "unispeech-sat-layout", "unispeech-sat-large-layout", "mms-layout",
+                      "w2v-bert-layout", "w2v-bert-adapter"])
     func logitsOfEachFamilyMatchTransformers(name: String) throws {
         let model = CLI.fixtures.appendingPathComponent("models/\(name)")
         let ours = try Self.logits(model)

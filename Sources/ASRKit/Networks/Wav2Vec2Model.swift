@@ -290,6 +290,7 @@ public final class Wav2Vec2Model: Sendable {
 
         // 1. Filterbank: samples → (stacked frames, 2 × mel bins); an odd count of frames pads the last one, masked
         var x = filterbank(samples, frames: frames.filterbank)
+        profile?.featureEncoderName = "filterbank"
         clock?.lap(into: profile, \.featureEncoder)
 
         // 2. Feature projection: LayerNorm, Linear → (frames, hidden); the masked frame set to zero
@@ -306,9 +307,9 @@ public final class Wav2Vec2Model: Sendable {
         if let intermediateFeedForward { x.add(intermediateFeedForward(x), scaledBy: 0.5) }
         clock?.lap(into: profile, \.feedForward)
 
-        // 5. Adapter: each layer halves the frame rate (stride 2)
+        // 5. Adapter: each layer divides the frame rate by its stride (2)
         if let adapter { x = adapter(x, valid: frames.valid) }
-        clock?.lap(into: profile, \.attention)
+        clock?.lap(into: profile, \.attention)  // (mostly the adapter's attention and its strided convolutions)
 
         // 6. LM head
         let out = head(x)
@@ -319,8 +320,10 @@ public final class Wav2Vec2Model: Sendable {
 
 /// Seconds spent in each stage of the forward pass (accumulated over calls).
 public final class StageProfile: @unchecked Sendable {  // used by one forward pass at a time
-    /// Seconds in the convolutional feature encoder.
+    /// Seconds in the feature encoder: the convolutional one, or w2v-BERT's filterbank.
     public var featureEncoder = 0.0
+    /// What the first stage is: "conv feature encoder", or "filterbank" (w2v-BERT).
+    public var featureEncoderName = "conv feature encoder"
     /// Seconds in the feature projection.
     public var featureProjection = 0.0
     /// Seconds in the positional convolution.
@@ -342,7 +345,7 @@ public final class StageProfile: @unchecked Sendable {  // used by one forward p
 
     /// (name, seconds) in pipeline order.
     public var stages: [(String, Double)] {
-        [("conv feature encoder", featureEncoder), ("feature projection", featureProjection),
+        [(featureEncoderName, featureEncoder), ("feature projection", featureProjection),
          ("positional conv", positionalConvolution), ("attention", attention), ("feed-forward", feedForward),
          ("layer norms", norms), ("LM head", head)]
     }
