@@ -243,18 +243,26 @@ public final class Transcriber: Sendable {
         return Transcriber(switching: self, language: language, configuration: configuration, vocabulary: vocabulary, model: model)
     }
 
-    private init(switching other: Transcriber, language: String, configuration: Wav2Vec2Configuration, vocabulary: Vocabulary,
-                 model: Wav2Vec2Model) {
+    /// The same loaded model run with other per-run settings (threads, attention implementation) and `logger`: the
+    /// weights are shared, not copied or reloaded — as whisper.cpp keeps the loaded `whisper_context` apart from each
+    /// run's `whisper_state`. Give each worker of a pool its own, or run one model at several thread counts.
+    public func running(with execution: ExecutionOptions, logger: Logger? = nil) -> Transcriber {
+        Transcriber(switching: self, language: language, configuration: configuration, vocabulary: vocabulary, model: model,
+                    execution: execution, logger: logger ?? self.logger)
+    }
+
+    private init(switching other: Transcriber, language: String?, configuration: Wav2Vec2Configuration, vocabulary: Vocabulary,
+                 model: Wav2Vec2Model, execution: ExecutionOptions? = nil, logger: Logger? = nil) {
         self.configuration = configuration
         preprocessor = other.preprocessor
         self.vocabulary = vocabulary
         self.model = model
         location = other.location
         weightTypes = other.weightTypes
-        execution = other.execution
+        self.execution = execution ?? other.execution
         precision = other.precision
         loadWarnings = other.loadWarnings
-        logger = other.logger
+        self.logger = logger ?? other.logger
         self.language = language
         languages = other.languages
         files = other.files

@@ -77,3 +77,17 @@ import Testing
         #expect(transcriber.transcribe(samples: [Float](repeating: 0, count: 3000)).text.count >= 0)  // silence: no NaN trap
     }
 }
+
+/// One loaded model, several per-run settings (issue 23's "weights apart from per-run state").
+@Suite struct SharedModelTests {
+    @Test func runningWithOtherSettingsSharesTheWeights() throws {
+        let transcriber = try Transcriber(modelDirectory: Fixtures.model("w2v-bert-relative"))
+        let single = transcriber.running(with: ExecutionOptions(threads: 1, attention: .blas))
+        #expect(single.model === transcriber.model)
+        #expect(single.execution.threads == 1 && transcriber.execution.threads == nil)
+        let samples = try transcriber.loadAudio(file: Fixtures.speech)
+        let a = transcriber.emissions(samples: samples), b = single.emissions(samples: samples)
+        #expect(a.frames == b.frames)
+        #expect(zip(a.logits, b.logits).map { abs($0 - $1) }.max() ?? 1 <= 1e-4)
+    }
+}
