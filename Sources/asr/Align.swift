@@ -21,7 +21,9 @@ struct Align: AsyncParsableCommand {
             Every word of the transcript appears in every output, in order and as written. Characters the model's \
             vocabulary lacks (digits, accents, symbols) are aligned through a wildcard; punctuation is kept in the \
             words but not aligned; a word with nothing the model can spell is marked "aligned": false in json and \
-            tsv. A transcript too long for its audio is an error that says so in seconds and characters. \
+            tsv; a word the model finds little evidence of where it had to be placed (mean probability of its \
+            letters below 0.2: typically a word that is not spoken) is marked "confident": false and named on \
+            stderr. A transcript too long for its audio is an error that says so in seconds and characters. \
             srt and vtt have one cue per line of the transcript.
             """)
 
@@ -221,6 +223,13 @@ struct Align: AsyncParsableCommand {
                     progress.clearLine()
                     FileHandle.standardError.write(Data(
                         "note: \(input.displayPath): \(unaligned.count) word\(unaligned.count == 1 ? "" : "s") with nothing the model can spell, timed by the wildcard or placed at a boundary: \(unaligned.prefix(8).joined(separator: " "))\(unaligned.count > 8 ? " …" : "")\n".utf8))
+                }
+                let unsure = alignment.words.filter { $0.aligned && !$0.confident }.map(\.text)
+                if !unsure.isEmpty && !quiet {
+                    progress.clearLine()
+                    FileHandle.standardError.write(Data(
+                        ("note: \(input.displayPath): \(unsure.count) word\(unsure.count == 1 ? "" : "s") placed with low confidence "
+                         + "(perhaps not spoken; \"confident\": false): \(unsure.prefix(8).joined(separator: " "))\(unsure.count > 8 ? " …" : "")\n").utf8))
                 }
                 progress.done(input.displayPath, audio: alignment.duration, elapsed: elapsed)
             } catch {

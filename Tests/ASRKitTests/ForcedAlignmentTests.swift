@@ -93,6 +93,21 @@ import Testing
         }
     }
 
+    /// A word of the transcript that is not in the audio still gets times (the path must place it) but is flagged;
+    /// the words that are spoken are not.
+    @Test func aWordThatIsNotSpokenIsFlaggedLowConfidence() throws {
+        let transcriber = try Transcriber(modelDirectory: Self.builtin)
+        let samples = try transcriber.loadAudio(file: Fixtures.root.appendingPathComponent("audio/builtin/01.wav"))
+        let alignment = try transcriber.align(samples, transcript: "SET A TIMER FOR ELEPHANT SEVEN MINUTES")
+        #expect(alignment.words.map(\.text) == ["SET", "A", "TIMER", "FOR", "ELEPHANT", "SEVEN", "MINUTES"])
+        let flagged = alignment.words.filter { !$0.confident }.map(\.text)
+        print("confidences: \(alignment.words.map { "\($0.text) \(String(format: "%.3f", $0.confidence))" })")
+        #expect(flagged == ["ELEPHANT"])
+        #expect(alignment.words.allSatisfy { $0.aligned })
+        let json = AlignmentFormat.json.render(alignment)
+        #expect(json.contains("\"text\": \"ELEPHANT\"") && json.contains("\"confident\": false"))
+    }
+
     @Test func aTranscriptTooLongForItsAudioNamesSecondsAndCharacters() throws {
         let transcriber = try Transcriber(modelDirectory: Self.builtin)
         let samples = [Float](repeating: 0, count: 16_000 / 2)  // half a second: 24 frames

@@ -61,7 +61,7 @@ import Testing
         // Standard input with --text.
         let piped = try Runner.run(["align", "-", "--text", "SET A TIMER FOR SEVEN MINUTES", "-f", "tsv", "-q"],
                                    stdin: try Data(contentsOf: URL(fileURLWithPath: audio)), limit: 60)
-        #expect(piped.status == 0 && piped.output.hasPrefix("start\tend\tword\tconfidence\taligned\n"), "\(piped.stderr)")
+        #expect(piped.status == 0 && piped.output.hasPrefix("start\tend\tword\tconfidence\taligned\tconfident\n"), "\(piped.stderr)")
         #expect(piped.output.split(separator: "\n").count == 7)
     }
 }

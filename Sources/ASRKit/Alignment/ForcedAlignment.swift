@@ -14,6 +14,21 @@ public struct AlignedWord: Sendable, Equatable, Codable {
     /// vocabulary lacks (a number, a symbol, another script; aligned through the wildcard), or all punctuation (then it
     /// has no frames: `start == end`, at the boundary where it stands). Its times are then only an estimate.
     public let aligned: Bool
+    /// False when the model gives the word's tokens a mean probability below ``ForcedAligner/confidenceThreshold``
+    /// where the path placed them: the path had to put the word somewhere, but the audio there does not sound like
+    /// it — typically a word of the transcript that is not spoken (or is spoken very differently). Its times are then
+    /// a guess. A word with no frames (punctuation alone) is not judged: true.
+    public let confident: Bool
+
+    /// A word and its times; `confident` defaults to what ``ForcedAligner/confidenceThreshold`` says of `confidence`.
+    public init(text: String, start: Double, end: Double, confidence: Double, aligned: Bool, confident: Bool? = nil) {
+        self.text = text
+        self.start = start
+        self.end = end
+        self.confidence = confidence
+        self.aligned = aligned
+        self.confident = confident ?? (start == end || confidence >= ForcedAligner.confidenceThreshold)
+    }
 }
 
 /// A transcript aligned to audio: every word of it, in order, with times.
@@ -53,6 +68,11 @@ public enum ForcedAligner {
     /// clear error rather than exhausting memory (4 GiB; an hour of audio with 50,000 characters of transcript
     /// takes about 0.2 GB).
     public static let maxTableBytes = 4 << 30
+
+    /// Below this mean probability of its tokens a word is flagged (``AlignedWord/confident`` false). Chosen by
+    /// measurement (`benchmarks/align.py`, the README's table): words added to a transcript that are not spoken score
+    /// a median of ~0.1 with the built-in model, spoken words ~0.7.
+    public static let confidenceThreshold = 0.2
 
     /// Spells `words` in `vocabulary`'s tokens.
     static func spell(_ words: [String], vocabulary: Vocabulary) -> [Piece] {

@@ -5,13 +5,14 @@ import Foundation
 public enum AlignmentFormat: String, CaseIterable, Sendable {
     /// The transcript as given and a newline.
     case txt
-    /// The transcript JSON schema (``OutputFormat/json``), each word with `"aligned"` added.
+    /// The transcript JSON schema (``OutputFormat/json``), each word with `"aligned"` and `"confident"` added.
     case json
     /// SubRip subtitles: one cue per non-empty line of the transcript (the user's own line breaks).
     case srt
     /// WebVTT subtitles: one cue per non-empty line of the transcript.
     case vtt
-    /// One word per line: start and end in milliseconds, the word, its confidence, whether it was aligned.
+    /// One word per line: start and end in milliseconds, the word, its confidence, whether it was aligned and whether
+    /// it was placed with confidence.
     case tsv
     /// A Praat TextGrid (long text format) with a "words" and a "chars" interval tier, gaps as empty intervals, as
     /// the Montreal Forced Aligner writes its tiers.
@@ -30,10 +31,10 @@ public enum AlignmentFormat: String, CaseIterable, Sendable {
         case .srt: return Self.subtitles(alignment, vtt: false)
         case .vtt: return Self.subtitles(alignment, vtt: true)
         case .tsv:
-            var out = "start\tend\tword\tconfidence\taligned\n"
+            var out = "start\tend\tword\tconfidence\taligned\tconfident\n"
             for w in alignment.words {
                 out += "\(OutputFormat.milliseconds(w.start))\t\(OutputFormat.milliseconds(w.end))\t\(w.text)\t"
-                    + "\(OutputFormat.round(w.confidence, 4))\t\(w.aligned)\n"
+                    + "\(OutputFormat.round(w.confidence, 4))\t\(w.aligned)\t\(w.confident)\n"
             }
             return out
         case .textgrid: return Self.textGrid(alignment)
@@ -56,7 +57,7 @@ public enum AlignmentFormat: String, CaseIterable, Sendable {
         out += "  \"file\": \(source.map(quote) ?? "null"),\n"
         out += "  \"duration\": \(number(a.duration, 3)),\n"
         out += "  \"text\": \(quote(a.text)),\n"
-        out += "  \"words\": [" + a.words.map { "\n    " + item($0.text, $0.start, $0.end, $0.confidence) + ", \"aligned\": \($0.aligned)}" }
+        out += "  \"words\": [" + a.words.map { "\n    " + item($0.text, $0.start, $0.end, $0.confidence) + ", \"aligned\": \($0.aligned), \"confident\": \($0.confident)}" }
             .joined(separator: ",")
         out += a.words.isEmpty ? "],\n" : "\n  ],\n"
         out += "  \"characters\": [" + a.characters.map { "\n    " + item($0.text, $0.start, $0.end, $0.confidence) + "}" }

@@ -1,0 +1,233 @@
+#!/usr/bin/env python3
+"""Forced-alignment accuracy, speed and memory (development only; not part of `swift test`).
+
+Synthetic speech with known word times: festival (kal_diphone) synthesises sentences the built-in model never saw
+(tools/train/sentences.py, another seed) at three speaking rates and reports every segment's end, so each word's
+true start and end are known; utterances are joined with pauses of 0.3-1.2 s into recordings of 1, 10 and 60
+minutes, each with its transcript (one line per utterance).
+
+For each recording: `asr align` (the default exact Viterbi) and torchaudio 2.8's `functional.forced_align` (removed
+in 2.9, so it runs from its own venv, --torchaudio-python) on the same emissions (`asr logits`, the same tokens: each
+word's letters, the word delimiter between words). Printed: mean |Δ| of word starts and ends against the truth, the
+share within 20 ms and 50 ms, wall time and peak RSS (`/usr/bin/time`; torchaudio's is its forced_align process,
+emissions loaded from a file, the forward pass not included). Then the confidence of words that are spoken against
+words added to the transcript that are not (what the low-confidence flag must separate).
+
+    apt install festival sox
+    python3 -m venv /work/venv-ta && /work/venv-ta/bin/pip install torch==2.8.0 torchaudio==2.8.0 numpy
+    python3 benchmarks/align.py --asr .build/release/asr --torchaudio-python /work/venv-ta/bin/python [--minutes 1 10 60]
+"""
+import argparse
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import wave
+
+import numpy as np
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(ROOT, "tools", "train"))
+import sentences as S  # noqa: E402
+
+RATE = 16000
+
+TORCHAUDIO = r"""
+import json, sys, time
+import numpy as np, torch, torchaudio.functional as F
+logits = torch.from_numpy(np.load(sys.argv[1]))
+vocab = json.load(open(sys.argv[2]))
+words = open(sys.argv[3]).read().split()
+start = time.perf_counter()
+log_probs = torch.log_softmax(logits, dim=-1)[None]
+tokens, owner = [], []
+for i, w in enumerate(words):
+    if i: tokens.append(vocab["|"]); owner.append(-1)
+    for ch in w.upper():
+        if ch in vocab: tokens.append(vocab[ch]); owner.append(i)
+path, scores = F.forced_align(log_probs, torch.tensor([tokens], dtype=torch.int32), blank=vocab["<pad>"])
+spans = F.merge_tokens(path[0], scores[0].exp())
+elapsed = time.perf_counter() - start
+times = [[None, None] for _ in words]
+for span, who in zip(spans, owner):
+    if who < 0: continue
+    s, e = span.start * 0.02, span.end * 0.02
+    times[who][0] = s if times[who][0] is None else min(times[who][0], s)
+    times[who][1] = e if times[who][1] is None else max(times[who][1], e)
+json.dump({"seconds": elapsed, "words": times}, sys.stdout)
+"""
+
+
+def festival_utterance(text, stretch, path):
+    """Synthesises `text` into `path`; returns [(word, start, end)] from festival's own segment times."""
+    script = f"""
+(Parameter.set 'Duration_Stretch {stretch})
+(set! utt (SynthText "{text}"))
+(utt.save.wave utt "{path}" 'riff)
+(mapcar (lambda (s) (format t "%s\\t%s\\t%s\\t%f\\n" (item.name s) (item.feat s "R:SylStructure.parent.parent.id")
+                           (item.feat s "R:SylStructure.parent.parent.name") (item.feat s "end")))
+        (utt.relation.items utt 'Segment))
+"""
+    with tempfile.NamedTemporaryFile("w", suffix=".scm", delete=False) as f:
+        f.write(script)
+    out = subprocess.run(["festival", "-b", f.name], capture_output=True, text=True, check=True).stdout
+    os.unlink(f.name)
+    words, ids, previous_end = [], [], 0.0
+    for line in out.splitlines():
+        parts = line.split("\t")
+        if len(parts) != 4:
+            continue
+        item, word, end = parts[1], parts[2], float(parts[3])
+        if item != "0":  # a pause belongs to no word
+            if ids and ids[-1] == item:
+                words[-1] = (word, words[-1][1], end)
+            else:
+                words.append((word, previous_end, end))
+                ids.append(item)
+        previous_end = end
+    return words
+
+
+def read_wav(path):
+    with wave.open(path) as w:
+        assert w.getframerate() == RATE and w.getnchannels() == 1 and w.getsampwidth() == 2
+        return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+
+
+def write_wav(path, samples):
+    with wave.open(path, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(samples.astype(np.int16).tobytes())
+
+
+def utterances(work, count, seed):
+    """`count` festival utterances of unseen sentences: (samples, text, [(word, start, end)])."""
+    cache = os.path.join(work, "utterances")
+    os.makedirs(cache, exist_ok=True)
+    texts = S.SentenceGenerator(seed, S.common_words()).sentences(count)
+    rng = random.Random(seed)
+    out = []
+    for i, text in enumerate(texts):
+        text = re.sub(r"[^a-z' ]", " ", text.lower()).split()
+        text = " ".join(text)
+        path = os.path.join(cache, f"{i:04d}.wav")
+        meta = path + ".json"
+        if not os.path.exists(meta):
+            stretch = rng.choice([0.85, 1.0, 1.25])
+            timed = festival_utterance(text, stretch, path)
+            if [w for w, _, _ in timed] != text.split():
+                continue  # festival expanded or merged a token: its word times would not match the text
+            json.dump({"text": text, "words": timed}, open(meta, "w"))
+        if not os.path.exists(meta):
+            continue
+        m = json.load(open(meta))
+        out.append((read_wav(path), m["text"], [tuple(w) for w in m["words"]]))
+    return out
+
+
+def recording(work, pool, minutes, seed):
+    """Joins utterances (drawn from `pool`, repeating when needed) with pauses into `minutes` of audio."""
+    path = os.path.join(work, f"rec_{minutes:g}min.wav")
+    rng = random.Random(seed)
+    pieces, lines, truth, t = [], [], [], 0
+    while t < minutes * 60 * RATE:
+        samples, text, timed = pool[rng.randrange(len(pool))]
+        pause = np.zeros(int(rng.uniform(0.3, 1.2) * RATE), dtype=np.int16)
+        pieces += [pause, samples]
+        t += len(pause)
+        truth += [(w, t / RATE + s, t / RATE + e) for w, s, e in timed]
+        lines.append(text)
+        t += len(samples)
+    write_wav(path, np.concatenate(pieces))
+    transcript = path[:-4] + ".txt"
+    open(transcript, "w").write("\n".join(lines) + "\n")
+    return path, transcript, truth
+
+
+def timed(command):
+    """Runs `command` under /usr/bin/time: (stdout, wall seconds, peak RSS MB)."""
+    result = subprocess.run(["/usr/bin/time", "-f", "TIME %e %M"] + command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"{command[0]} failed: {result.stderr[-2000:]}")
+    wall, rss = re.findall(r"TIME ([0-9.]+) ([0-9]+)", result.stderr)[-1]
+    return result.stdout, float(wall), int(rss) / 1024
+
+
+def accuracy(truth, predicted):
+    starts = np.array([abs(p[0] - t[1]) for t, p in zip(truth, predicted)])
+    ends = np.array([abs(p[1] - t[2]) for t, p in zip(truth, predicted)])
+    both = np.concatenate([starts, ends])
+    return (f"mean |Δ| {1000 * both.mean():5.1f} ms (starts {1000 * starts.mean():5.1f}, ends {1000 * ends.mean():5.1f}), "
+            f"within 20 ms {100 * (both <= 0.02).mean():5.1f} %, within 50 ms {100 * (both <= 0.05).mean():5.1f} %")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--asr", default=os.path.join(ROOT, ".build", "release", "asr"))
+    parser.add_argument("--model", help="a model directory (default: the built-in model)")
+    parser.add_argument("--torchaudio-python", help="a python with torch 2.8 and torchaudio 2.8")
+    parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "asr-align-bench"))
+    parser.add_argument("--minutes", type=float, nargs="+", default=[1, 10, 60])
+    parser.add_argument("--torchaudio-max-minutes", type=float, default=30,
+                        help="torchaudio's T × (2L + 1) table needs ~4 GB for 30 min: longer recordings skip it")
+    parser.add_argument("--utterances", type=int, default=120)
+    args = parser.parse_args()
+    os.makedirs(args.work, exist_ok=True)
+    model = ["--model", args.model] if args.model else []
+    pool = utterances(args.work, args.utterances, seed=20261206)
+    print(f"{len(pool)} festival utterances ({sum(len(p[2]) for p in pool)} words)", flush=True)
+    vocab_path = os.path.join(args.work, "vocab.json")
+    vocab_dir = args.model or os.path.join(ROOT, "Sources", "CBuiltinModel", "model")
+    json.dump(json.load(open(os.path.join(vocab_dir, "vocab.json"))), open(vocab_path, "w"))
+
+    for minutes in args.minutes:
+        audio, transcript, truth = recording(args.work, pool, minutes, seed=int(minutes * 1000))
+        out, wall, rss = timed([args.asr, "align", audio, "--transcript", transcript, "-f", "json"] + model)
+        ours = [(w["start"], w["end"]) for w in json.loads(out)["words"]]
+        assert len(ours) == len(truth)
+        emissions = audio[:-4] + ".npy"
+        _, logits_wall, logits_rss = timed([args.asr, "logits", audio, "-o", emissions] + model)
+        print(f"\n{minutes:g} min, {len(truth)} words:")
+        print(f"  asr align          {accuracy(truth, ours)}; {wall:6.1f} s, {rss:6.0f} MB "
+              f"(asr logits alone: {logits_wall:.1f} s, {logits_rss:.0f} MB)", flush=True)
+        if args.torchaudio_python and minutes <= args.torchaudio_max_minutes:
+            script = os.path.join(args.work, "torchaudio_align.py")
+            open(script, "w").write(TORCHAUDIO)
+            out, ta_wall, ta_rss = timed([args.torchaudio_python, script, emissions, vocab_path, transcript])
+            result = json.loads(out)
+            theirs = [tuple(t) for t in result["words"]]
+            same = sum(1 for a, b in zip(ours, theirs) if abs(a[0] - b[0]) < 1e-6 and abs(a[1] - b[1]) < 1e-6)
+            print(f"  torchaudio 2.8     {accuracy(truth, theirs)}; forced_align {result['seconds']:.1f} s, "
+                  f"process {ta_wall:.1f} s, {ta_rss:.0f} MB; identical word times: {same}/{len(truth)}", flush=True)
+
+    # Words added to the transcript that are not spoken: what their confidence looks like beside spoken words'.
+    audio, transcript, truth = recording(args.work, pool, 2, seed=7)
+    rng = random.Random(3)
+    lines = open(transcript).read().split("\n")
+    extra_words = ["umbrella", "yesterday", "tomorrow", "elephant", "beautiful", "quickly"]
+    added = []
+    for i in range(0, len(lines) - 1, 3):
+        words = lines[i].split()
+        position = rng.randrange(len(words) + 1)
+        word = rng.choice(extra_words)
+        lines[i] = " ".join(words[:position] + [word.upper()] + words[position:])
+    edited = transcript[:-4] + ".extra.txt"
+    open(edited, "w").write("\n".join(lines))
+    out, _, _ = timed([args.asr, "align", audio, "--transcript", edited, "-f", "json"] + model)
+    words = json.loads(out)["words"]
+    spoken = [w["confidence"] for w in words if not w["text"].isupper()]
+    added = [w["confidence"] for w in words if w["text"].isupper()]
+    print(f"\nconfidence, 2 min with {len(added)} unspoken words added to the transcript:")
+    for name, values in (("spoken", spoken), ("added, not spoken", added)):
+        v = np.array(values)
+        print(f"  {name:18s} n={len(v):4d}  median {np.median(v):.3f}  10th pct {np.percentile(v, 10):.3f}  "
+              f"90th pct {np.percentile(v, 90):.3f}  flagged {sum(1 for w in words if (w['text'].isupper() == (name != 'spoken')) and not w['aligned'])}")
+
+
+if __name__ == "__main__":
+    main()
