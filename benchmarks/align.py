@@ -206,27 +206,30 @@ def main():
                   f"process {ta_wall:.1f} s, {ta_rss:.0f} MB; identical word times: {same}/{len(truth)}", flush=True)
 
     # Words added to the transcript that are not spoken: what their confidence looks like beside spoken words'.
-    audio, transcript, truth = recording(args.work, pool, 2, seed=7)
+    audio, transcript, truth = recording(args.work, pool, 5, seed=7)
     rng = random.Random(3)
-    lines = open(transcript).read().split("\n")
-    extra_words = ["umbrella", "yesterday", "tomorrow", "elephant", "beautiful", "quickly"]
-    added = []
-    for i in range(0, len(lines) - 1, 3):
-        words = lines[i].split()
+    lines = open(transcript).read().rstrip("\n").split("\n")
+    extra_words = ["umbrella", "yesterday", "tomorrow", "elephant", "beautiful", "quickly", "seventeen", "garden"]
+    for i, line in enumerate(lines):
+        words = line.split()
         position = rng.randrange(len(words) + 1)
-        word = rng.choice(extra_words)
-        lines[i] = " ".join(words[:position] + [word.upper()] + words[position:])
+        lines[i] = " ".join(words[:position] + [rng.choice(extra_words).upper()] + words[position:])
     edited = transcript[:-4] + ".extra.txt"
-    open(edited, "w").write("\n".join(lines))
-    out, _, _ = timed([args.asr, "align", audio, "--transcript", edited, "-f", "json"] + model)
+    open(edited, "w").write("\n".join(lines) + "\n")
+    out, _, _ = timed([args.asr, "align", audio, "--transcript", edited, "-f", "json", "-q"] + model)
     words = json.loads(out)["words"]
-    spoken = [w["confidence"] for w in words if not w["text"].isupper()]
-    added = [w["confidence"] for w in words if w["text"].isupper()]
-    print(f"\nconfidence, 2 min with {len(added)} unspoken words added to the transcript:")
-    for name, values in (("spoken", spoken), ("added, not spoken", added)):
-        v = np.array(values)
+    spoken = np.array([w["confidence"] for w in words if not w["text"].isupper()])
+    added = np.array([w["confidence"] for w in words if w["text"].isupper()])
+    flagged_spoken = sum(1 for w in words if not w["text"].isupper() and not w["confident"])
+    flagged_added = sum(1 for w in words if w["text"].isupper() and not w["confident"])
+    print(f"\nconfidence, 5 min with one unspoken word added to each of its {len(added)} lines:")
+    for name, v in (("spoken", spoken), ("added, not spoken", added)):
         print(f"  {name:18s} n={len(v):4d}  median {np.median(v):.3f}  10th pct {np.percentile(v, 10):.3f}  "
-              f"90th pct {np.percentile(v, 90):.3f}  flagged {sum(1 for w in words if (w['text'].isupper() == (name != 'spoken')) and not w['aligned'])}")
+              f"90th pct {np.percentile(v, 90):.3f}")
+    for threshold in (0.05, 0.1, 0.2, 0.3):
+        print(f"  below {threshold:4.2f}: {100 * (added < threshold).mean():5.1f} % of added words, "
+              f"{100 * (spoken < threshold).mean():5.1f} % of spoken words")
+    print(f"  flagged by asr (\"confident\": false): {flagged_added}/{len(added)} added, {flagged_spoken}/{len(spoken)} spoken")
 
 
 if __name__ == "__main__":

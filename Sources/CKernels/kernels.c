@@ -152,3 +152,27 @@ void asr_keep_freed_memory(void) {
     mallopt(M_TOP_PAD, 64 << 20);
 #endif
 }
+
+// The alignment Viterbi's inner loop (CTCViterbi.swift): branch-free selects the compiler vectorises, the same
+// comparisons and the same one addition per state as the Swift reference, so the path and its ties do not change.
+static inline void viterbi_states(const float *restrict previous, float *restrict current,
+                                  const unsigned char *restrict skip_allowed, const int *restrict labels,
+                                  const float *restrict row, signed char *restrict back, size_t first, size_t end,
+                                  int with_back) {
+    for (size_t s = first; s < end; s++) {
+        float stay = previous[s], advance = previous[s - 1];
+        float skip = skip_allowed[s] ? previous[s - 2] : -__builtin_inff();
+        int take_skip = (skip > advance) & (skip > stay);
+        int take_advance = (advance > stay) & (advance > skip);
+        float best = take_skip ? skip : (take_advance ? advance : stay);
+        if (with_back) back[s] = (signed char)(take_skip ? 2 : take_advance);
+        current[s] = best + row[labels[s]];
+    }
+}
+
+ASR_CLONES
+void asr_viterbi_step(const float *previous, float *current, const unsigned char *skip_allowed, const int *labels,
+                      const float *row, signed char *back, size_t first, size_t end) {
+    if (back) viterbi_states(previous, current, skip_allowed, labels, row, back, first, end, 1);
+    else viterbi_states(previous, current, skip_allowed, labels, row, back, first, end, 0);
+}

@@ -50,6 +50,9 @@ struct Align: AsyncParsableCommand {
     @Flag(help: "Align inputs again even when their outputs exist.")
     var overwrite = false
 
+    @Option(help: "Write a JSON Lines manifest (- for stdout): one line per input (file, status, duration, transcript, words with their flags, timing, error), as `transcribe --jsonl`; resumed runs append to it.")
+    var jsonl: String?
+
     @Option(parsing: .unconditional, help: "Chunk length for long audio, as `transcribe` (seconds; 0: one pass).")
     var chunkSeconds: Double = ChunkingOptions.default.chunkSeconds
 
@@ -89,6 +92,9 @@ struct Align: AsyncParsableCommand {
         let formats = format.isEmpty ? [AlignmentFormat.json] : format
         let given = text != nil || transcript != nil
         let toStdout = given && outputDir == nil && formats.count == 1
+        if toStdout && jsonl == "-" {
+            throw usageError("--jsonl - and the alignment would both go to stdout; give --output-dir (or a --jsonl file)")
+        }
         if !toStdout && outputDir == nil, inputs.items.contains(where: \.isStandardInput) {
             throw usageError("standard input (-) has no folder to write its outputs next to; give --output-dir")
         }
@@ -117,6 +123,13 @@ struct Align: AsyncParsableCommand {
                 }
             }
         }
+        if let jsonl, jsonl != "-" {
+            let key = URL(fileURLWithPath: jsonl).standardizedFileURL.path
+            if let owner = owners[key] {
+                clashes.append("--jsonl \(jsonl) is also the output of \(inputs.items[owner].displayPath)")
+            }
+            if protected.contains(key) { clashes.append("--jsonl \(jsonl) would replace an input or a transcript") }
+        }
         if !clashes.isEmpty {
             for clash in clashes { printError("output clash: \(clash)") }
             throw usageError("\(clashes.count) output clash\(clashes.count == 1 ? "" : "es"), nothing done: choose another --format or --output-dir")
@@ -138,9 +151,22 @@ struct Align: AsyncParsableCommand {
                 }
             }
         }
+        if let jsonl {
+            do { try Files.prepareOutput(jsonl) } catch {
+                unwritable += 1
+                printError("--jsonl: \(error)")
+            }
+        }
         if unwritable > 0 {
             printError("nothing aligned: outputs cannot be written")
             throw ExitStatus.failure
+        }
+        let manifest: BatchManifest
+        do {
+            manifest = try BatchManifest(jsonl, restart: overwrite, redone: Set(inputs.items.map(\.displayPath) + inputs.problems.map(\.path)),
+                                         partition: nil)
+        } catch {
+            throw report(error)
         }
 
         // The one transcript given on the command line, read before the model loads.
@@ -175,6 +201,7 @@ struct Align: AsyncParsableCommand {
         for problem in inputs.problems {
             failed += 1
             progress.failed(problem.path, message: "\(problem.error)")
+            manifest.append(ManifestLine.failure(problem.path, message: "\(problem.error)"))
         }
         for directory in inputs.directories where directory.audioFiles == 0 {
             FileHandle.standardError.write(Data("warning: \(directory.path): no audio files found\n".utf8))
@@ -185,6 +212,7 @@ struct Align: AsyncParsableCommand {
             if !toStdout && !overwrite && destinations.allSatisfy({ FileManager.default.fileExists(atPath: $0.path) }) {
                 skipped += 1
                 progress.skipped(input.displayPath)
+                manifest.appendSkipped(input.displayPath, ManifestLine.skipped(input.displayPath, outputs: destinations.map(\.path)))
                 continue
             }
             let started = DispatchTime.now().uptimeNanoseconds
@@ -232,14 +260,20 @@ struct Align: AsyncParsableCommand {
                          + "(perhaps not spoken; \"confident\": false): \(unsure.prefix(8).joined(separator: " "))\(unsure.count > 8 ? " …" : "")\n").utf8))
                 }
                 progress.done(input.displayPath, audio: alignment.duration, elapsed: elapsed)
+                manifest.append(ManifestLine.success(input.displayPath, alignment, elapsed: elapsed))
             } catch {
                 failed += 1
                 var message = standardInput?.describe(error) ?? "\(error)"
                 if !message.hasPrefix(input.displayPath) { message = "\(input.displayPath): \(message)" }
                 progress.failed(input.displayPath, message: message)
+                manifest.append(ManifestLine.failure(input.displayPath, message: message))
             }
         }
         progress.finish(failed: failed, skipped: skipped, verb: "aligned")
+        if let error = manifest.writeError {
+            printError(error)
+            failed += 1
+        }
         if failed > 0 { throw ExitStatus.failure }
     }
 }

@@ -370,6 +370,9 @@ enum ManifestLine {
         let start: Double
         let end: Double
         let confidence: Double
+        /// `asr align` only, as in its JSON.
+        var aligned: Bool? = nil
+        var confident: Bool? = nil
     }
 
     struct Line: Encodable {
@@ -404,6 +407,16 @@ enum ManifestLine {
         encode(Line(file: path, status: "ok", duration: round(t.duration, 3), transcript: t.text,
                     words: t.words.map { TimedWord(text: $0.text, start: round($0.start, 3), end: round($0.end, 3), confidence: round($0.confidence, 4)) },
                     elapsed: round(elapsed, 3), realTimeFactor: t.duration > 0 ? round(elapsed / t.duration, 4) : nil))
+    }
+
+    /// `asr align`: the transcript as given and every word with its times and flags.
+    static func success(_ path: String, _ a: ForcedAlignment, elapsed: Double) -> String {
+        encode(Line(file: path, status: "ok", duration: round(a.duration, 3), transcript: a.text,
+                    words: a.words.map {
+                        TimedWord(text: $0.text, start: round($0.start, 3), end: round($0.end, 3), confidence: round($0.confidence, 4),
+                                  aligned: $0.aligned, confident: $0.confident)
+                    },
+                    elapsed: round(elapsed, 3), realTimeFactor: a.duration > 0 ? round(elapsed / a.duration, 4) : nil))
     }
 
     static func failure(_ path: String, message: String) -> String {

@@ -46,6 +46,40 @@ import Testing
         #expect(clash.status == 2 && clash.stderr.contains("01.txt"), "\(clash.stderr)")
     }
 
+    /// `--jsonl` as `transcribe` has it: one line per input (ok with the words and their flags, error, skipped).
+    @Test func aManifestRecordsEveryInput() throws {
+        let dir = try Runner.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let corpus = dir.appendingPathComponent("corpus")
+        try FileManager.default.createDirectory(at: corpus, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: Self.builtin.appendingPathComponent("01.wav"), to: corpus.appendingPathComponent("01.wav"))
+        try Data("SET A TIMER FOR ELEPHANT SEVEN MINUTES".utf8).write(to: corpus.appendingPathComponent("01.txt"))
+        try FileManager.default.copyItem(at: Self.builtin.appendingPathComponent("02.wav"), to: corpus.appendingPathComponent("02.wav"))
+
+        let run = try Runner.run(["align", "corpus", "-o", "out", "--jsonl", "align.jsonl", "-q"], in: dir, limit: 120)
+        #expect(run.status == 1, "02.wav has no transcript: \(run.stderr)")
+        func lines() throws -> [[String: Any]] {
+            try String(contentsOf: dir.appendingPathComponent("align.jsonl"), encoding: .utf8).split(separator: "\n")
+                .map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        }
+        var manifest = try lines()
+        #expect(manifest.count == 2)
+        let ok = try #require(manifest.first { $0["status"] as? String == "ok" })
+        #expect((ok["file"] as? String)?.hasSuffix("01.wav") == true)
+        let words = ok["words"] as! [[String: Any]]
+        #expect(words.map { $0["text"] as! String } == ["SET", "A", "TIMER", "FOR", "ELEPHANT", "SEVEN", "MINUTES"])
+        #expect(words.filter { $0["confident"] as? Bool == false }.map { $0["text"] as! String } == ["ELEPHANT"])
+        let error = try #require(manifest.first { $0["status"] as? String == "error" })
+        #expect((error["error"] as? String)?.contains("02.txt or 02.lab") == true)
+        // Resumed: the finished input keeps its line, nothing is added for it.
+        _ = try Runner.run(["align", "corpus", "-o", "out", "--jsonl", "align.jsonl", "-q"], in: dir, limit: 120)
+        manifest = try lines()
+        #expect(manifest.filter { $0["status"] as? String == "ok" }.count == 1, "\(manifest)")
+        // The manifest may not replace a transcript.
+        let clash = try Runner.run(["align", "corpus", "-o", "out", "--jsonl", "corpus/01.txt"], in: dir, limit: 60)
+        #expect(clash.status == 2 && clash.stderr.contains("--jsonl"), "\(clash.stderr)")
+    }
+
     @Test func errorsSayWhatIsWrong() throws {
         let audio = Self.builtin.appendingPathComponent("01.wav").path
         let long = try Runner.run(["align", audio, "--text", String(repeating: "A LONG TRANSCRIPT ", count: 30), "-q"], limit: 60)

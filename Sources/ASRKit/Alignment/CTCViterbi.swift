@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// CTC forced alignment: the single best path through a known token sequence, by Viterbi over its 2L+1
@@ -65,21 +66,27 @@ public enum CTCViterbi {
         let K = max(1, min(T, segment ?? max(64, Int(Double(T).squareRoot()))))
         let lattice = Lattice(targets: targets, blank: blank, frames: T, repeats: repeats)
 
+        // Two score rows, swapped each frame; outside a frame's window a row holds −∞ (see Lattice.step).
+        let rows = UnsafeMutablePointer<Float>.allocate(capacity: 2 * S)
+        defer { rows.deallocate() }
+        var previous = rows, current = rows + S
+        func reset(_ row: UnsafeMutablePointer<Float>) { row.update(repeating: -.infinity, count: S) }
+
         // Forward: scores of frames 0, K, 2K, … (and their windows) kept; the last frame's scores too.
         var checkpoints: [[Float]] = []
         var windows: [(start: Int, end: Int)] = []
-        var previous = [Float](repeating: -.infinity, count: S)
-        var current = [Float](repeating: -.infinity, count: S)
         var window = lattice.firstWindow
+        reset(previous)
+        reset(current)
         logProbabilities.withUnsafeBufferPointer { lp in
             for state in window.start..<window.end { previous[state] = lp[lattice.label(state)] }
-            checkpoints.append(previous)
+            checkpoints.append(Array(UnsafeBufferPointer(start: previous, count: S)))
             windows.append(window)
             for t in 1..<T {
-                lattice.step(t, &window, previous, &current, lp.baseAddress! + t * classes, back: nil)
+                lattice.step(t, &window, previous, current, lp.baseAddress! + t * classes, back: nil)
                 swap(&previous, &current)
                 if t % K == 0 {
-                    checkpoints.append(previous)
+                    checkpoints.append(Array(UnsafeBufferPointer(start: previous, count: S)))
                     windows.append(window)
                 }
             }
@@ -95,11 +102,12 @@ public enum CTCViterbi {
             while c >= 0 {
                 let first = c * K, last = min(first + K, T - 1)
                 guard last > first else { c -= 1; continue }
-                previous = checkpoints[c]
+                checkpoints[c].withUnsafeBufferPointer { previous.update(from: $0.baseAddress!, count: S) }
+                reset(current)
                 window = windows[c]
                 back.withUnsafeMutableBufferPointer { b in
                     for t in (first + 1)...last {
-                        lattice.step(t, &window, previous, &current, lp.baseAddress! + t * classes,
+                        lattice.step(t, &window, previous, current, lp.baseAddress! + t * classes,
                                      back: b.baseAddress! + (t - first - 1) * S)
                         swap(&previous, &current)
                     }
@@ -115,15 +123,38 @@ public enum CTCViterbi {
     }
 
     /// The 2L+1 states of a target sequence and one frame's Viterbi step over them.
-    struct Lattice {
+    final class Lattice {
         let targets: [Int]
         let blank: Int
         let frames: Int
         let repeats: Int
-        var states: Int { 2 * targets.count + 1 }
+        let states: Int
+        /// Each state's class (the blank for even states), and whether it may be entered by skipping the blank
+        /// before it (a token state whose token differs from the previous token): read in the inner loop.
+        private let labels: UnsafeMutablePointer<Int32>
+        private let skips: UnsafeMutablePointer<UInt8>
         var needed: Int { targets.count + repeats }
 
-        func label(_ state: Int) -> Int { state % 2 == 0 ? blank : targets[state / 2] }
+        init(targets: [Int], blank: Int, frames: Int, repeats: Int) {
+            self.targets = targets
+            self.blank = blank
+            self.frames = frames
+            self.repeats = repeats
+            states = 2 * targets.count + 1
+            labels = .allocate(capacity: states)
+            skips = .allocate(capacity: states)
+            for state in 0..<states {
+                labels[state] = Int32(state % 2 == 0 ? blank : targets[state / 2])
+                skips[state] = state % 2 == 1 && state != 1 && targets[state / 2] != targets[state / 2 - 1] ? 1 : 0
+            }
+        }
+
+        deinit {
+            labels.deallocate()
+            skips.deallocate()
+        }
+
+        func label(_ state: Int) -> Int { Int(labels[state]) }
 
         /// Frame 0's window: a path may start on the blank only if there is a frame to spare.
         var firstWindow: (start: Int, end: Int) { (frames - needed > 0 ? 0 : 1, states == 1 ? 1 : 2) }
@@ -132,9 +163,13 @@ public enum CTCViterbi {
         /// (states the start can have reached, and from which the end can still be reached, by torchaudio's
         /// counting); back-pointers of the window's states into `back` (0 stay, 1 from the previous state, 2 skip a
         /// blank) when given.
-        func step(_ t: Int, _ window: inout (start: Int, end: Int), _ previous: [Float], _ current: inout [Float],
-                  _ row: UnsafePointer<Float>, back: UnsafeMutablePointer<Int8>?) {
-            let L = targets.count, S = states
+        ///
+        /// Both rows hold −∞ outside their frame's window, which is what the step reads there: a window's end only
+        /// grows (states past it were never written), and its start grows by at most 2 a frame, so clearing the 4
+        /// states below the new start removes what this row held two frames ago.
+        func step(_ t: Int, _ window: inout (start: Int, end: Int), _ previous: UnsafePointer<Float>,
+                  _ current: UnsafeMutablePointer<Float>, _ row: UnsafePointer<Float>, back: UnsafeMutablePointer<Int8>?) {
+            let L = targets.count
             if frames - t <= needed {
                 if window.start % 2 == 1 && targets[window.start / 2] != targets[window.start / 2 + 1] { window.start += 1 }
                 window.start += 1
@@ -143,7 +178,7 @@ public enum CTCViterbi {
                 if window.end % 2 == 0 && window.end < 2 * L && targets[window.end / 2 - 1] != targets[window.end / 2] { window.end += 1 }
                 window.end += 1
             }
-            for state in 0..<S { current[state] = -.infinity }
+            for state in max(0, window.start - 4)..<window.start { current[state] = -.infinity }
             var first = window.start
             if window.start == 0 {
                 current[0] = previous[0] + row[blank]
@@ -151,22 +186,17 @@ public enum CTCViterbi {
                 first = 1
             }
             guard first < window.end else { return }
-            for state in first..<window.end {
-                let stay = previous[state], advance = previous[state - 1]
-                var skip = -Float.infinity
-                if state % 2 == 1 && state != 1 && targets[state / 2] != targets[state / 2 - 1] { skip = previous[state - 2] }
-                let best: Float
-                let move: Int8
-                if skip > advance && skip > stay {
-                    best = skip; move = 2
-                } else if advance > stay && advance > skip {
-                    best = advance; move = 1
-                } else {
-                    best = stay; move = 0
-                }
-                back?[state] = move
-                current[state] = best + row[label(state)]
+            if first == 1 {
+                // State 1 (the first token) is entered from the blank before it or stays; it never skips.
+                let stay = previous[1], advance = previous[0]
+                let move: Int8 = advance > stay ? 1 : 0
+                back?[1] = move
+                current[1] = (move == 1 ? advance : stay) + row[Int(labels[1])]
+                first = 2
             }
+            guard first < window.end else { return }
+            // The rest in C, vectorised: the same comparisons and ties as the state-1 case above (asr_viterbi_step).
+            asr_viterbi_step(previous, current, skips, labels, row, back, first, window.end)
         }
     }
 

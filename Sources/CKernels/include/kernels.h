@@ -34,6 +34,13 @@ void asr_column_sums_f64(const float *x, size_t rows, size_t stride, size_t c0, 
 void asr_column_squared_deviations_f64(const float *x, size_t rows, size_t stride, size_t c0, size_t c1,
                                        const double *means, double *squares);
 
+/// One frame of CTC forced alignment's Viterbi (CTCViterbi.Lattice.step) over states [first, end), first >= 2: each
+/// state takes the best of staying (previous[s]), advancing (previous[s − 1]) and, where skip_allowed[s], skipping
+/// a blank (previous[s − 2]); a move other than staying only when strictly better than both others; then adds
+/// row[labels[s]]. Back-pointers (0 stay, 1 advance, 2 skip) into back[s] when back is not NULL.
+void asr_viterbi_step(const float *previous, float *current, const unsigned char *skip_allowed, const int *labels,
+                      const float *row, signed char *back, size_t first, size_t end);
+
 /// Makes glibc keep freed memory in the heap for reuse instead of returning it to the kernel (see
 /// keepFreedMemoryForReuse in Sources/asr/ASR.swift). For applications; the library never calls it.
 void asr_keep_freed_memory(void);
