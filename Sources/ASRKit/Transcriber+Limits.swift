@@ -24,3 +24,22 @@ extension Transcriber {
         return decode(emissions, duration: Double(samples) / Double(sampleRate), decoder: decoder)
     }
 }
+
+extension Transcriber {
+    /// `align(file:transcript:chunking:)` with the same limit as ``transcribe(file:chunking:decoder:maxSeconds:)``.
+    package func align(file: URL, transcript: String, chunking: ChunkingOptions, maxSeconds: Double) throws -> ForcedAlignment {
+        let audio = try AudioFile(path: file.path)
+        guard audio.duration <= maxSeconds else { throw AudioTooLong(limitSeconds: maxSeconds) }
+        let stream = AudioStream(file: audio, sampleRate: sampleRate)
+        let limit = maxSeconds * Double(sampleRate)
+        var seen = 0
+        let (emissions, samples) = try emissions(chunking: chunking) {
+            let block = try stream.next()
+            seen += block?.count ?? 0
+            if Double(seen) > limit { throw AudioTooLong(limitSeconds: maxSeconds) }
+            return block
+        }
+        return try ForcedAligner.align(transcript: transcript, emissions: emissions, vocabulary: vocabulary,
+                                       duration: Double(samples) / Double(sampleRate))
+    }
+}

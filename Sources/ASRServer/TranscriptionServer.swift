@@ -58,7 +58,8 @@ package struct ServerContext: RequestContext {
 }
 
 /// The OpenAI-compatible transcription server: `POST /v1/audio/transcriptions`, `POST /v1/audio/translations` (400),
-/// `GET /v1/models`, `GET /health`, `GET /metrics`.
+/// `GET /v1/models`, `GET /health`, `GET /metrics`; and, beyond OpenAI's API, `POST /v1/audio/alignments` (forced
+/// alignment of a known transcript, as `asr align`).
 package final class TranscriptionServer: Sendable {
     package let models: [ServedModel]
     package let options: ServerOptions
@@ -104,6 +105,7 @@ package final class TranscriptionServer: Sendable {
             return self.json(ModelEntry(id: id))
         }
         router.post("/v1/audio/transcriptions") { request, context in try await self.transcribe(request, context: context) }
+        router.post("/v1/audio/alignments") { request, context in try await self.align(request, context: context) }
         router.post("/v1/audio/translations") { _, _ -> Response in
             throw APIError.badRequest(
                 "Translation is not supported: this server transcribes speech in the language its model was trained on. "
@@ -194,6 +196,41 @@ package final class TranscriptionServer: Sendable {
     // MARK: Transcription
 
     func transcribe(_ request: Request, context: ServerContext) async throws -> Response {
+        try await admitted(request, context: context) { form, path in
+            let job = try TranscriptionJob(form: form, server: self)
+            let chunking = options.chunking, maxSeconds = options.maxAudioSeconds
+            let (transcription, seconds) = try await compute(upload: job.filename, path: path) {
+                try job.transcriber.transcribe(file: URL(fileURLWithPath: path), chunking: chunking, decoder: job.decoder, maxSeconds: maxSeconds)
+            }
+            metrics.transcribed(audioSeconds: transcription.duration, computeSeconds: seconds)
+            logger.info("transcribed \(String(format: "%.2f", transcription.duration)) s of audio in \(String(format: "%.3f", seconds)) s",
+                        metadata: ["model": "\(job.model.name)", "format": "\(job.format.rawValue)"])
+            return job.format.response(transcription, language: job.language, words: job.words)
+        }
+    }
+
+    /// `POST /v1/audio/alignments`: multipart `file` (audio) and `text` (its transcript), optional `model`,
+    /// `language` and `response_format` (json, txt, srt, vtt, tsv, textgrid, ctm: `asr align`'s formats, byte for
+    /// byte). Limits, queueing and errors as for transcriptions; a transcript that cannot fit the audio is a 400 that
+    /// says so in seconds and characters.
+    func align(_ request: Request, context: ServerContext) async throws -> Response {
+        try await admitted(request, context: context) { form, path in
+            let job = try AlignmentJob(form: form, server: self)
+            let chunking = options.chunking, maxSeconds = options.maxAudioSeconds
+            let (alignment, seconds) = try await compute(upload: job.filename, path: path) {
+                try job.transcriber.align(file: URL(fileURLWithPath: path), transcript: job.text, chunking: chunking, maxSeconds: maxSeconds)
+            }
+            metrics.transcribed(audioSeconds: alignment.duration, computeSeconds: seconds)
+            logger.info("aligned \(alignment.words.count) words to \(String(format: "%.2f", alignment.duration)) s of audio in \(String(format: "%.3f", seconds)) s",
+                        metadata: ["model": "\(job.model.name)", "format": "\(job.format.rawValue)"])
+            return job.response(alignment)
+        }
+    }
+
+    /// A request that uploads audio: refused early when the server drains, the body is too large or the queue is
+    /// full; then the upload is received into a temporary file and `handle` runs with the form and the file's path.
+    private func admitted(_ request: Request, context: ServerContext,
+                          _ handle: (UploadedForm, String) async throws -> Response) async throws -> Response {
         guard !isDraining else { throw APIError.shuttingDown }
         let boundary = try multipartBoundary(request.headers[.contentType])
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > options.maxUploadBytes {
@@ -201,7 +238,10 @@ package final class TranscriptionServer: Sendable {
         }
         if let retryAfter = await admission.admit() { throw APIError.queueFull(retryAfter: retryAfter) }
         do {
-            let response = try await transcribeAdmitted(request, context: context, boundary: boundary)
+            let file = try TemporaryFile(directory: options.temporaryDirectory)
+            defer { file.remove() }
+            let form = try await receive(request, context: context, boundary: boundary, into: file)
+            let response = try await handle(form, file.path)
             await admission.leave()
             return response
         } catch {
@@ -210,62 +250,104 @@ package final class TranscriptionServer: Sendable {
         }
     }
 
-    private func transcribeAdmitted(_ request: Request, context: ServerContext, boundary: String) async throws -> Response {
-        let file = try TemporaryFile(directory: options.temporaryDirectory)
-        defer { file.remove() }
-        // A client still uploading after the timeout (slowloris) is disconnected, which ends the body stream.
+    /// The multipart body into `file`; a client still uploading after the timeout (slowloris) is disconnected, which
+    /// ends the body stream.
+    private func receive(_ request: Request, context: ServerContext, boundary: String, into file: TemporaryFile) async throws -> UploadedForm {
         let channel = context.channel
         let timeout = options.uploadTimeout
         let watchdog = Task {
             try await Task.sleep(for: timeout)
             channel.close(promise: nil)
         }
-        let form: UploadedForm
+        defer { watchdog.cancel() }
         do {
-            form = try await readMultipartForm(request.body, boundary: boundary, maxBytes: options.maxUploadBytes, into: file)
-            watchdog.cancel()
+            return try await readMultipartForm(request.body, boundary: boundary, maxBytes: options.maxUploadBytes, into: file)
         } catch let error as APIError {
-            watchdog.cancel()
             throw error
         } catch {
-            watchdog.cancel()
             throw APIError.badRequest("The upload was interrupted: \(error)", code: "upload_interrupted")
         }
-        let job = try TranscriptionJob(form: form, server: self)
+    }
 
+    /// Runs `work` on a compute slot (waiting for one), returning its result and the seconds it took; the library's
+    /// errors become API errors that name the upload (`upload`), not the temporary file at `path`.
+    private func compute<T: Sendable>(upload: String?, path: String, _ work: @escaping @Sendable () throws -> T) async throws -> (T, Double) {
         await admission.acquire()
         let started = ContinuousClock.now
-        let path = file.path
-        let chunking = options.chunking
-        let maxSeconds = options.maxAudioSeconds
-        let outcome: Result<Transcription, any Error>
+        let outcome: Result<T, any Error>
         do {
-            outcome = .success(try await ComputeThreads.run {
-                try job.transcriber.transcribe(file: URL(fileURLWithPath: path), chunking: chunking, decoder: job.decoder, maxSeconds: maxSeconds)
-            })
+            outcome = .success(try await ComputeThreads.run(work))
         } catch {
             outcome = .failure(error)
         }
         let elapsed = ContinuousClock.now - started
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         await admission.release(seconds: seconds)
-
         switch outcome {
-        case .success(let transcription):
-            metrics.transcribed(audioSeconds: transcription.duration, computeSeconds: seconds)
-            logger.info("transcribed \(String(format: "%.2f", transcription.duration)) s of audio in \(String(format: "%.3f", seconds)) s",
-                        metadata: ["model": "\(job.model.name)", "format": "\(job.format.rawValue)"])
-            return job.format.response(transcription, language: job.language, words: job.words)
+        case .success(let value):
+            return (value, seconds)
         case .failure(let error as AudioTooLong):
             throw APIError.audioTooLong(limit: error.limitSeconds)
         case .failure(let error as ASRError):
+            if case .transcriptTooLong = error {
+                throw APIError.badRequest("\(error)", param: "text", code: "transcript_too_long")
+            }
             // The decoder's message names the temporary file: name the upload instead.
-            let name = job.filename.map { "'\($0)'" } ?? "the uploaded file"
+            let name = upload.map { "'\($0)'" } ?? "the uploaded file"
             let message = "\(error)".replacingOccurrences(of: path, with: name)
             throw APIError.badRequest("The audio could not be read: \(message)", param: "file", code: "invalid_audio")
         case .failure(let error):
             throw APIError(.internalServerError, "Transcription failed: \(error)")
         }
+    }
+}
+
+/// A validated alignment request: the audio, its transcript, the model (and language) and the output format.
+struct AlignmentJob: Sendable {
+    let model: ServedModel
+    let transcriber: Transcriber
+    let text: String
+    let format: AlignmentFormat
+    let filename: String?
+
+    init(form: UploadedForm, server: TranscriptionServer) throws {
+        guard let file = form.file else {
+            throw APIError.badRequest("The request has no audio: send it in a multipart 'file' field.", param: "file")
+        }
+        guard file.size > 0 else { throw APIError.badRequest("The uploaded file is empty.", param: "file", code: "empty_file") }
+        filename = form.filename
+        guard let text = form.value("text"), !text.split(whereSeparator: \.isWhitespace).isEmpty else {
+            throw APIError.badRequest("The request has no transcript to align: send it in a 'text' field.", param: "text")
+        }
+        self.text = text
+        let name = form.value("model").map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        if name.isEmpty {
+            model = server.models[0]
+        } else {
+            guard let found = server.models.first(where: { $0.name == name }) else { throw server.unknownModel(name) }
+            model = found
+        }
+        let formatName = form.value("response_format") ?? "json"
+        guard let format = AlignmentFormat(rawValue: formatName.lowercased() == "text" ? "txt" : formatName.lowercased()) else {
+            throw APIError.badRequest(
+                "response_format '\(formatName)' is not one of \(AlignmentFormat.allCases.map(\.rawValue).joined(separator: ", ")).",
+                param: "response_format")
+        }
+        self.format = format
+        transcriber = try model.languages.transcriber(for: form.value("language").flatMap { $0.isEmpty ? nil : $0 })
+    }
+
+    /// The alignment in the requested format, as `asr align -f FORMAT` writes it (the upload's name as the file).
+    func response(_ alignment: ForcedAlignment) -> Response {
+        let type = switch format {
+        case .json: "application/json"
+        case .srt: "application/x-subrip; charset=utf-8"
+        case .vtt: "text/vtt; charset=utf-8"
+        case .tsv: "text/tab-separated-values; charset=utf-8"
+        case .txt, .textgrid, .ctm: "text/plain; charset=utf-8"
+        }
+        return Response(status: .ok, headers: [.contentType: type],
+                        body: .init(byteBuffer: ByteBuffer(string: format.render(alignment, source: filename))))
     }
 }
 
@@ -389,7 +471,7 @@ struct OpenAIMiddleware: RouterMiddleware {
     let server: TranscriptionServer
 
     static let endpoints: Set<String> = [
-        "/health", "/metrics", "/v1/models", "/v1/audio/transcriptions", "/v1/audio/translations",
+        "/health", "/metrics", "/v1/models", "/v1/audio/transcriptions", "/v1/audio/translations", "/v1/audio/alignments",
     ]
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {

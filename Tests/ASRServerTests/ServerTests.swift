@@ -94,6 +94,42 @@ import Testing
     }
 
     /// A multilingual (MMS) model runs the request's `language` (its own codes or ISO 639-1), as the CLI's --language.
+    /// `POST /v1/audio/alignments`: every format byte for byte as `asr align -f FORMAT` (the upload's name standing
+    /// for the file), and its errors in OpenAI's shape.
+    @Test func alignmentsMatchTheCLIByteForByte() async throws {
+        let running = try await RunningServer.start()
+        defer { Task { await running.stop() } }
+        let text = "SET A TIMER\nfor 7 minutes!"
+        let file = Paths.fixture("audio/builtin/01.wav")
+        func align(_ fields: [(String, String)]) async throws -> Reply {
+            let body = try form(file: file, fields)
+            return try await request(port: running.port, "POST", "/v1/audio/alignments", headers: ["Content-Type": body.contentType],
+                                     body: body.finished())
+        }
+        for format in ["json", "srt", "vtt", "tsv", "textgrid", "ctm", "txt"] {
+            let reply = try await align([("text", text), ("response_format", format)])
+            #expect(reply.status == 200, "\(format): \(reply.text)")
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("asr-align-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: dir) }
+            // The CLI names the file as given: give it the upload's name.
+            let local = dir.appendingPathComponent("01.wav")
+            try FileManager.default.copyItem(atPath: file, toPath: local.path)
+            let cli = try runProgram(Paths.executable, ["align", "01.wav", "--text", text, "-f", format, "-q"], in: dir.path)
+            #expect(cli.status == 0)
+            #expect(reply.text == String(decoding: cli.stdout, as: UTF8.self), "\(format)")
+        }
+        let noText = try await align([])
+        #expect(noText.status == 400 && (noText.json["error"] as? [String: Any])?["param"] as? String == "text", "\(noText.text)")
+        let tooLong = try await align([("text", String(repeating: "ABABABAB ", count: 200))])
+        let error = tooLong.json["error"] as? [String: Any]
+        #expect(tooLong.status == 400 && error?["code"] as? String == "transcript_too_long", "\(tooLong.text)")
+        #expect((error?["message"] as? String)?.contains("s of audio") == true)
+        let badFormat = try await align([("text", text), ("response_format", "docx")])
+        #expect(badFormat.status == 400)
+        #expect(running.leftovers.isEmpty)
+    }
+
     @Test func languageChoosesAnMMSModelsAdapters() async throws {
         let modelDirectory = Paths.fixture("models/mms-layout")
         let transcriber = try Transcriber(modelDirectory: URL(fileURLWithPath: modelDirectory))

@@ -23,10 +23,11 @@ enum Paths {
 }
 
 /// Runs a program to completion.
-func runProgram(_ executable: URL, _ arguments: [String]) throws -> (status: Int32, stdout: Data, stderr: String) {
+func runProgram(_ executable: URL, _ arguments: [String], in directory: String? = nil) throws -> (status: Int32, stdout: Data, stderr: String) {
     let process = Process()
     process.executableURL = executable
     process.arguments = arguments
+    if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err
