@@ -30,7 +30,7 @@ enum ResponseFormat: String, CaseIterable {
     }
 
     /// Times as in the CLI's JSON: seconds rounded to milliseconds.
-    static func seconds(_ value: Double) -> Double { (value * 1000).rounded() / 1000 }
+    static func seconds(_ value: Double) -> Double { TimedTranscript.seconds(value) }
 
     /// OpenAI's verbose_json. Segments are the subtitle cues (the same as the srt/vtt cues). Fields that describe
     /// Whisper's sampling have fixed values: tokens [], temperature 0, compression_ratio 1, no_speech_prob 0;
@@ -78,9 +78,7 @@ enum ResponseFormat: String, CaseIterable {
                     compression_ratio: 1, no_speech_prob: 0))
             }
             self.segments = segments
-            self.words = includeWords
-                ? t.words.map { TimedWord(word: $0.text, start: ResponseFormat.seconds($0.start), end: ResponseFormat.seconds($0.end)) }
-                : nil
+            self.words = includeWords ? TimedTranscript.items(t.words).map { TimedWord(word: $0.text, start: $0.start, end: $0.end) } : nil
         }
     }
 }

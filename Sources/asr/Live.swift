@@ -127,13 +127,12 @@ enum LiveLine {
         let text: String
         let start: Double
         let end: Double
-        let words: [ManifestLine.TimedWord]
+        let words: [TimedTranscript.Item]
     }
 
     static func json(_ s: TranscriptSegment) -> String {
-        let r = ManifestLine.round
-        let line = Line(text: s.text, start: r(s.start, 3), end: r(s.end, 3),
-                        words: s.words.map { .init(text: $0.text, start: r($0.start, 3), end: r($0.end, 3), confidence: r($0.confidence, 4)) })
+        let line = Line(text: s.text, start: TimedTranscript.seconds(s.start), end: TimedTranscript.seconds(s.end),
+                        words: TimedTranscript.items(s.words))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return (try? encoder.encode(line)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"

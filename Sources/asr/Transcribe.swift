@@ -362,25 +362,16 @@ struct InputList {
     }
 }
 
-/// One JSON line of the --jsonl manifest. Field names and number precision are those of the JSON transcript
-/// (`file`; times to the millisecond, confidences to 4 decimals).
+/// One JSON line of the --jsonl manifest: the transcript schema's fields and numbers (``TimedTranscript``), with the
+/// status, timing and error of the input.
 enum ManifestLine {
-    struct TimedWord: Encodable {
-        let text: String
-        let start: Double
-        let end: Double
-        let confidence: Double
-        /// `asr align` only, as in its JSON.
-        var aligned: Bool? = nil
-        var confident: Bool? = nil
-    }
 
     struct Line: Encodable {
         var file: String
         var status: String
         var duration: Double?
         var transcript: String?
-        var words: [TimedWord]?
+        var words: [TimedTranscript.Item]?
         var elapsed: Double?
         var realTimeFactor: Double?
         var error: String?
@@ -404,19 +395,17 @@ enum ManifestLine {
     }
 
     static func success(_ path: String, _ t: Transcription, elapsed: Double) -> String {
-        encode(Line(file: path, status: "ok", duration: round(t.duration, 3), transcript: t.text,
-                    words: t.words.map { TimedWord(text: $0.text, start: round($0.start, 3), end: round($0.end, 3), confidence: round($0.confidence, 4)) },
-                    elapsed: round(elapsed, 3), realTimeFactor: t.duration > 0 ? round(elapsed / t.duration, 4) : nil))
+        success(path, TimedTranscript(t), elapsed: elapsed, audio: t.duration)
     }
 
     /// `asr align`: the transcript as given and every word with its times and flags.
     static func success(_ path: String, _ a: ForcedAlignment, elapsed: Double) -> String {
-        encode(Line(file: path, status: "ok", duration: round(a.duration, 3), transcript: a.text,
-                    words: a.words.map {
-                        TimedWord(text: $0.text, start: round($0.start, 3), end: round($0.end, 3), confidence: round($0.confidence, 4),
-                                  aligned: $0.aligned, confident: $0.confident)
-                    },
-                    elapsed: round(elapsed, 3), realTimeFactor: a.duration > 0 ? round(elapsed / a.duration, 4) : nil))
+        success(path, TimedTranscript(a), elapsed: elapsed, audio: a.duration)
+    }
+
+    private static func success(_ path: String, _ t: TimedTranscript, elapsed: Double, audio: Double) -> String {
+        encode(Line(file: path, status: "ok", duration: t.duration, transcript: t.text, words: t.words,
+                    elapsed: round(elapsed, 3), realTimeFactor: audio > 0 ? round(elapsed / audio, 4) : nil))
     }
 
     static func failure(_ path: String, message: String) -> String {

@@ -91,3 +91,30 @@ import Testing
         #expect(zip(a.logits, b.logits).map { abs($0 - $1) }.max() ?? 1 <= 1e-4)
     }
 }
+
+/// The one timed-transcript model behind every renderer (issue 24): the JSON file is its document, its numbers are
+/// rounded once, and an alignment adds its two flags to the same schema.
+@Suite struct TimedTranscriptTests {
+    @Test func everyRendererWritesTheSameNumbers() throws {
+        let t = Transcription(
+            text: "HI THERE", duration: 1.23456,
+            words: [Word(text: "HI", start: 0.10049, end: 0.30051, confidence: 0.987654),
+                    Word(text: "THERE", start: 0.4, end: 0.9, confidence: 0.5)],
+            characters: [TimedCharacter(text: "H", start: 0.1, end: 0.12, confidence: 0.9)])
+        let timed = TimedTranscript(t, file: "a.wav")
+        #expect(OutputFormat.json.render(t, source: "a.wav") == timed.json)
+        #expect(timed.duration == 1.235 && timed.words[0].start == 0.1 && timed.words[0].end == 0.301)
+        #expect(timed.words[0].confidence == 0.9877 && timed.words[0].aligned == nil)
+        #expect(timed.json.contains("\"start\": 0.1, \"end\": 0.301, \"confidence\": 0.9877}"))
+
+        let alignment = ForcedAlignment(
+            text: "HI THERE", duration: 1.23456,
+            words: [AlignedWord(text: "HI", start: 0.1, end: 0.3, confidence: 0.9, aligned: true),
+                    AlignedWord(text: "THERE", start: 0.4, end: 0.9, confidence: 0.01, aligned: true)],
+            characters: [])
+        let aligned = TimedTranscript(alignment, file: nil)
+        #expect(aligned.words.map(\.confident) == [true, false])
+        #expect(AlignmentFormat.json.render(alignment) == aligned.json)
+        #expect(aligned.json.contains("\"aligned\": true, \"confident\": false}"))
+    }
+}

@@ -48,23 +48,8 @@ public enum AlignmentFormat: String, CaseIterable, Sendable {
         }
     }
 
-    static func json(_ a: ForcedAlignment, source: String?) -> String {
-        let number = OutputFormat.number, quote = OutputFormat.quote
-        func item(_ text: String, _ start: Double, _ end: Double, _ confidence: Double) -> String {
-            "{\"text\": \(quote(text)), \"start\": \(number(start, 3)), \"end\": \(number(end, 3)), \"confidence\": \(number(confidence, 4))"
-        }
-        var out = "{\n"
-        out += "  \"file\": \(source.map(quote) ?? "null"),\n"
-        out += "  \"duration\": \(number(a.duration, 3)),\n"
-        out += "  \"text\": \(quote(a.text)),\n"
-        out += "  \"words\": [" + a.words.map { "\n    " + item($0.text, $0.start, $0.end, $0.confidence) + ", \"aligned\": \($0.aligned), \"confident\": \($0.confident)}" }
-            .joined(separator: ",")
-        out += a.words.isEmpty ? "],\n" : "\n  ],\n"
-        out += "  \"characters\": [" + a.characters.map { "\n    " + item($0.text, $0.start, $0.end, $0.confidence) + "}" }
-            .joined(separator: ",")
-        out += a.characters.isEmpty ? "]\n" : "\n  ]\n"
-        return out + "}\n"
-    }
+    /// The transcript schema (``TimedTranscript/json``), each word with its `aligned` and `confident` flags.
+    static func json(_ a: ForcedAlignment, source: String?) -> String { TimedTranscript(a, file: source).json }
 
     /// The transcript's non-empty lines as cues: each from its first word's start to its last word's end.
     public static func lineCues(_ a: ForcedAlignment) -> [OutputFormat.Cue] {

@@ -34,22 +34,8 @@ public enum OutputFormat: String, CaseIterable, Sendable {
 
     // MARK: JSON
 
-    /// The JSON document, written by hand so that keys keep a readable, stable order:
-    /// {"file", "duration", "text", "words": [{"text", "start", "end", "confidence"}], "characters": [...]}.
-    static func json(_ t: Transcription, source: String?) -> String {
-        func item(_ text: String, _ start: Double, _ end: Double, _ confidence: Double) -> String {
-            "{\"text\": \(quote(text)), \"start\": \(number(start, 3)), \"end\": \(number(end, 3)), \"confidence\": \(number(confidence, 4))}"
-        }
-        var out = "{\n"
-        out += "  \"file\": \(source.map(quote) ?? "null"),\n"
-        out += "  \"duration\": \(number(t.duration, 3)),\n"
-        out += "  \"text\": \(quote(t.text)),\n"
-        out += "  \"words\": [" + t.words.map { "\n    " + item($0.text, $0.start, $0.end, $0.confidence) }.joined(separator: ",")
-        out += t.words.isEmpty ? "],\n" : "\n  ],\n"
-        out += "  \"characters\": [" + t.characters.map { "\n    " + item($0.text, $0.start, $0.end, $0.confidence) }.joined(separator: ",")
-        out += t.characters.isEmpty ? "]\n" : "\n  ]\n"
-        return out + "}\n"
-    }
+    /// The JSON document: ``TimedTranscript/json``, the schema every output shares.
+    static func json(_ t: Transcription, source: String?) -> String { TimedTranscript(t, file: source).json }
 
     /// A JSON string literal.
     static func quote(_ s: String) -> String {
