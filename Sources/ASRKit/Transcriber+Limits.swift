@@ -10,36 +10,13 @@ extension Transcriber {
     /// soon as more than `maxSeconds` of audio has been read: a server refuses long uploads without decoding them
     /// whole (the header's length is checked first; the count guards files whose header says less than they hold).
     package func transcribe(file: URL, chunking: ChunkingOptions, decoder: (any CTCDecoder)?, maxSeconds: Double) throws -> Transcription {
-        let audio = try AudioFile(path: file.path)
-        guard audio.duration <= maxSeconds else { throw AudioTooLong(limitSeconds: maxSeconds) }
-        let stream = AudioStream(file: audio, sampleRate: sampleRate)
-        let limit = maxSeconds * Double(sampleRate)
-        var seen = 0
-        let (emissions, samples) = try emissions(chunking: chunking) {
-            let block = try stream.next()
-            seen += block?.count ?? 0
-            if Double(seen) > limit { throw AudioTooLong(limitSeconds: maxSeconds) }
-            return block
-        }
-        return decode(emissions, duration: Double(samples) / Double(sampleRate), decoder: decoder)
+        let (emissions, duration) = try streamedEmissions(file: file, chunking: chunking, maxSeconds: maxSeconds)
+        return decode(emissions, duration: duration, decoder: decoder)
     }
-}
 
-extension Transcriber {
-    /// `align(file:transcript:chunking:)` with the same limit as ``transcribe(file:chunking:decoder:maxSeconds:)``.
+    /// `align(file:transcript:chunking:)` with the same limit.
     package func align(file: URL, transcript: String, chunking: ChunkingOptions, maxSeconds: Double) throws -> ForcedAlignment {
-        let audio = try AudioFile(path: file.path)
-        guard audio.duration <= maxSeconds else { throw AudioTooLong(limitSeconds: maxSeconds) }
-        let stream = AudioStream(file: audio, sampleRate: sampleRate)
-        let limit = maxSeconds * Double(sampleRate)
-        var seen = 0
-        let (emissions, samples) = try emissions(chunking: chunking) {
-            let block = try stream.next()
-            seen += block?.count ?? 0
-            if Double(seen) > limit { throw AudioTooLong(limitSeconds: maxSeconds) }
-            return block
-        }
-        return try ForcedAligner.align(transcript: transcript, emissions: emissions, vocabulary: vocabulary,
-                                       duration: Double(samples) / Double(sampleRate))
+        let (emissions, duration) = try streamedEmissions(file: file, chunking: chunking, maxSeconds: maxSeconds)
+        return try ForcedAligner.align(transcript: transcript, emissions: emissions, vocabulary: vocabulary, duration: duration)
     }
 }

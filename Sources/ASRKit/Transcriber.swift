@@ -315,19 +315,68 @@ public final class Transcriber: Sendable {
     public func emissions(
         chunking: ChunkingOptions = .default, progress: ((TranscriptionProgress) -> Void)?, next: () throws -> [Float]?
     ) throws -> (emissions: Emissions, samples: Int) {
+        try emissions(chunking: chunking, next: next) { seconds in
+            progress?(TranscriptionProgress(processedSeconds: seconds, totalSeconds: nil))
+        }
+    }
+
+    /// The one loop over chunks (ChunkedEmissions: window, stride, stitch) that every path runs — samples in memory,
+    /// files, the server's uploads: `afterChunk` gets the seconds of audio whose logits are final after each chunk
+    /// and may throw to stop (cancellation, a limit).
+    func emissions(chunking: ChunkingOptions, next: () throws -> [Float]?, afterChunk: (Double) throws -> Void) throws
+        -> (emissions: Emissions, samples: Int) {
         var chunker = ChunkedEmissions(transcriber: self, chunking: chunking)
         var logits: [Float] = []
         while let block = try next() {
             chunker.append(block)
             while let chunkLogits = chunker.nextChunk() {
                 logits += chunkLogits
-                progress?(TranscriptionProgress(processedSeconds: Double(chunker.finalSamples) / Double(sampleRate), totalSeconds: nil))
+                try afterChunk(Double(chunker.finalSamples) / Double(sampleRate))
             }
         }
         logits += chunker.finish()
         let vocabularySize = configuration.vocabSize
         return (Emissions(frames: logits.count / vocabularySize, vocabularySize: vocabularySize, logits: logits, frameDuration: frameDuration),
                 chunker.samplesSeen)
+    }
+
+    /// CTC logits of an audio file of any supported format, rate and channel count, streamed through the model in
+    /// chunks exactly as ``transcribe(file:chunking:decoder:)`` reads it (memory: one chunk of audio and the logits),
+    /// and the seconds of audio; `progress` is called after each chunk.
+    public func emissions(
+        file: URL, chunking: ChunkingOptions = .default, progress: ((TranscriptionProgress) -> Void)? = nil
+    ) throws -> (emissions: Emissions, duration: Double) {
+        try streamedEmissions(file: file, chunking: chunking, progress: progress)
+    }
+
+    /// An audio file of any format, rate and channel count streamed through the chunk loop:
+    /// the emissions and the seconds of audio. `maxSeconds` stops with `AudioTooLong` as soon as more audio than that
+    /// has been read (the header's length is checked first; the count guards files whose header says less than they
+    /// hold). `progress` and `checkCancellation` run after each chunk and once at the end.
+    func streamedEmissions(
+        file: URL, chunking: ChunkingOptions, maxSeconds: Double? = nil, progress: ((TranscriptionProgress) -> Void)? = nil,
+        checkCancellation: () throws -> Void = {}
+    ) throws -> (emissions: Emissions, duration: Double) {
+        let audio = try AudioFile(path: file.path)
+        if let maxSeconds, audio.duration > maxSeconds { throw AudioTooLong(limitSeconds: maxSeconds) }
+        logAudio(audio, chunking: chunking)
+        let total = audio.frameCount > 0 ? Double(audio.frameCount) / Double(audio.sampleRate) : nil
+        let stream = AudioStream(file: audio, sampleRate: sampleRate)
+        let limit = maxSeconds.map { $0 * Double(sampleRate) } ?? .infinity
+        var seen = 0
+        let (emissions, samples) = try emissions(chunking: chunking, next: {
+            let block = try stream.next()
+            seen += block?.count ?? 0
+            if Double(seen) > limit { throw AudioTooLong(limitSeconds: maxSeconds ?? 0) }
+            return block
+        }, afterChunk: { seconds in
+            progress?(TranscriptionProgress(processedSeconds: seconds, totalSeconds: total))
+            try checkCancellation()
+        })
+        let duration = Double(samples) / Double(sampleRate)
+        progress?(TranscriptionProgress(processedSeconds: duration, totalSeconds: duration))
+        try checkCancellation()
+        return (emissions, duration)
     }
 
     /// Decodes emissions (greedy unless a decoder is given) with word and character timestamps.
@@ -372,30 +421,7 @@ public final class Transcriber: Sendable {
         file: URL, chunking: ChunkingOptions, decoder: (any CTCDecoder)?, progress: ((TranscriptionProgress) -> Void)?,
         checkCancellation: () throws -> Void
     ) throws -> Transcription {
-        let audio = try AudioFile(path: file.path)
-        logAudio(audio, chunking: chunking)
-        let total = audio.frameCount > 0 ? Double(audio.frameCount) / Double(audio.sampleRate) : nil
-        let stream = AudioStream(file: audio, sampleRate: sampleRate)
-        var chunker = ChunkedEmissions(transcriber: self, chunking: chunking)
-        var logits: [Float] = []
-        func report() {
-            progress?(TranscriptionProgress(
-                processedSeconds: Double(chunker.finalSamples) / Double(sampleRate), totalSeconds: total))
-        }
-        while let block = try stream.next() {
-            chunker.append(block)
-            while let chunkLogits = chunker.nextChunk() {
-                logits += chunkLogits
-                report()
-                try checkCancellation()
-            }
-        }
-        logits += chunker.finish()
-        let duration = Double(chunker.samplesSeen) / Double(sampleRate)
-        progress?(TranscriptionProgress(processedSeconds: duration, totalSeconds: duration))
-        try checkCancellation()
-        let vocabularySize = configuration.vocabSize
-        let emissions = Emissions(frames: logits.count / vocabularySize, vocabularySize: vocabularySize, logits: logits, frameDuration: frameDuration)
+        let (emissions, duration) = try streamedEmissions(file: file, chunking: chunking, progress: progress, checkCancellation: checkCancellation)
         return decode(emissions, duration: duration, decoder: decoder)
     }
 

@@ -201,17 +201,14 @@ struct Logits: AsyncParsableCommand {
             let transcriber = try modelOptions.load(quiet: quiet)
             let emissions: Emissions
             if chunkSeconds > 0 {
-                let audio = try AudioFile(path: path)
-                let total = audio.frameCount > 0 ? Double(audio.frameCount) / Double(audio.sampleRate) : nil
-                let stream = AudioStream(file: audio, sampleRate: transcriber.sampleRate)
                 let progress = Progress(total: 1, enabled: false, live: !quiet)
                 let started = DispatchTime.now().uptimeNanoseconds
                 emissions = try transcriber.emissions(
-                    chunking: try chunkingOptions(chunkSeconds: chunkSeconds, strideSeconds: strideSeconds),
+                    file: URL(fileURLWithPath: path), chunking: try chunkingOptions(chunkSeconds: chunkSeconds, strideSeconds: strideSeconds),
                     progress: { report in
                         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
-                        progress.update(file, processed: report.processedSeconds, totalSeconds: total, elapsed: elapsed)
-                    }, next: { try stream.next() }).emissions
+                        progress.update(file, processed: report.processedSeconds, totalSeconds: report.totalSeconds, elapsed: elapsed)
+                    }).emissions
                 progress.clearLine()
             } else {
                 emissions = transcriber.emissions(samples: try transcriber.loadAudio(file: URL(fileURLWithPath: path)))

@@ -199,14 +199,7 @@ extension Transcriber {
     public func align(
         file: URL, transcript: String, chunking: ChunkingOptions = .default, progress: ((TranscriptionProgress) -> Void)? = nil
     ) throws -> ForcedAlignment {
-        let audio = try AudioFile(path: file.path)
-        logAudio(audio, chunking: chunking)
-        let total = audio.frameCount > 0 ? Double(audio.frameCount) / Double(audio.sampleRate) : nil
-        let stream = AudioStream(file: audio, sampleRate: sampleRate)
-        let result = try emissions(chunking: chunking, progress: { report in
-            progress?(TranscriptionProgress(processedSeconds: report.processedSeconds, totalSeconds: total))
-        }, next: { try stream.next() })
-        let duration = Double(result.samples) / Double(sampleRate)
-        return try ForcedAligner.align(transcript: transcript, emissions: result.emissions, vocabulary: vocabulary, duration: duration)
+        let (emissions, duration) = try streamedEmissions(file: file, chunking: chunking, progress: progress)
+        return try ForcedAligner.align(transcript: transcript, emissions: emissions, vocabulary: vocabulary, duration: duration)
     }
 }
