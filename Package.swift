@@ -50,6 +50,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/ASRKit"),
+        // Batches over many files (shards of an array job, JSON Lines manifests that survive a kill), used by the CLI;
+        // apart from ASRKit so that a library user who transcribes does not compile them.
+        .target(name: "ASRBatch", dependencies: ["ASRKit"], path: "Sources/ASRBatch"),
         // The built-in model's files linked into the binary (model/ is read by .incbin, through the search path).
         .target(
             name: "CBuiltinModel", path: "Sources/CBuiltinModel", exclude: ["model"],
@@ -75,16 +78,16 @@ let package = Package(
         .executableTarget(
             name: "asr",
             dependencies: [
-                "ASRKit", "ASRBuiltinModel", "ASRServer",
+                "ASRKit", "ASRBatch", "ASRBuiltinModel", "ASRServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/asr"),
         .testTarget(
-            name: "ASRKitTests", dependencies: ["ASRKit", .product(name: "Logging", package: "swift-log")],
+            name: "ASRKitTests", dependencies: ["ASRKit", "ASRBatch", .product(name: "Logging", package: "swift-log")],
             path: "Tests/ASRKitTests"),
         .testTarget(
-            name: "asrTests", dependencies: ["ASRKit", "ASRBuiltinModel", "CKernels", "asr"], path: "Tests/asrTests"),
+            name: "asrTests", dependencies: ["ASRKit", "ASRBatch", "ASRBuiltinModel", "CKernels", "asr"], path: "Tests/asrTests"),
         .testTarget(
             name: "ASRServerTests",
             dependencies: [

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ASRBatch
 import ASRKit
 import Foundation
 #if canImport(Glibc)

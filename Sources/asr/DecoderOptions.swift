@@ -63,6 +63,10 @@ struct DecoderOptions: ParsableArguments {
             recipe.beamPruneThreshold = beamPrune
             recipe.tokenMinLogProbability = tokenMinLogp
             recipe.hotwords = try hotword.map { try Hotword(parsing: $0) }
+            // ASR_BEAM_TRACE=1: every frame's kept hypotheses on stderr (debugging; the library reads no environment).
+            if ProcessInfo.processInfo.environment["ASR_BEAM_TRACE"] != nil {
+                recipe.trace = BeamTrace { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+            }
             return recipe
         }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import ASRBatch
 @testable import ASRKit
 
 /// Issue 18: the partition of a corpus over N shards (`--shard K/N`), `--shard auto`, and durable manifests.

@@ -1,3 +1,4 @@
+import ASRBatch
 import ASRKit
 import Foundation
 import Testing

@@ -38,6 +38,14 @@ public struct Hotword: Sendable, Equatable {
     }
 }
 
+/// The kept hypotheses of every frame of a beam search, one line each ("T<frame>\twords|partial|last\tscore"), to
+/// compare frame by frame with another decoder (how the pyctcdecode differences were traced). Equal only to itself.
+package final class BeamTrace: Sendable, Equatable {
+    let write: @Sendable (String) -> Void
+    package init(_ write: @escaping @Sendable (String) -> Void) { self.write = write }
+    package static func == (a: BeamTrace, b: BeamTrace) -> Bool { a === b }
+}
+
 /// Knobs of the CTC prefix beam search. The defaults are pyctcdecode's (which transformers'
 /// `Wav2Vec2ProcessorWithLM` uses), except the beam width: 32 keeps decoding well under a tenth of the model's time.
 public struct BeamSearchOptions: Sendable, Equatable {
@@ -59,6 +67,9 @@ public struct BeamSearchOptions: Sendable, Equatable {
     public var scoreBoundary: Bool = true
     /// Words or phrases to favour; none by default.
     public var hotwords: [Hotword] = []
+    /// Receives the kept hypotheses of every frame, for debugging (the CLI sets it from ASR_BEAM_TRACE; the library
+    /// reads no environment variables).
+    package var trace: BeamTrace? = nil
 
     /// The default options.
     public init() {}
@@ -562,9 +573,6 @@ struct BeamSearch {
 
     // MARK: Search
 
-    /// ASR_BEAM_TRACE=1: the kept hypotheses of every frame on stderr ("T<frame>\twords|partial|last\tscore"), to
-    /// compare frame by frame with another decoder (how the pyctcdecode differences were traced).
-    let debugTrace = ProcessInfo.processInfo.environment["ASR_BEAM_TRACE"] != nil
 
     mutating func run(logits: [Float], frames: Int) -> CTCDecoding {
         precondition(logits.count == frames * vocabularySize)
@@ -638,15 +646,14 @@ struct BeamSearch {
             var kept = candidates.indices.filter { candidates[$0].score >= threshold }
             kept.sort { candidates[$0].score > candidates[$1].score || (candidates[$0].score == candidates[$1].score && $0 < $1) }
             if kept.count > options.beamWidth { kept.removeLast(kept.count - options.beamWidth) }
-            if debugTrace {
+            if let trace = options.trace {
                 for i in kept {
                     let c = candidates[i]
                     var words: [String] = []
                     var node = c.text
                     while node > 0 { let k = textWord[Int(node)]; words.append(k >= 0 ? lm!.model.word(k) : oovWords.string(-k - 1)); node = textParent[Int(node)] }
                     let part = String(decoding: spelling(c.partial), as: UTF8.self)
-                    FileHandle.standardError.write(Data(("T\(t)\t\(words.reversed().joined(separator: " "))|\(part)|\(c.last)\t"
-                        + String(format: "%.4f", c.score) + "\n").utf8))
+                    trace.write("T\(t)\t\(words.reversed().joined(separator: " "))|\(part)|\(c.last)\t" + String(format: "%.4f", c.score))
                 }
             }
             beams = kept.map { i -> Beam in

@@ -12,6 +12,7 @@ package struct DecoderRecipe: Sendable, Equatable {
     package var beamPruneThreshold: Double?
     package var tokenMinLogProbability: Double?
     package var hotwords: [Hotword] = []
+    package var trace: BeamTrace?
 
     package init() {}
 
@@ -29,6 +30,7 @@ package struct DecoderRecipe: Sendable, Equatable {
         if let beamPruneThreshold { options.beamPruneThreshold = beamPruneThreshold }
         if let tokenMinLogProbability { options.tokenMinLogProbability = tokenMinLogProbability }
         options.hotwords = hotwords
+        options.trace = trace
         return try BeamSearchDecoder(vocabulary: vocabulary, languageModel: languageModel?.model, options: options)
     }
 

@@ -1,3 +1,4 @@
+import ASRKit
 import Foundation
 
 /// One shard of a batch: shard `index` of `count` (`--shard K/N`). Every process of an array job computes the same

@@ -1,3 +1,4 @@
+import ASRKit
 import Foundation
 #if canImport(Glibc)
 import Glibc
