@@ -456,10 +456,8 @@ struct TranscriptionJob: Sendable {
         var hotwords: [Hotword] = []
         for word in prompt.split(whereSeparator: { !($0.isLetter || $0.isNumber || $0 == "'") }) where hotwords.count < 64 {
             let hotword = Hotword(String(word))
-            guard seen.insert(hotword.text.uppercased()).inserted else { continue }
-            var options = BeamSearchOptions()
-            options.hotwords = [hotword]
-            if (try? BeamSearchDecoder(vocabulary: vocabulary, languageModel: nil, options: options)) != nil { hotwords.append(hotword) }
+            guard seen.insert(hotword.text.uppercased()).inserted, vocabulary.canSpell(hotword.text) else { continue }
+            hotwords.append(hotword)
         }
         return hotwords
     }

@@ -118,3 +118,12 @@ import Testing
         #expect(aligned.json.contains("\"aligned\": true, \"confident\": false}"))
     }
 }
+
+@Suite struct VocabularySpellingTests {
+    /// What the server asks of a prompt word before boosting it, without building a decoder.
+    @Test func canSpellFoldsCaseAndRefusesMissingLetters() throws {
+        let vocabulary = try Transcriber(modelDirectory: Fixtures.model("base-layout")).vocabulary
+        #expect(vocabulary.canSpell("HELLO") && vocabulary.canSpell("hello world") && vocabulary.canSpell("don't"))
+        #expect(!vocabulary.canSpell("café") && !vocabulary.canSpell("5pm") && !vocabulary.canSpell("hello wörld"))
+    }
+}

@@ -35,6 +35,13 @@ public struct Vocabulary: Sendable, Equatable {
         self.cleanUpTokenizationSpaces = cleanUpTokenizationSpaces
     }
 
+    /// Whether every word of `phrase` can be written in this vocabulary's tokens (a letter the vocabulary has only in
+    /// the other case is folded to it, as the beam search folds it): what a hotword needs.
+    public func canSpell(_ phrase: String) -> Bool {
+        let alphabet = BeamSearchDecoder.Alphabet(vocabulary: self)
+        return phrase.split(whereSeparator: \.isWhitespace).allSatisfy { alphabet.respell(String($0)) != nil }
+    }
+
     /// The token text of `id` as transformers' `convert_ids_to_tokens` gives it.
     public func token(_ id: Int) -> String {
         guard id >= 0, id < tokens.count, let token = tokens[id] else { return unknownToken }
