@@ -42,6 +42,10 @@ package struct ServerOptions: Sendable {
     package var chunking = ChunkingOptions.default
     /// The server's decoding settings (--beam, --hotword, ...); a request's `beam` and hotwords are laid over them.
     package var decoder = DecoderRecipe()
+    /// The widest `beam` a request may ask for.
+    package var maxBeam = 512
+    /// Other names of served models (alias → served name), e.g. "whisper-1" for clients configured for OpenAI.
+    package var modelAliases: [String: String] = [:]
 
     package init() {}
 }
@@ -92,16 +96,18 @@ package final class TranscriptionServer: Sendable {
         let router = Router(context: ServerContext.self)
         router.add(middleware: OpenAIMiddleware(server: self))
         router.get("/health") { _, _ in self.health() }
+        router.head("/health") { _, _ in self.health() }
         router.get("/metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                      body: .init(byteBuffer: ByteBuffer(bytes: self.metrics.exposition())))
         }
         router.get("/v1/models") { _, _ in
-            self.json(ModelList(object: "list", data: self.models.map { ModelEntry(id: $0.name) }))
+            // Served names, then the aliases (--model-alias) clients may send instead.
+            self.json(ModelList(object: "list", data: (self.models.map(\.name) + self.options.modelAliases.keys.sorted()).map { ModelEntry(id: $0) }))
         }
         router.get("/v1/models/{id}") { _, context in
             let id = context.parameters.get("id") ?? ""
-            guard self.models.contains(where: { $0.name == id }) else { throw self.unknownModel(id) }
+            _ = try self.model(named: id)
             return self.json(ModelEntry(id: id))
         }
         router.post("/v1/audio/transcriptions") { request, context in try await self.transcribe(request, context: context) }
@@ -168,6 +174,15 @@ package final class TranscriptionServer: Sendable {
         isDraining
             ? json(Health(status: "shutting_down", models: models.map(\.name)), status: .serviceUnavailable)
             : json(Health(status: "ok", models: models.map(\.name)))
+    }
+
+    /// The served model a request names (its name or an alias; the first model when none is named).
+    func model(named requested: String?) throws -> ServedModel {
+        let name = requested.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        guard !name.isEmpty else { return models[0] }
+        let served = options.modelAliases[name] ?? name
+        guard let found = models.first(where: { $0.name == served }) else { throw unknownModel(name) }
+        return found
     }
 
     func unknownModel(_ name: String) -> APIError {
@@ -320,13 +335,7 @@ struct AlignmentJob: Sendable {
             throw APIError.badRequest("The request has no transcript to align: send it in a 'text' field.", param: "text")
         }
         self.text = text
-        let name = form.value("model").map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
-        if name.isEmpty {
-            model = server.models[0]
-        } else {
-            guard let found = server.models.first(where: { $0.name == name }) else { throw server.unknownModel(name) }
-            model = found
-        }
+        model = try server.model(named: form.value("model"))
         let formatName = form.value("response_format") ?? "json"
         guard let format = AlignmentFormat(rawValue: formatName.lowercased() == "text" ? "txt" : formatName.lowercased()) else {
             throw APIError.badRequest(
@@ -369,13 +378,7 @@ struct TranscriptionJob: Sendable {
         guard file.size > 0 else { throw APIError.badRequest("The uploaded file is empty.", param: "file", code: "empty_file") }
         filename = form.filename
 
-        let name = form.value("model").map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
-        if name.isEmpty {
-            model = server.models[0]
-        } else {
-            guard let found = server.models.first(where: { $0.name == name }) else { throw server.unknownModel(name) }
-            model = found
-        }
+        model = try server.model(named: form.value("model"))
 
         let formatName = form.value("response_format") ?? "json"
         guard let format = ResponseFormat(rawValue: formatName) else {
@@ -408,8 +411,9 @@ struct TranscriptionJob: Sendable {
 
         var recipe = server.options.decoder
         if let beam = form.value("beam") {
-            guard let width = Int(beam), (1...100_000).contains(width) else {
-                throw APIError.badRequest("beam '\(beam)' is not a whole number in 1...100000.", param: "beam")
+            guard let width = Int(beam), (1...server.options.maxBeam).contains(width) else {
+                throw APIError.badRequest("beam '\(beam)' is not a whole number in 1...\(server.options.maxBeam) (the server's --max-beam).",
+                                          param: "beam")
             }
             recipe.beam = width
         }

@@ -42,8 +42,16 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Port (0: any free port; the chosen one is logged).")
     var port = 8080
 
-    @Option(name: .long, help: "Require 'Authorization: Bearer KEY' on /v1/ (default: $ASR_API_KEY, else no key).")
+    @Option(name: .long, help: "Require 'Authorization: Bearer KEY' on /v1/ (default: $ASR_API_KEY, else no key). Prefer ASR_API_KEY: a key on the command line is visible in ps.")
     var apiKey: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Another name a served model answers to (repeatable), e.g. whisper-1=builtin for clients configured for OpenAI.",
+        valueName: "alias=name"))
+    var modelAlias: [String] = []
+
+    @Option(help: "Largest beam a request may ask for (its `beam` field); wider is refused with 400.")
+    var maxBeam = 512
 
     @Option(help: "Largest upload in MB (refused with 413 as soon as it is exceeded).")
     var maxUploadMb = 100.0
@@ -75,6 +83,18 @@ struct Serve: AsyncParsableCommand {
         guard queue >= 0 else { throw ValidationError("--queue must be 0 or more") }
         guard uploadTimeoutSeconds > 0, graceSeconds >= 0 else { throw ValidationError("timeouts must be positive") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level '\(logLevel)' is not a log level") }
+        // An empty key would match a request without Authorization: the server would be open while looking closed
+        // (`--api-key "$KEY"` with KEY unset).
+        if let apiKey, apiKey.trimmingCharacters(in: .whitespaces).isEmpty {
+            throw ValidationError("--api-key is empty (was its variable unset?): give a key, or leave the option out to serve without one")
+        }
+        guard maxBeam >= 1 else { throw ValidationError("--max-beam must be at least 1") }
+        for alias in modelAlias {
+            let parts = alias.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                throw ValidationError("--model-alias '\(alias)' is not ALIAS=NAME")
+            }
+        }
         var names = Set<String>()
         for spec in model {
             let (name, _) = Self.split(spec)
@@ -140,6 +160,19 @@ struct Serve: AsyncParsableCommand {
         options.uploadTimeout = .milliseconds(Int64(uploadTimeoutSeconds * 1000))
         options.gracePeriod = .milliseconds(Int64(graceSeconds * 1000))
         options.decoder = recipe
+        options.maxBeam = maxBeam
+        for alias in modelAlias {
+            let parts = alias.split(separator: "=", maxSplits: 1).map(String.init)
+            guard models.contains(where: { $0.name == parts[1] }) else {
+                printError("--model-alias \(alias): no served model is named '\(parts[1])' (served: \(models.map(\.name).joined(separator: ", ")))")
+                throw ExitStatus.usage
+            }
+            guard !models.contains(where: { $0.name == parts[0] }) else {
+                printError("--model-alias \(alias): '\(parts[0])' is already a served model's name")
+                throw ExitStatus.usage
+            }
+            options.modelAliases[parts[0]] = parts[1]
+        }
         let server = TranscriptionServer(models: models, options: options, logger: logger)
         do {
             try await server.run()

@@ -115,4 +115,16 @@ import Testing
         let usage = try runProgram(Paths.executable, ["serve", "--port", "0", "--model", "a=/x", "--model", "a=/y"])
         #expect(usage.status == 2)
     }
+
+    /// `--api-key "$KEY"` with KEY unset must not start a server that looks closed and is open (issue 25, item 4);
+    /// an alias must name a served model.
+    @Test func anEmptyAPIKeyOrAWrongAliasIsRefusedAtStart() throws {
+        for key in ["", "  "] {
+            let result = try runProgram(Paths.executable, ["serve", "--port", "0", "--api-key", key])
+            #expect(result.status == 2 && result.stderr.contains("--api-key is empty"), "\(result.stderr)")
+            #expect(!result.stderr.contains("listening"))
+        }
+        let alias = try runProgram(Paths.executable, ["serve", "--port", "0", "--model-alias", "whisper-1=nope"])
+        #expect(alias.status == 2 && alias.stderr.contains("no served model is named 'nope'"), "\(alias.stderr)")
+    }
 }

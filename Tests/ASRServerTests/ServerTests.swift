@@ -130,6 +130,28 @@ import Testing
         #expect(running.leftovers.isEmpty)
     }
 
+    /// Operators' options (issue 25): OpenAI model names as aliases, a cap on `beam`, HEAD /health for load balancers.
+    @Test func aliasesBeamCapAndHeadHealth() async throws {
+        let running = try await RunningServer.start { options in
+            options.modelAliases = ["whisper-1": "builtin"]
+            options.maxBeam = 8
+        }
+        defer { Task { await running.stop() } }
+        let aliased = try await transcription(port: running.port, try form(file: Self.sample, [("model", "whisper-1")]))
+        #expect(aliased.status == 200, "\(aliased.text)")
+        #expect((aliased.json["text"] as? String).map { $0 + "\n" } == (try cliTranscript(Self.sample, format: "txt")))
+        let models = try await request(port: running.port, "GET", "/v1/models")
+        #expect(models.text.contains("\"whisper-1\"") && models.text.contains("\"builtin\""))
+        #expect(try await request(port: running.port, "GET", "/v1/models/whisper-1").status == 200)
+        let unknown = try await transcription(port: running.port, try form(file: Self.sample, [("model", "gpt-4o-transcribe")]))
+        #expect(unknown.status == 404)
+        let wide = try await transcription(port: running.port, try form(file: Self.sample, [("beam", "9")]))
+        #expect(wide.status == 400 && wide.text.contains("--max-beam"), "\(wide.text)")
+        #expect(try await transcription(port: running.port, try form(file: Self.sample, [("beam", "8")])).status == 200)
+        let head = try await request(port: running.port, "HEAD", "/health")
+        #expect(head.status == 200)
+    }
+
     @Test func languageChoosesAnMMSModelsAdapters() async throws {
         let modelDirectory = Paths.fixture("models/mms-layout")
         let transcriber = try Transcriber(modelDirectory: URL(fileURLWithPath: modelDirectory))
