@@ -9,14 +9,19 @@ extension Transcriber {
     /// `transcribe(file:chunking:decoder:)` (the same steps, so the same transcript), stopping with `AudioTooLong` as
     /// soon as more than `maxSeconds` of audio has been read: a server refuses long uploads without decoding them
     /// whole (the header's length is checked first; the count guards files whose header says less than they hold).
-    package func transcribe(file: URL, chunking: ChunkingOptions, decoder: (any CTCDecoder)?, maxSeconds: Double) throws -> Transcription {
-        let (emissions, duration) = try streamedEmissions(file: file, chunking: chunking, maxSeconds: maxSeconds)
+    /// `checkCancellation` runs after each chunk: a server stops the work of a client that left by throwing there.
+    package func transcribe(file: URL, chunking: ChunkingOptions, decoder: (any CTCDecoder)?, maxSeconds: Double,
+                            checkCancellation: () throws -> Void = {}) throws -> Transcription {
+        let (emissions, duration) = try streamedEmissions(file: file, chunking: chunking, maxSeconds: maxSeconds,
+                                                          checkCancellation: checkCancellation)
         return decode(emissions, duration: duration, decoder: decoder)
     }
 
     /// `align(file:transcript:chunking:)` with the same limit.
-    package func align(file: URL, transcript: String, chunking: ChunkingOptions, maxSeconds: Double) throws -> ForcedAlignment {
-        let (emissions, duration) = try streamedEmissions(file: file, chunking: chunking, maxSeconds: maxSeconds)
+    package func align(file: URL, transcript: String, chunking: ChunkingOptions, maxSeconds: Double,
+                       checkCancellation: () throws -> Void = {}) throws -> ForcedAlignment {
+        let (emissions, duration) = try streamedEmissions(file: file, chunking: chunking, maxSeconds: maxSeconds,
+                                                          checkCancellation: checkCancellation)
         return try ForcedAligner.align(transcript: transcript, emissions: emissions, vocabulary: vocabulary, duration: duration)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 
 /// Bounds the work in the server: at most `maxConcurrency` forward passes at once and at most `queueSize` more
 /// transcription requests admitted and waiting (uploading, or uploaded and waiting for a slot). Beyond that a
@@ -8,7 +9,8 @@ actor Admission {
     let queueSize: Int
     private(set) var admitted = 0
     private(set) var running = 0
-    private var waiters: [CheckedContinuation<Void, Never>] = []
+    private var waiters: [(id: Int, continuation: CheckedContinuation<Void, any Error>)] = []
+    private var nextWaiter = 0
     /// Smoothed seconds per forward pass, for Retry-After.
     private var averageSeconds = 1.0
     private let onChange: @Sendable (_ admitted: Int, _ running: Int) -> Void
@@ -37,14 +39,32 @@ actor Admission {
         onChange(admitted, running)
     }
 
-    /// Waits for a forward-pass slot (first come, first served).
-    func acquire() async {
+    /// Waits for a forward-pass slot (first come, first served). A task cancelled while it waits (its client left)
+    /// leaves the queue at once and throws `CancellationError`: no slot is taken for it.
+    func acquire() async throws {
         if running < maxConcurrency && waiters.isEmpty {
             running += 1
             onChange(admitted, running)
             return
         }
-        await withCheckedContinuation { waiters.append($0) }
+        let id = nextWaiter
+        nextWaiter += 1
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                if Task.isCancelled {
+                    continuation.resume(throwing: CancellationError())
+                } else {
+                    waiters.append((id, continuation))
+                }
+            }
+        } onCancel: {
+            Task { await self.cancelWaiter(id) }
+        }
+    }
+
+    private func cancelWaiter(_ id: Int) {
+        guard let index = waiters.firstIndex(where: { $0.id == id }) else { return }
+        waiters.remove(at: index).continuation.resume(throwing: CancellationError())
     }
 
     /// Gives the slot back (to the next waiter, if any); `seconds` is how long the pass took.
@@ -54,10 +74,21 @@ actor Admission {
             running -= 1
             onChange(admitted, running)
         } else {
-            waiters.removeFirst().resume()
+            waiters.removeFirst().continuation.resume()
         }
     }
 }
+
+/// Set when a request's work should stop (its client left, or the drain deadline passed); the forward pass checks it
+/// between chunks.
+final class CancelFlag: Sendable {
+    private let value = NIOLockedValueBox(false)
+    var isSet: Bool { value.withLockedValue { $0 } }
+    func set() { value.withLockedValue { $0 = true } }
+}
+
+/// Thrown between chunks when a request's ``CancelFlag`` is set.
+struct RequestCancelled: Error {}
 
 /// Runs the forward passes on threads of their own, off the NIO event loops and off Swift's cooperative pool
 /// (a pass holds its thread for seconds; BLAS and the model's workers use every core meanwhile).

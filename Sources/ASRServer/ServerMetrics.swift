@@ -14,6 +14,7 @@ package final class ServerMetrics: Sendable {
     private let queueDepth: CoreMetrics.Gauge
     private let inFlight: CoreMetrics.Gauge
     private let running: CoreMetrics.Gauge
+    private let abandonedRequests: CoreMetrics.Counter
 
     init() {
         let registry = PrometheusCollectorRegistry()
@@ -28,11 +29,16 @@ package final class ServerMetrics: Sendable {
         queueDepth = CoreMetrics.Gauge(label: "asr_queue_depth", factory: factory)
         inFlight = CoreMetrics.Gauge(label: "asr_in_flight_requests", factory: factory)
         running = CoreMetrics.Gauge(label: "asr_forward_passes_running", factory: factory)
+        abandonedRequests = CoreMetrics.Counter(label: "asr_abandoned_requests_total", factory: factory)
         queueDepth.record(0)
         inFlight.record(0)
         running.record(0)
         audioSeconds.increment(by: 0)
+        abandonedRequests.increment(by: 0)
     }
+
+    /// A request whose work stopped because its client left (or the drain deadline passed).
+    func abandoned() { abandonedRequests.increment() }
 
     /// One answered request.
     func request(endpoint: String, status: Int, seconds: Double) {

@@ -211,11 +211,12 @@ package final class TranscriptionServer: Sendable {
     // MARK: Transcription
 
     func transcribe(_ request: Request, context: ServerContext) async throws -> Response {
-        try await admitted(request, context: context) { form, path in
+        try await admitted(request, context: context) { form, path, cancel in
             let job = try TranscriptionJob(form: form, server: self)
             let chunking = options.chunking, maxSeconds = options.maxAudioSeconds
-            let (transcription, seconds) = try await compute(upload: job.filename, path: path) {
-                try job.transcriber.transcribe(file: URL(fileURLWithPath: path), chunking: chunking, decoder: job.decoder, maxSeconds: maxSeconds)
+            let (transcription, seconds) = try await compute(upload: job.filename, path: path, cancel: cancel) {
+                try job.transcriber.transcribe(file: URL(fileURLWithPath: path), chunking: chunking, decoder: job.decoder, maxSeconds: maxSeconds,
+                                               checkCancellation: { if cancel.isSet { throw RequestCancelled() } })
             }
             metrics.transcribed(audioSeconds: transcription.duration, computeSeconds: seconds)
             logger.info("transcribed \(String(format: "%.2f", transcription.duration)) s of audio in \(String(format: "%.3f", seconds)) s",
@@ -229,11 +230,12 @@ package final class TranscriptionServer: Sendable {
     /// byte). Limits, queueing and errors as for transcriptions; a transcript that cannot fit the audio is a 400 that
     /// says so in seconds and characters.
     func align(_ request: Request, context: ServerContext) async throws -> Response {
-        try await admitted(request, context: context) { form, path in
+        try await admitted(request, context: context) { form, path, cancel in
             let job = try AlignmentJob(form: form, server: self)
             let chunking = options.chunking, maxSeconds = options.maxAudioSeconds
-            let (alignment, seconds) = try await compute(upload: job.filename, path: path) {
-                try job.transcriber.align(file: URL(fileURLWithPath: path), transcript: job.text, chunking: chunking, maxSeconds: maxSeconds)
+            let (alignment, seconds) = try await compute(upload: job.filename, path: path, cancel: cancel) {
+                try job.transcriber.align(file: URL(fileURLWithPath: path), transcript: job.text, chunking: chunking, maxSeconds: maxSeconds,
+                                          checkCancellation: { if cancel.isSet { throw RequestCancelled() } })
             }
             metrics.transcribed(audioSeconds: alignment.duration, computeSeconds: seconds)
             logger.info("aligned \(alignment.words.count) words to \(String(format: "%.2f", alignment.duration)) s of audio in \(String(format: "%.3f", seconds)) s",
@@ -243,20 +245,34 @@ package final class TranscriptionServer: Sendable {
     }
 
     /// A request that uploads audio: refused early when the server drains, the body is too large or the queue is
-    /// full; then the upload is received into a temporary file and `handle` runs with the form and the file's path.
+    /// full; then the upload is received into a temporary file and `handle` runs with the form, the file's path and
+    /// the request's cancel flag. When the client closes its connection the work stops: waiting in the queue, it
+    /// leaves it; running, the forward pass stops at the next chunk (`cancel` is set). Hummingbird then closes the
+    /// connection after the response (no keep-alive on these two endpoints).
     private func admitted(_ request: Request, context: ServerContext,
-                          _ handle: (UploadedForm, String) async throws -> Response) async throws -> Response {
+                          _ handle: (UploadedForm, String, CancelFlag) async throws -> Response) async throws -> Response {
         guard !isDraining else { throw APIError.shuttingDown }
         let boundary = try multipartBoundary(request.headers[.contentType])
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > options.maxUploadBytes {
             throw APIError.tooLarge(limit: options.maxUploadBytes)
         }
         if let retryAfter = await admission.admit() { throw APIError.queueFull(retryAfter: retryAfter) }
+        let cancel = CancelFlag()
+        let logger = self.logger
         do {
-            let file = try TemporaryFile(directory: options.temporaryDirectory)
-            defer { file.remove() }
-            let form = try await receive(request, context: context, boundary: boundary, into: file)
-            let response = try await handle(form, file.path)
+            let response = try await request.body.consumeWithInboundCloseHandler({ body in
+                let file = try TemporaryFile(directory: self.options.temporaryDirectory)
+                defer { file.remove() }
+                let form = try await self.receive(body, context: context, boundary: boundary, into: file)
+                return try await withTaskCancellationHandler {
+                    try await handle(form, file.path, cancel)
+                } onCancel: {
+                    cancel.set()
+                }
+            }, onInboundClosed: {
+                if !cancel.isSet { logger.info("client closed the connection: its request is abandoned") }
+                cancel.set()
+            })
             await admission.leave()
             return response
         } catch {
@@ -267,7 +283,7 @@ package final class TranscriptionServer: Sendable {
 
     /// The multipart body into `file`; a client still uploading after the timeout (slowloris) is disconnected, which
     /// ends the body stream.
-    private func receive(_ request: Request, context: ServerContext, boundary: String, into file: TemporaryFile) async throws -> UploadedForm {
+    private func receive(_ body: RequestBody, context: ServerContext, boundary: String, into file: TemporaryFile) async throws -> UploadedForm {
         let channel = context.channel
         let timeout = options.uploadTimeout
         let watchdog = Task {
@@ -276,7 +292,7 @@ package final class TranscriptionServer: Sendable {
         }
         defer { watchdog.cancel() }
         do {
-            return try await readMultipartForm(request.body, boundary: boundary, maxBytes: options.maxUploadBytes, into: file)
+            return try await readMultipartForm(body, boundary: boundary, maxBytes: options.maxUploadBytes, into: file)
         } catch let error as APIError {
             throw error
         } catch {
@@ -286,8 +302,20 @@ package final class TranscriptionServer: Sendable {
 
     /// Runs `work` on a compute slot (waiting for one), returning its result and the seconds it took; the library's
     /// errors become API errors that name the upload (`upload`), not the temporary file at `path`.
-    private func compute<T: Sendable>(upload: String?, path: String, _ work: @escaping @Sendable () throws -> T) async throws -> (T, Double) {
-        await admission.acquire()
+    private func compute<T: Sendable>(upload: String?, path: String, cancel: CancelFlag,
+                                      _ work: @escaping @Sendable () throws -> T) async throws -> (T, Double) {
+        // A client that left while queued leaves the queue here (its task is cancelled, or its flag set by now).
+        do {
+            try await admission.acquire()
+        } catch {
+            metrics.abandoned()
+            throw RequestCancelled()
+        }
+        guard !cancel.isSet else {
+            await admission.release(seconds: nil)
+            metrics.abandoned()
+            throw RequestCancelled()
+        }
         let started = ContinuousClock.now
         let outcome: Result<T, any Error>
         do {
@@ -303,6 +331,9 @@ package final class TranscriptionServer: Sendable {
             return (value, seconds)
         case .failure(let error as AudioTooLong):
             throw APIError.audioTooLong(limit: error.limitSeconds)
+        case .failure(let error as RequestCancelled):
+            metrics.abandoned()
+            throw error
         case .failure(let error as ASRError):
             if case .transcriptTooLong = error {
                 throw APIError.badRequest("\(error)", param: "text", code: "transcript_too_long")
@@ -490,6 +521,10 @@ struct OpenAIMiddleware: RouterMiddleware {
                 apiError = .notFound("No endpoint \(request.method) \(request.uri.path).", code: "unknown_endpoint")
             case let error as HTTPError:
                 apiError = APIError(error.status, error.body ?? error.status.reasonPhrase)
+            case is RequestCancelled, is CancellationError:
+                // The client left (or the drain deadline passed): nobody may read this; 499 in the metrics, as nginx.
+                apiError = server.isDraining
+                    ? .shuttingDown : APIError(HTTPResponse.Status(code: 499, reasonPhrase: "Client Closed Request"), "The client closed the connection.")
             default:
                 apiError = APIError(.internalServerError, "\(error)")
             }
