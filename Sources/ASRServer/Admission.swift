@@ -62,6 +62,13 @@ actor Admission {
         }
     }
 
+    /// Every request waiting for a slot leaves the queue with `CancellationError` (the drain deadline).
+    func cancelWaiting() {
+        let waiting = waiters
+        waiters.removeAll()
+        for waiter in waiting { waiter.continuation.resume(throwing: CancellationError()) }
+    }
+
     private func cancelWaiter(_ id: Int) {
         guard let index = waiters.firstIndex(where: { $0.id == id }) else { return }
         waiters.remove(at: index).continuation.resume(throwing: CancellationError())

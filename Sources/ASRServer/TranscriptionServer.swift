@@ -71,6 +71,8 @@ package final class TranscriptionServer: Sendable {
     package let metrics: ServerMetrics
     let admission: Admission
     private let draining = NIOLockedValueBox(false)
+    /// The cancel flags of the requests admitted now, so that the drain deadline can stop them.
+    private let active = NIOLockedValueBox<[ObjectIdentifier: CancelFlag]>([:])
 
     package init(models: [ServedModel], options: ServerOptions, logger: Logger) {
         precondition(!models.isEmpty, "a server needs a model")
@@ -89,6 +91,13 @@ package final class TranscriptionServer: Sendable {
 
     package func beginDraining() {
         draining.withLockedValue { $0 = true }
+    }
+
+    /// Stops every request still admitted (the drain deadline): forward passes at their next chunk, queued requests
+    /// at once; each is answered 503.
+    func cancelAll() async {
+        for flag in active.withLockedValue({ Array($0.values) }) { flag.set() }
+        await admission.cancelWaiting()
     }
 
     /// The Hummingbird application; `onListening` gets the bound port (useful with port 0).
@@ -259,6 +268,8 @@ package final class TranscriptionServer: Sendable {
         if let retryAfter = await admission.admit() { throw APIError.queueFull(retryAfter: retryAfter) }
         let cancel = CancelFlag()
         let logger = self.logger
+        active.withLockedValue { $0[ObjectIdentifier(cancel)] = cancel }
+        defer { active.withLockedValue { _ = $0.removeValue(forKey: ObjectIdentifier(cancel)) } }
         do {
             let response = try await request.body.consumeWithInboundCloseHandler({ body in
                 let file = try TemporaryFile(directory: self.options.temporaryDirectory)
@@ -557,6 +568,25 @@ struct DrainOnShutdown: Service {
         // Cancelled (the server failed to start, e.g. its port is taken): there is nothing to drain.
         do { try await gracefulShutdown() } catch { return }
         server.beginDraining()
-        server.logger.info("shutting down: finishing the requests in flight")
+        // The listener stays open meanwhile (the services shut down one after another, this one first), so new
+        // requests get the 503 the README promises rather than "connection refused".
+        let grace = server.options.gracePeriod
+        let margin = min(Duration.seconds(1), grace / 2)
+        let clock = ContinuousClock()
+        let deadline = clock.now + grace - margin
+        var running = await server.admission.admitted
+        if running > 0 { server.logger.info("shutting down: finishing \(running) request(s) in flight") }
+        while running > 0, clock.now < deadline, !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(50))
+            running = await server.admission.admitted
+        }
+        guard running > 0, !Task.isCancelled else { return }
+        // The grace period ends: what still runs is stopped and answered 503 before the process exits.
+        server.logger.warning("grace period ending: stopping \(running) request(s) in flight (answered 503)")
+        await server.cancelAll()
+        let end = clock.now + margin
+        while await server.admission.admitted > 0, clock.now < end, !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
     }
 }

@@ -107,6 +107,40 @@ import Testing
         #expect((try? Connection(port: port)) == nil)
     }
 
+    /// SIGTERM with --grace-seconds 3 while one long request computes and another waits (issue 25, item 3): both are
+    /// answered 503 before the deadline, a request arriving during the drain gets 503 (not "connection refused"), and
+    /// the process exits 0 within the grace period.
+    @Test func theGraceDeadlineIsKept() async throws {
+        let server = try ServeProcess(["--grace-seconds", "3"])
+        let long = try NoiseRecording(seconds: 900)
+        let upload = try long.request()
+        let port = server.port
+        let pid = server.process.processIdentifier
+        let results = try await offPool { () -> (Reply, Reply, Reply, Double, Double) in
+            let first = try Connection(port: port), second = try Connection(port: port)
+            first.send(upload)
+            Thread.sleep(forTimeInterval: 1.0)
+            second.send(upload)
+            Thread.sleep(forTimeInterval: 0.5)
+            let signalled = Date()
+            kill(pid, SIGTERM)
+            Thread.sleep(forTimeInterval: 0.3)
+            let late = try Connection(port: port)
+            late.send(Data("GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8))
+            let lateReply = try late.readReply()
+            let a = try first.readReply(), b = try second.readReply()
+            let answered = Date().timeIntervalSince(signalled)
+            while kill(pid, 0) == 0 && Date().timeIntervalSince(signalled) < 30 { Thread.sleep(forTimeInterval: 0.02) }
+            return (a, b, lateReply, answered, Date().timeIntervalSince(signalled))
+        }
+        let (a, b, late, answered, exited) = results
+        #expect(a.status == 503 && b.status == 503, "\(a.status) \(a.text) / \(b.status) \(b.text)")
+        #expect(late.status == 503, "during the drain: \(late.status)")
+        #expect(answered < 3.0, "answered \(answered) s after SIGTERM")
+        #expect(exited < 3.5, "exited \(exited) s after SIGTERM")
+        #expect(server.waitForExit() == 0, "\(server.stderr)")
+    }
+
     @Test func aModelThatCannotBeLoadedExits1BeforeListening() throws {
         let result = try runProgram(Paths.executable, ["serve", "--port", "0", "--model", "bad=/nonexistent/model"])
         #expect(result.status == 1)

@@ -158,42 +158,21 @@ import Testing
     @Test func aClientThatLeavesStopsItsWork() async throws {
         let running = try await RunningServer.start { $0.maxConcurrency = 1 }
         defer { Task { await running.stop() } }
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("asr-leave-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let long = directory.appendingPathComponent("long.wav")
-        let rate = 16000, count = rate * 900
-        var wav = Data()
-        func u32(_ v: Int) { withUnsafeBytes(of: UInt32(v).littleEndian) { wav.append(contentsOf: $0) } }
-        func u16(_ v: Int) { withUnsafeBytes(of: UInt16(v).littleEndian) { wav.append(contentsOf: $0) } }
-        wav.append(contentsOf: Array("RIFF".utf8)); u32(36 + 2 * count); wav.append(contentsOf: Array("WAVEfmt ".utf8))
-        u32(16); u16(1); u16(1); u32(rate); u32(2 * rate); u16(2); u16(16)
-        wav.append(contentsOf: Array("data".utf8)); u32(2 * count)
-        var state: UInt32 = 7
-        var samples = [Int16](repeating: 0, count: count)
-        for i in samples.indices {
-            state = state &* 1_664_525 &+ 1_013_904_223
-            samples[i] = Int16(truncatingIfNeeded: Int32(state >> 18) - 8192)
-        }
-        samples.withUnsafeBytes { wav.append(contentsOf: $0) }
-        try wav.write(to: long)
+        let long = try NoiseRecording(seconds: 900)
 
         let started = ContinuousClock.now
         #expect(try await transcription(port: running.port, try form(file: Self.sample)).status == 200)
         let baseline = ContinuousClock.now - started
 
-        let body = try form(file: long.path)
-        let payload = body.finished()
-        let head = "POST /v1/audio/transcriptions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: \(body.contentType)\r\n"
-            + "Content-Length: \(payload.count)\r\n\r\n"
+        let upload = try long.request()
         let port = running.port
         try await offPool {
             // The first starts its forward pass; the second waits in the queue behind it; both leave.
             let first = try Connection(port: port)
-            first.send(Data(head.utf8) + payload)
+            first.send(upload)
             Thread.sleep(forTimeInterval: 1.5)
             let second = try Connection(port: port)
-            second.send(Data(head.utf8) + payload)
+            second.send(upload)
             Thread.sleep(forTimeInterval: 1.0)
             withExtendedLifetime((first, second)) {}
         }

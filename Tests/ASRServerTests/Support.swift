@@ -245,3 +245,42 @@ private func systemSend(_ fd: Int32, _ bytes: UnsafeRawPointer, _ count: Int) ->
     send(fd, bytes, count, 0)
     #endif
 }
+
+/// Minutes of noise as a 16 kHz 16-bit WAV in a temporary folder (removed with the value): a long upload that keeps
+/// the built-in model busy for about a second per minute.
+final class NoiseRecording: @unchecked Sendable {
+    let directory: URL
+    let url: URL
+
+    init(seconds: Int) throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("asr-noise-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        url = directory.appendingPathComponent("long.wav")
+        let rate = 16000, count = rate * seconds
+        var wav = Data()
+        func u32(_ v: Int) { withUnsafeBytes(of: UInt32(v).littleEndian) { wav.append(contentsOf: $0) } }
+        func u16(_ v: Int) { withUnsafeBytes(of: UInt16(v).littleEndian) { wav.append(contentsOf: $0) } }
+        wav.append(contentsOf: Array("RIFF".utf8)); u32(36 + 2 * count); wav.append(contentsOf: Array("WAVEfmt ".utf8))
+        u32(16); u16(1); u16(1); u32(rate); u32(2 * rate); u16(2); u16(16)
+        wav.append(contentsOf: Array("data".utf8)); u32(2 * count)
+        var state: UInt32 = 7
+        var samples = [Int16](repeating: 0, count: count)
+        for i in samples.indices {
+            state = state &* 1_664_525 &+ 1_013_904_223
+            samples[i] = Int16(truncatingIfNeeded: Int32(state >> 18) - 8192)
+        }
+        samples.withUnsafeBytes { wav.append(contentsOf: $0) }
+        try wav.write(to: url)
+    }
+
+    /// A whole transcription request for it (head and multipart body), ready to send on a connection.
+    func request() throws -> Data {
+        let body = try form(file: url.path)
+        let payload = body.finished()
+        let head = "POST /v1/audio/transcriptions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: \(body.contentType)\r\n"
+            + "Content-Length: \(payload.count)\r\n\r\n"
+        return Data(head.utf8) + payload
+    }
+
+    deinit { try? FileManager.default.removeItem(at: directory) }
+}
