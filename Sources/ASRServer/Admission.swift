@@ -2,8 +2,8 @@ import Foundation
 import NIOConcurrencyHelpers
 
 /// Bounds the work in the server: at most `maxConcurrency` forward passes at once and at most `queueSize` more
-/// transcription requests admitted and waiting (uploading, or uploaded and waiting for a slot). Beyond that a
-/// request is refused at once (429) rather than queued without bound.
+/// requests admitted and waiting for a slot (admitted once their upload is complete: a slow upload holds no place).
+/// Beyond that a request is refused at once (429) rather than queued without bound.
 actor Admission {
     let maxConcurrency: Int
     let queueSize: Int

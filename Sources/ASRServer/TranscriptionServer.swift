@@ -34,6 +34,12 @@ package struct ServerOptions: Sendable {
     package var queueSize = 16
     /// An upload still arriving after this long is cut (slow clients hold a queue place and a temporary file).
     package var uploadTimeout: Duration = .seconds(300)
+    /// Uploads received at once; more are refused with 429 before their body is read.
+    package var maxUploads = 64
+    /// An upload slower than this on average (bytes per second), once `uploadRateGrace` has passed, is cut: a slow
+    /// sender cannot hold a connection and a temporary file for the whole upload timeout.
+    package var minUploadBytesPerSecond = 16 * 1024
+    package var uploadRateGrace: Duration = .seconds(10)
     /// A connection that sends nothing for this long (between requests, or stalled mid-request) is closed.
     package var idleTimeout: Duration = .seconds(30)
     /// SIGTERM/SIGINT: requests in flight get this long to finish.
@@ -73,6 +79,10 @@ package final class TranscriptionServer: Sendable {
     private let draining = NIOLockedValueBox(false)
     /// The cancel flags of the requests admitted now, so that the drain deadline can stop them.
     private let active = NIOLockedValueBox<[ObjectIdentifier: CancelFlag]>([:])
+    /// Uploads being received now (they hold no queue place until complete).
+    private let uploads = NIOLockedValueBox(0)
+    /// Uploads being received now.
+    var uploadsInProgress: Int { uploads.withLockedValue { $0 } }
 
     package init(models: [ServedModel], options: ServerOptions, logger: Logger) {
         precondition(!models.isEmpty, "a server needs a model")
@@ -253,9 +263,10 @@ package final class TranscriptionServer: Sendable {
         }
     }
 
-    /// A request that uploads audio: refused early when the server drains, the body is too large or the queue is
-    /// full; then the upload is received into a temporary file and `handle` runs with the form, the file's path and
-    /// the request's cancel flag. When the client closes its connection the work stops: waiting in the queue, it
+    /// A request that uploads audio: refused early when the server drains, the body is too large or too many uploads
+    /// arrive at once; then the upload is received into a temporary file — holding no place in the queue, so slow
+    /// senders cannot lock others out — and only then admitted to the queue (429 when full), and `handle` runs with
+    /// the form, the file's path and the request's cancel flag. When the client closes its connection the work stops: waiting in the queue, it
     /// leaves it; running, the forward pass stops at the next chunk (`cancel` is set). Hummingbird then closes the
     /// connection after the response (no keep-alive on these two endpoints).
     private func admitted(_ request: Request, context: ServerContext,
@@ -265,41 +276,70 @@ package final class TranscriptionServer: Sendable {
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > options.maxUploadBytes {
             throw APIError.tooLarge(limit: options.maxUploadBytes)
         }
-        if let retryAfter = await admission.admit() { throw APIError.queueFull(retryAfter: retryAfter) }
+        let maxUploads = options.maxUploads
+        guard uploads.withLockedValue({ count in count < maxUploads ? { count += 1; return true }() : false }) else {
+            throw APIError.queueFull(retryAfter: 1)
+        }
         let cancel = CancelFlag()
         let logger = self.logger
         active.withLockedValue { $0[ObjectIdentifier(cancel)] = cancel }
         defer { active.withLockedValue { _ = $0.removeValue(forKey: ObjectIdentifier(cancel)) } }
-        do {
-            let response = try await request.body.consumeWithInboundCloseHandler({ body in
-                let file = try TemporaryFile(directory: self.options.temporaryDirectory)
-                defer { file.remove() }
-                let form = try await self.receive(body, context: context, boundary: boundary, into: file)
-                return try await withTaskCancellationHandler {
+        var uploading = true
+        func uploaded() { if uploading { uploading = false; uploads.withLockedValue { $0 -= 1 } } }
+        defer { uploaded() }
+        return try await request.body.consumeWithInboundCloseHandler({ body in
+            let file = try TemporaryFile(directory: self.options.temporaryDirectory)
+            defer { file.remove() }
+            let form = try await self.receive(body, context: context, boundary: boundary, into: file)
+            uploaded()
+            if let retryAfter = await self.admission.admit() { throw APIError.queueFull(retryAfter: retryAfter) }
+            do {
+                let response = try await withTaskCancellationHandler {
                     try await handle(form, file.path, cancel)
                 } onCancel: {
                     cancel.set()
                 }
-            }, onInboundClosed: {
-                if !cancel.isSet { logger.info("client closed the connection: its request is abandoned") }
-                cancel.set()
-            })
-            await admission.leave()
-            return response
-        } catch {
-            await admission.leave()
-            throw error
-        }
+                await self.admission.leave()
+                return response
+            } catch {
+                await self.admission.leave()
+                throw error
+            }
+        }, onInboundClosed: {
+            if !cancel.isSet { logger.info("client closed the connection: its request is abandoned") }
+            cancel.set()
+        })
     }
 
-    /// The multipart body into `file`; a client still uploading after the timeout (slowloris) is disconnected, which
-    /// ends the body stream.
+    /// The multipart body into `file`; a client still uploading after the timeout, or sending slower than
+    /// `minUploadBytesPerSecond` on average once `uploadRateGrace` has passed (slowloris), is disconnected, which ends
+    /// the body stream.
     private func receive(_ body: RequestBody, context: ServerContext, boundary: String, into file: TemporaryFile) async throws -> UploadedForm {
         let channel = context.channel
-        let timeout = options.uploadTimeout
+        let (timeout, grace, minRate) = (options.uploadTimeout, options.uploadRateGrace, Double(options.minUploadBytesPerSecond))
+        let path = file.path
+        let logger = self.logger
         let watchdog = Task {
-            try await Task.sleep(for: timeout)
-            channel.close(promise: nil)
+            let clock = ContinuousClock()
+            let start = clock.now
+            while true {
+                try await Task.sleep(for: .milliseconds(250))
+                let elapsed = clock.now - start
+                if elapsed >= timeout {
+                    logger.info("upload cut: still arriving after the upload timeout")
+                    channel.close(promise: nil)
+                    return
+                }
+                guard elapsed >= grace else { continue }
+                var info = stat()
+                let received = stat(path, &info) == 0 ? Double(info.st_size) : 0
+                let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+                if received < minRate * seconds {
+                    logger.info("upload cut: \(Int(received)) bytes in \(Int(seconds)) s is below the minimum rate")
+                    channel.close(promise: nil)
+                    return
+                }
+            }
         }
         defer { watchdog.cancel() }
         do {
@@ -574,11 +614,11 @@ struct DrainOnShutdown: Service {
         let margin = min(Duration.seconds(1), grace / 2)
         let clock = ContinuousClock()
         let deadline = clock.now + grace - margin
-        var running = await server.admission.admitted
+        var running = await server.admission.admitted + server.uploadsInProgress
         if running > 0 { server.logger.info("shutting down: finishing \(running) request(s) in flight") }
         while running > 0, clock.now < deadline, !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(50))
-            running = await server.admission.admitted
+            running = await server.admission.admitted + server.uploadsInProgress
         }
         guard running > 0, !Task.isCancelled else { return }
         // The grace period ends: what still runs is stopped and answered 503 before the process exits.

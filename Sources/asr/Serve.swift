@@ -68,6 +68,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "An upload still arriving after this many seconds is cut.")
     var uploadTimeoutSeconds = 300.0
 
+    @Option(help: "Uploads received at once (they hold no queue place until complete); more are refused with 429.")
+    var maxUploads = 64
+
+    @Option(help: "An upload averaging fewer KB/s than this after its first 10 s is cut (slow senders; 0: no minimum).")
+    var minUploadKbps = 16.0
+
     @Option(help: "On SIGTERM/SIGINT, seconds the requests in flight get to finish.")
     var graceSeconds = 30.0
 
@@ -89,6 +95,8 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--api-key is empty (was its variable unset?): give a key, or leave the option out to serve without one")
         }
         guard maxBeam >= 1 else { throw ValidationError("--max-beam must be at least 1") }
+        guard maxUploads >= 1 else { throw ValidationError("--max-uploads must be at least 1") }
+        guard minUploadKbps >= 0, minUploadKbps.isFinite else { throw ValidationError("--min-upload-kbps must be 0 or more") }
         for alias in modelAlias {
             let parts = alias.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
@@ -161,6 +169,8 @@ struct Serve: AsyncParsableCommand {
         options.gracePeriod = .milliseconds(Int64(graceSeconds * 1000))
         options.decoder = recipe
         options.maxBeam = maxBeam
+        options.maxUploads = maxUploads
+        options.minUploadBytesPerSecond = Int(minUploadKbps * 1024)
         for alias in modelAlias {
             let parts = alias.split(separator: "=", maxSplits: 1).map(String.init)
             guard models.contains(where: { $0.name == parts[1] }) else {

@@ -186,6 +186,44 @@ import Testing
         #expect(metrics.text.contains("asr_abandoned_requests_total 2"), "\(metrics.text)")
     }
 
+    /// Slow senders cannot lock others out (issue 25, item 2): uploads hold no queue place, and one slower than the
+    /// minimum rate is cut once the grace has passed. Here the whole queue is one place.
+    @Test func slowUploadsDoNotLockOthersOut() async throws {
+        let running = try await RunningServer.start { options in
+            options.maxConcurrency = 1
+            options.queueSize = 0
+            options.uploadRateGrace = .seconds(1)
+            options.minUploadBytesPerSecond = 16 * 1024
+        }
+        defer { Task { await running.stop() } }
+        let upload = try form(file: Self.sample)
+        let body = upload.finished()
+        let head = "POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Type: \(upload.contentType)\r\nContent-Length: \(body.count)\r\n\r\n"
+        let port = running.port
+        let slow = try await offPool { () -> [Connection] in
+            try (0..<5).map { _ in
+                let connection = try Connection(port: port)
+                connection.send(Data(head.utf8) + body.prefix(100))
+                return connection
+            }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let served = try await transcription(port: running.port, upload)
+        #expect(served.status == 200, "a complete upload is served while 5 slow ones trickle: \(served.status) \(served.text)")
+        // The slow ones are cut after the grace (1 s here): the server closes their connections.
+        let cut = try await offPool { () -> Int in
+            var closed = 0
+            for connection in slow {
+                connection.setReceiveTimeout(5)
+                _ = connection.readAll()   // returns at the server's close (or the 5 s timeout)
+                if !connection.send(Data(repeating: 0x41, count: 1)) || !connection.send(Data(repeating: 0x41, count: 1)) { closed += 1 }
+            }
+            return closed
+        }
+        #expect(cut == 5, "\(cut) of 5 slow uploads cut")
+        #expect(running.leftovers.isEmpty)
+    }
+
     @Test func languageChoosesAnMMSModelsAdapters() async throws {
         let modelDirectory = Paths.fixture("models/mms-layout")
         let transcriber = try Transcriber(modelDirectory: URL(fileURLWithPath: modelDirectory))
@@ -314,22 +352,21 @@ import Testing
         let running = try await RunningServer.start { $0.maxConcurrency = 1; $0.queueSize = 0 }
         defer { Task { await running.stop() } }
         let port = running.port
-        // One request admitted and still uploading holds the only place.
+        // One request computing holds the only place (two minutes of audio: about two seconds of compute). An upload
+        // still arriving would hold none (slowUploadsDoNotLockOthersOut).
+        let long = try NoiseRecording(seconds: 120)
         let holder = try Connection(port: port)
-        let slowForm = try form(file: Self.sample)
-        let slowBody = slowForm.finished()
-        let slowType = slowForm.contentType
-        holder.send(Data("POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: \(slowType)\r\nContent-Length: \(slowBody.count)\r\n\r\n".utf8) + slowBody.prefix(100))
-        try await Task.sleep(for: .milliseconds(300))
+        holder.send(try long.request())
+        try await Task.sleep(for: .milliseconds(500))
         let refused = try await transcription(port: port, try form(file: Self.sample))
-        #expect(refused.status == 429 && refused.errorCode == "queue_full")
+        #expect(refused.status == 429 && refused.errorCode == "queue_full", "\(refused.status) \(refused.text)")
         #expect(Int(refused.headers["retry-after"] ?? "") ?? 0 >= 1)
         let metrics = try await request(port: port, "GET", "/metrics").text
         #expect(metrics.contains("asr_in_flight_requests 1"))
-        #expect(metrics.contains("asr_queue_depth 1"))
-        // The holder finishes its upload and is answered; then there is room again.
+        #expect(metrics.contains("asr_forward_passes_running 1"))
+        // The holder is answered; then there is room again.
         let finished = try await offPool { () -> Reply in
-            holder.send(slowBody.dropFirst(100))
+            holder.setReceiveTimeout(60)
             return try holder.readReply()
         }
         #expect(finished.status == 200)
