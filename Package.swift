@@ -3,7 +3,9 @@ import PackageDescription
 
 let package = Package(
     name: "asr",
-    platforms: [.macOS(.v13)],
+    // macOS 14: Hummingbird 2 (the server) marks its API available from macOS 14 (its availability macro), whatever
+    // its own platforms say; swift-prometheus needs 13. Linux has no minimum.
+    platforms: [.macOS(.v14)],
     products: [
         .library(name: "ASRKit", targets: ["ASRKit"]),
         .library(name: "ASRBuiltinModel", targets: ["ASRBuiltinModel"]),
