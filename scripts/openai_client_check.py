@@ -54,6 +54,21 @@ for sample in args.samples:
     check(words == expected, f"{sample}: verbose_json words with start/end == CLI ({len(words)} words)")
     check(len(plain.segments or []) >= (1 if expected else 0), f"{sample}: verbose_json segments ({len(plain.segments or [])})")
 
+# stream=True: the SDK iterates Server-Sent Events; the deltas add up to the text, and the done event's text is the
+# non-streamed response's.
+for sample in args.samples:
+    expected = transcribe(sample, response_format="json").text
+    deltas, done, kinds = [], None, []
+    for event in transcribe(sample, response_format="json", stream=True):
+        kinds.append(event.type)
+        if event.type == "transcript.text.delta":
+            deltas.append(event.delta)
+        elif event.type == "transcript.text.done":
+            done = event.text
+    check(done == expected, f"{sample}: stream=True done text == non-streamed ({done!r})")
+    check("".join(deltas) == expected, f"{sample}: stream=True deltas add up to the text ({len(deltas)} deltas)")
+    check(kinds and kinds[-1] == "transcript.text.done", f"{sample}: stream ends with transcript.text.done ({kinds})")
+
 try:
     transcribe(args.samples[0], response_format="json", model="whisper-1")
     check(False, "unknown model → 404")

@@ -30,7 +30,7 @@ done
 [ -n "$port" ] || { cat "$log" >&2; echo "test-openai-client: asr serve did not start" >&2; exit 1; }
 
 "$venv/bin/python" scripts/openai_client_check.py --base-url "http://127.0.0.1:$port/v1" --api-key openai-client-test \
-    --asr "$bin" fixtures/audio/builtin/08.wav fixtures/audio/builtin/03.wav
+    --asr "$bin" fixtures/audio/builtin/08.wav fixtures/audio/builtin/03.wav fixtures/audio/long_speech_60s.ogg
 
 kill -TERM "$pid"
 status=0

@@ -17,6 +17,19 @@ extension Transcriber {
         return decode(emissions, duration: duration, decoder: decoder)
     }
 
+    /// The limited `transcribe(file:...)` with greedy decoding that hands each final segment to `onSegment` as soon as
+    /// its chunk is decoded (a server's streamed response): the segments' texts joined by single spaces are the
+    /// returned transcript's text, as in ``LiveTranscription``.
+    package func transcribeStreaming(file: URL, chunking: ChunkingOptions, maxSeconds: Double, checkCancellation: () throws -> Void = {},
+                                     onSegment: (TranscriptSegment) -> Void) throws -> Transcription {
+        var decoder = LiveDecoder(vocabulary: vocabulary, frameDuration: frameDuration)
+        let (emissions, duration) = try streamedEmissions(
+            file: file, chunking: chunking, maxSeconds: maxSeconds, checkCancellation: checkCancellation,
+            onLogits: { logits, received in if let segment = decoder.append(logits, duration: received) { onSegment(segment) } })
+        if let segment = decoder.finish(duration: duration) { onSegment(segment) }
+        return decode(emissions, duration: duration, decoder: nil)
+    }
+
     /// `align(file:transcript:chunking:)` with the same limit.
     package func align(file: URL, transcript: String, chunking: ChunkingOptions, maxSeconds: Double,
                        checkCancellation: () throws -> Void = {}) throws -> ForcedAlignment {

@@ -323,18 +323,23 @@ public final class Transcriber: Sendable {
     /// The one loop over chunks (ChunkedEmissions: window, stride, stitch) that every path runs — samples in memory,
     /// files, the server's uploads: `afterChunk` gets the seconds of audio whose logits are final after each chunk
     /// and may throw to stop (cancellation, a limit).
-    func emissions(chunking: ChunkingOptions, next: () throws -> [Float]?, afterChunk: (Double) throws -> Void) throws
-        -> (emissions: Emissions, samples: Int) {
+    /// `onLogits` receives each piece of final logits as it is made (the last at the end).
+    func emissions(chunking: ChunkingOptions, next: () throws -> [Float]?, onLogits: ([Float], Double) -> Void = { _, _ in },
+                   afterChunk: (Double) throws -> Void) throws -> (emissions: Emissions, samples: Int) {
         var chunker = ChunkedEmissions(transcriber: self, chunking: chunking)
         var logits: [Float] = []
         while let block = try next() {
             chunker.append(block)
             while let chunkLogits = chunker.nextChunk() {
                 logits += chunkLogits
-                try afterChunk(Double(chunker.finalSamples) / Double(sampleRate))
+                let seconds = Double(chunker.finalSamples) / Double(sampleRate)
+                onLogits(chunkLogits, Double(chunker.samplesSeen) / Double(sampleRate))
+                try afterChunk(seconds)
             }
         }
-        logits += chunker.finish()
+        let last = chunker.finish()
+        logits += last
+        onLogits(last, Double(chunker.samplesSeen) / Double(sampleRate))
         let vocabularySize = configuration.vocabSize
         return (Emissions(frames: logits.count / vocabularySize, vocabularySize: vocabularySize, logits: logits, frameDuration: frameDuration),
                 chunker.samplesSeen)
@@ -355,7 +360,7 @@ public final class Transcriber: Sendable {
     /// hold). `progress` and `checkCancellation` run after each chunk and once at the end.
     func streamedEmissions(
         file: URL, chunking: ChunkingOptions, maxSeconds: Double? = nil, progress: ((TranscriptionProgress) -> Void)? = nil,
-        checkCancellation: () throws -> Void = {}
+        checkCancellation: () throws -> Void = {}, onLogits: ([Float], Double) -> Void = { _, _ in }
     ) throws -> (emissions: Emissions, duration: Double) {
         let audio = try AudioFile(path: file.path)
         if let maxSeconds, audio.duration > maxSeconds { throw AudioTooLong(limitSeconds: maxSeconds) }
@@ -369,7 +374,7 @@ public final class Transcriber: Sendable {
             seen += block?.count ?? 0
             if Double(seen) > limit { throw AudioTooLong(limitSeconds: maxSeconds ?? 0) }
             return block
-        }, afterChunk: { seconds in
+        }, onLogits: onLogits, afterChunk: { seconds in
             progress?(TranscriptionProgress(processedSeconds: seconds, totalSeconds: total))
             try checkCancellation()
         })

@@ -42,10 +42,12 @@ package struct APIError: Error, Sendable, CustomStringConvertible {
         let error: Inner
     }
 
+    /// `{"error": {...}}`, OpenAI's error object.
+    var body: Body { Body(error: .init(message: message, type: type, param: param, code: code)) }
+
     package var response: Response {
         var fields = headers
         fields[.contentType] = "application/json"
-        let body = Body(error: .init(message: message, type: type, param: param, code: code))
         return Response(status: status, headers: fields, body: .init(byteBuffer: JSON.encode(body)))
     }
 

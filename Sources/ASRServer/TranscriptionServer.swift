@@ -103,6 +103,12 @@ package final class TranscriptionServer: Sendable {
         draining.withLockedValue { $0 = true }
     }
 
+    /// A request's flag joins the set the drain deadline stops.
+    func remember(_ cancel: CancelFlag) { active.withLockedValue { $0[ObjectIdentifier(cancel)] = cancel } }
+
+    /// A request's flag leaves the set the drain deadline stops.
+    func forget(_ cancel: CancelFlag) { active.withLockedValue { _ = $0.removeValue(forKey: ObjectIdentifier(cancel)) } }
+
     /// Stops every request still admitted (the drain deadline): forward passes at their next chunk, queued requests
     /// at once; each is answered 503.
     func cancelAll() async {
@@ -230,9 +236,10 @@ package final class TranscriptionServer: Sendable {
     // MARK: Transcription
 
     func transcribe(_ request: Request, context: ServerContext) async throws -> Response {
-        try await admitted(request, context: context) { form, path, cancel in
+        try await admitted(request, context: context) { form, path, cancel, lease in
             let job = try TranscriptionJob(form: form, server: self)
             let chunking = options.chunking, maxSeconds = options.maxAudioSeconds
+            if job.stream { return streamedTranscription(job, path: path, cancel: cancel, lease: lease) }
             let (transcription, seconds) = try await compute(upload: job.filename, path: path, cancel: cancel) {
                 try job.transcriber.transcribe(file: URL(fileURLWithPath: path), chunking: chunking, decoder: job.decoder, maxSeconds: maxSeconds,
                                                checkCancellation: { if cancel.isSet { throw RequestCancelled() } })
@@ -244,12 +251,76 @@ package final class TranscriptionServer: Sendable {
         }
     }
 
+    /// `stream=true`: Server-Sent Events as OpenAI sends them — a `transcript.text.delta` for each final segment as its
+    /// chunk is decoded (greedy decoding; with a beam search or a language model, which can revise earlier text, one
+    /// delta at the end), then `transcript.text.done` with the whole text, equal to the non-streamed response's. The
+    /// work runs while the response streams; the upload and the queue place are released when it ends.
+    private func streamedTranscription(_ job: TranscriptionJob, path: String, cancel requestCancel: CancelFlag, lease: Lease) -> Response {
+        // The request's own flag is set once its handler returns (Hummingbird stops watching the connection then);
+        // the stream has its own, set when a write fails (the client left) or by the drain deadline.
+        let cancel = CancelFlag()
+        if requestCancel.isSet { cancel.set() }
+        remember(cancel)
+        lease.transfer(stopping: cancel)
+        let chunking = options.chunking, maxSeconds = options.maxAudioSeconds
+        return Response(
+            status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+            body: ResponseBody { writer in
+                let (events, continuation) = AsyncStream<String>.makeStream()
+                let work = Task { () -> Result<Transcription, any Error> in
+                    defer { continuation.finish() }
+                    do {
+                        let (transcription, seconds) = try await self.compute(upload: job.filename, path: path, cancel: cancel) {
+                            let check = { if cancel.isSet { throw RequestCancelled() } }
+                            if let decoder = job.decoder {
+                                return try job.transcriber.transcribe(file: URL(fileURLWithPath: path), chunking: chunking, decoder: decoder,
+                                                                      maxSeconds: maxSeconds, checkCancellation: check)
+                            }
+                            var first = true
+                            return try job.transcriber.transcribeStreaming(
+                                file: URL(fileURLWithPath: path), chunking: chunking, maxSeconds: maxSeconds, checkCancellation: check
+                            ) { segment in
+                                guard !segment.text.isEmpty else { return }
+                                continuation.yield(StreamEvent.delta((first ? "" : " ") + segment.text))
+                                first = false
+                            }
+                        }
+                        self.metrics.transcribed(audioSeconds: transcription.duration, computeSeconds: seconds)
+                        self.logger.info("transcribed \(String(format: "%.2f", transcription.duration)) s of audio in \(String(format: "%.3f", seconds)) s, streamed",
+                                         metadata: ["model": "\(job.model.name)"])
+                        return .success(transcription)
+                    } catch {
+                        return .failure(error)
+                    }
+                }
+                do {
+                    for await event in events { try await writer.write(ByteBuffer(string: event)) }
+                    switch await work.value {
+                    case .success(let transcription):
+                        if job.decoder != nil, !transcription.text.isEmpty {
+                            try await writer.write(ByteBuffer(string: StreamEvent.delta(transcription.text)))
+                        }
+                        try await writer.write(ByteBuffer(string: StreamEvent.done(transcription.text)))
+                    case .failure(let error):
+                        let apiError = (error as? APIError)
+                            ?? (error is RequestCancelled && self.isDraining ? .shuttingDown : APIError(.internalServerError, "Transcription failed: \(error)"))
+                        try await writer.write(ByteBuffer(string: StreamEvent.error(apiError)))
+                    }
+                    try await writer.finish(nil)
+                } catch {
+                    cancel.set()  // the client is gone: stop the work at its next chunk
+                    _ = await work.value
+                }
+                await lease.release()
+            })
+    }
+
     /// `POST /v1/audio/alignments`: multipart `file` (audio) and `text` (its transcript), optional `model`,
     /// `language` and `response_format` (json, txt, srt, vtt, tsv, textgrid, ctm: `asr align`'s formats, byte for
     /// byte). Limits, queueing and errors as for transcriptions; a transcript that cannot fit the audio is a 400 that
     /// says so in seconds and characters.
     func align(_ request: Request, context: ServerContext) async throws -> Response {
-        try await admitted(request, context: context) { form, path, cancel in
+        try await admitted(request, context: context) { form, path, cancel, _ in
             let job = try AlignmentJob(form: form, server: self)
             let chunking = options.chunking, maxSeconds = options.maxAudioSeconds
             let (alignment, seconds) = try await compute(upload: job.filename, path: path, cancel: cancel) {
@@ -270,7 +341,7 @@ package final class TranscriptionServer: Sendable {
     /// leaves it; running, the forward pass stops at the next chunk (`cancel` is set). Hummingbird then closes the
     /// connection after the response (no keep-alive on these two endpoints).
     private func admitted(_ request: Request, context: ServerContext,
-                          _ handle: (UploadedForm, String, CancelFlag) async throws -> Response) async throws -> Response {
+                          _ handle: (UploadedForm, String, CancelFlag, Lease) async throws -> Response) async throws -> Response {
         guard !isDraining else { throw APIError.shuttingDown }
         let boundary = try multipartBoundary(request.headers[.contentType])
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > options.maxUploadBytes {
@@ -282,30 +353,37 @@ package final class TranscriptionServer: Sendable {
         }
         let cancel = CancelFlag()
         let logger = self.logger
-        active.withLockedValue { $0[ObjectIdentifier(cancel)] = cancel }
-        defer { active.withLockedValue { _ = $0.removeValue(forKey: ObjectIdentifier(cancel)) } }
+        remember(cancel)
+        defer { forget(cancel) }
+        let answered = CancelFlag()  // set once the handler has its response: a close after that is the normal end
         var uploading = true
         func uploaded() { if uploading { uploading = false; uploads.withLockedValue { $0 -= 1 } } }
         defer { uploaded() }
         return try await request.body.consumeWithInboundCloseHandler({ body in
             let file = try TemporaryFile(directory: self.options.temporaryDirectory)
-            defer { file.remove() }
+            let lease = Lease(server: self, file: file, cancel: cancel)
+            defer { if !lease.isTransferred { file.remove() } }
             let form = try await self.receive(body, context: context, boundary: boundary, into: file)
             uploaded()
             if let retryAfter = await self.admission.admit() { throw APIError.queueFull(retryAfter: retryAfter) }
             do {
-                let response = try await withTaskCancellationHandler {
-                    try await handle(form, file.path, cancel)
+                var response = try await withTaskCancellationHandler {
+                    try await handle(form, file.path, cancel, lease)
                 } onCancel: {
                     cancel.set()
                 }
-                await self.admission.leave()
+                // Hummingbird closes the connection after a response whose connection it watched: say so, or a
+                // client would send its next request on it (keep-alive) and find it gone.
+                response.headers[.connection] = "close"
+                if !lease.isTransferred { await self.admission.leave() }
+                answered.set()
                 return response
             } catch {
                 await self.admission.leave()
                 throw error
             }
         }, onInboundClosed: {
+            guard !answered.isSet else { return }
             if !cancel.isSet { logger.info("client closed the connection: its request is abandoned") }
             cancel.set()
         })
@@ -399,6 +477,45 @@ package final class TranscriptionServer: Sendable {
     }
 }
 
+/// What a request that uploads holds — its temporary file, its queue place, its cancel flag — handed to a streamed
+/// response, which releases it when the stream ends.
+final class Lease: @unchecked Sendable {  // transferred once, released once
+    private let server: TranscriptionServer
+    private let file: TemporaryFile
+    private var cancel: CancelFlag
+    private(set) var isTransferred = false
+
+    init(server: TranscriptionServer, file: TemporaryFile, cancel: CancelFlag) {
+        self.server = server
+        self.file = file
+        self.cancel = cancel
+    }
+
+    /// The stream takes the lease; `cancel` is the flag it stops by.
+    func transfer(stopping cancel: CancelFlag) {
+        isTransferred = true
+        self.cancel = cancel
+    }
+
+    func release() async {
+        file.remove()
+        await server.admission.leave()
+        server.forget(cancel)
+    }
+}
+
+/// The Server-Sent Events of a streamed transcription, as OpenAI sends them.
+enum StreamEvent {
+    static func delta(_ text: String) -> String { event(["type": "transcript.text.delta", "delta": text]) }
+    static func done(_ text: String) -> String { event(["type": "transcript.text.done", "text": text]) }
+    static func error(_ error: APIError) -> String {
+        "data: " + String(decoding: JSON.encode(error.body).readableBytesView, as: UTF8.self) + "\n\n"
+    }
+    private static func event(_ fields: [String: String]) -> String {
+        "data: " + String(decoding: JSON.encode(fields).readableBytesView, as: UTF8.self) + "\n\n"
+    }
+}
+
 /// A validated alignment request: the audio, its transcript, the model (and language) and the output format.
 struct AlignmentJob: Sendable {
     let model: ServedModel
@@ -452,6 +569,8 @@ struct TranscriptionJob: Sendable {
     let language: String?
     let words: Bool
     let filename: String?
+    /// `stream=true`: Server-Sent Events.
+    let stream: Bool
 
     init(form: UploadedForm, server: TranscriptionServer) throws {
         guard let file = form.file else {
@@ -487,8 +606,11 @@ struct TranscriptionJob: Sendable {
                 throw APIError.badRequest("temperature '\(temperature)' is not a number ≥ 0.", param: "temperature")
             }
         }
-        if let stream = form.value("stream"), stream == "true" {
-            throw APIError.badRequest("Streaming responses are not supported.", param: "stream")
+        // OpenAI's multipart booleans: true/false in any letter case; 1/0 are taken too.
+        switch form.value("stream")?.lowercased() {
+        case nil, "", "false", "0": stream = false
+        case "true", "1": stream = true
+        case let other?: throw APIError.badRequest("stream '\(other)' is not true or false.", param: "stream")
         }
 
         var recipe = server.options.decoder

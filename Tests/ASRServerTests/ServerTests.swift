@@ -224,6 +224,39 @@ import Testing
         #expect(running.leftovers.isEmpty)
     }
 
+    /// `stream=true`: Server-Sent Events as OpenAI sends them; the deltas add up to the non-streamed text.
+    @Test func streamedTranscriptionsAreServerSentEvents() async throws {
+        let running = try await RunningServer.start()
+        defer { Task { await running.stop() } }
+        let file = Paths.fixture("audio/long_speech_60s.ogg")
+        let plain = try await transcription(port: running.port, try form(file: file))
+        let text = try #require(plain.json["text"] as? String)
+        for value in ["true", "True", "1"] {
+            let reply = try await transcription(port: running.port, try form(file: file, [("stream", value)]))
+            #expect(reply.status == 200 && reply.headers["content-type"] == "text/event-stream")
+            #expect(reply.headers["transfer-encoding"] == "chunked")
+            // The body as sent: chunked transfer coding undone (each chunk "SIZE\r\nDATA\r\n", then "0\r\n\r\n").
+            var body = Data(), rest = reply.body[...]
+            while let lineEnd = rest.range(of: Data("\r\n".utf8)),
+                  let size = Int(String(decoding: rest[..<lineEnd.lowerBound], as: UTF8.self), radix: 16), size > 0 {
+                body += rest[lineEnd.upperBound..<(lineEnd.upperBound + size)]
+                rest = rest[(lineEnd.upperBound + size + 2)...]
+            }
+            let events = String(decoding: body, as: UTF8.self).components(separatedBy: "\n\n").filter { !$0.isEmpty }.map { event -> [String: Any] in
+                #expect(event.hasPrefix("data: "))
+                return (try? JSONSerialization.jsonObject(with: Data(event.dropFirst(6).utf8))) as? [String: Any] ?? [:]
+            }
+            let deltas = events.filter { $0["type"] as? String == "transcript.text.delta" }.compactMap { $0["delta"] as? String }
+            #expect(deltas.count >= 3, "one delta per final segment of a 69 s file: \(deltas.count)")
+            #expect(deltas.joined() == text)
+            #expect(events.last?["type"] as? String == "transcript.text.done" && events.last?["text"] as? String == text)
+        }
+        let bad = try await transcription(port: running.port, try form(file: Self.sample, [("stream", "maybe")]))
+        #expect(bad.status == 400)
+        #expect(try await transcription(port: running.port, try form(file: Self.sample, [("stream", "false")])).status == 200)
+        #expect(running.leftovers.isEmpty)
+    }
+
     @Test func languageChoosesAnMMSModelsAdapters() async throws {
         let modelDirectory = Paths.fixture("models/mms-layout")
         let transcriber = try Transcriber(modelDirectory: URL(fileURLWithPath: modelDirectory))
