@@ -9,8 +9,7 @@ actor Admission {
     let queueSize: Int
     private(set) var admitted = 0
     private(set) var running = 0
-    private var waiters: [(id: Int, continuation: CheckedContinuation<Void, any Error>)] = []
-    private var nextWaiter = 0
+    private var waiters: [(id: ObjectIdentifier, continuation: CheckedContinuation<Void, any Error>)] = []
     /// Smoothed seconds per forward pass, for Retry-After.
     private var averageSeconds = 1.0
     private let onChange: @Sendable (_ admitted: Int, _ running: Int) -> Void
@@ -39,26 +38,28 @@ actor Admission {
         onChange(admitted, running)
     }
 
-    /// Waits for a forward-pass slot (first come, first served). A task cancelled while it waits (its client left)
-    /// leaves the queue at once and throws `CancellationError`: no slot is taken for it.
-    func acquire() async throws {
+    /// Waits for a forward-pass slot (first come, first served) for the request whose flag is `cancel`. A request
+    /// that is abandoned while it waits (``cancelWaiter(_:)``: its client left; or its task cancelled) leaves the
+    /// queue at once and throws `CancellationError`: no slot is taken for it.
+    func acquire(for cancel: CancelFlag) async throws {
+        if cancel.isSet { throw CancellationError() }
         if running < maxConcurrency && waiters.isEmpty {
             running += 1
             onChange(admitted, running)
             return
         }
-        let id = nextWaiter
-        nextWaiter += 1
+        let id = ObjectIdentifier(cancel)
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                if Task.isCancelled {
+                // (The flag may have been set between the check above and here: then no one will come for it.)
+                if Task.isCancelled || cancel.isSet {
                     continuation.resume(throwing: CancellationError())
                 } else {
                     waiters.append((id, continuation))
                 }
             }
         } onCancel: {
-            Task { await self.cancelWaiter(id) }
+            Task { await self.cancelWaiter(cancel) }
         }
     }
 
@@ -69,8 +70,9 @@ actor Admission {
         for waiter in waiting { waiter.continuation.resume(throwing: CancellationError()) }
     }
 
-    private func cancelWaiter(_ id: Int) {
-        guard let index = waiters.firstIndex(where: { $0.id == id }) else { return }
+    /// The request whose flag is `cancel` leaves the queue, if it waits there.
+    func cancelWaiter(_ cancel: CancelFlag) {
+        guard let index = waiters.firstIndex(where: { $0.id == ObjectIdentifier(cancel) }) else { return }
         waiters.remove(at: index).continuation.resume(throwing: CancellationError())
     }
 

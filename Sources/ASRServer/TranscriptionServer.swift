@@ -103,6 +103,12 @@ package final class TranscriptionServer: Sendable {
         draining.withLockedValue { $0 = true }
     }
 
+    /// Stops a request: its forward pass at the next chunk, or its wait in the queue at once.
+    func abandon(_ cancel: CancelFlag) {
+        cancel.set()
+        Task { await admission.cancelWaiter(cancel) }
+    }
+
     /// A request's flag joins the set the drain deadline stops.
     func remember(_ cancel: CancelFlag) { active.withLockedValue { $0[ObjectIdentifier(cancel)] = cancel } }
 
@@ -293,6 +299,15 @@ package final class TranscriptionServer: Sendable {
                         return .failure(error)
                     }
                 }
+                // A comment line at once and every 2 s while the work runs: writing fails when the client has left
+                // (before its turn in the queue, or while a beam search emits nothing), which abandons the work.
+                let heartbeat = Task {
+                    while !Task.isCancelled {
+                        continuation.yield(": \n\n")
+                        try? await Task.sleep(for: .seconds(2))
+                    }
+                }
+                defer { heartbeat.cancel() }
                 do {
                     for await event in events { try await writer.write(ByteBuffer(string: event)) }
                     switch await work.value {
@@ -308,7 +323,7 @@ package final class TranscriptionServer: Sendable {
                     }
                     try await writer.finish(nil)
                 } catch {
-                    cancel.set()  // the client is gone: stop the work at its next chunk
+                    self.abandon(cancel)  // the client is gone: out of the queue, or stopped at the next chunk
                     _ = await work.value
                 }
                 await lease.release()
@@ -360,12 +375,16 @@ package final class TranscriptionServer: Sendable {
         func uploaded() { if uploading { uploading = false; uploads.withLockedValue { $0 -= 1 } } }
         defer { uploaded() }
         return try await request.body.consumeWithInboundCloseHandler({ body in
+            // Ended (answered, or failed and about to be answered): a close of the connection after this is normal.
+            defer { answered.set() }
             let file = try TemporaryFile(directory: self.options.temporaryDirectory)
             let lease = Lease(server: self, file: file, cancel: cancel)
             defer { if !lease.isTransferred { file.remove() } }
             let form = try await self.receive(body, context: context, boundary: boundary, into: file)
+            // Counted as uploading until admitted (or refused), so that a drain never sees neither.
+            let retryAfter = await self.admission.admit()
             uploaded()
-            if let retryAfter = await self.admission.admit() { throw APIError.queueFull(retryAfter: retryAfter) }
+            if let retryAfter { throw APIError.queueFull(retryAfter: retryAfter) }
             do {
                 var response = try await withTaskCancellationHandler {
                     try await handle(form, file.path, cancel, lease)
@@ -376,7 +395,6 @@ package final class TranscriptionServer: Sendable {
                 // client would send its next request on it (keep-alive) and find it gone.
                 response.headers[.connection] = "close"
                 if !lease.isTransferred { await self.admission.leave() }
-                answered.set()
                 return response
             } catch {
                 await self.admission.leave()
@@ -385,7 +403,7 @@ package final class TranscriptionServer: Sendable {
         }, onInboundClosed: {
             guard !answered.isSet else { return }
             if !cancel.isSet { logger.info("client closed the connection: its request is abandoned") }
-            cancel.set()
+            self.abandon(cancel)
         })
     }
 
@@ -435,7 +453,7 @@ package final class TranscriptionServer: Sendable {
                                       _ work: @escaping @Sendable () throws -> T) async throws -> (T, Double) {
         // A client that left while queued leaves the queue here (its task is cancelled, or its flag set by now).
         do {
-            try await admission.acquire()
+            try await admission.acquire(for: cancel)
         } catch {
             metrics.abandoned()
             throw RequestCancelled()
@@ -497,10 +515,24 @@ final class Lease: @unchecked Sendable {  // transferred once, released once
         self.cancel = cancel
     }
 
+    private let released = NIOLockedValueBox(false)
+
+    /// Gives everything back, once (the stream's end, or `deinit` when the body never ran: the client left before
+    /// the response's head could be written).
     func release() async {
+        guard released.withLockedValue({ done in defer { done = true }; return !done }) else { return }
         file.remove()
         await server.admission.leave()
         server.forget(cancel)
+    }
+
+    deinit {
+        guard isTransferred, released.withLockedValue({ done in defer { done = true }; return !done }) else { return }
+        file.remove()
+        server.abandon(cancel)
+        server.forget(cancel)
+        let admission = server.admission
+        Task { await admission.leave() }
     }
 }
 

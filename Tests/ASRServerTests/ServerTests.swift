@@ -186,6 +186,31 @@ import Testing
         #expect(metrics.text.contains("asr_abandoned_requests_total 2"), "\(metrics.text)")
     }
 
+    /// A client that leaves while queued gives its place back at once, not when its turn comes.
+    @Test func aQueuedClientThatLeavesFreesItsPlace() async throws {
+        let running = try await RunningServer.start { $0.maxConcurrency = 1; $0.queueSize = 1 }
+        defer { Task { await running.stop() } }
+        let long = try NoiseRecording(seconds: 900)
+        let upload = try long.request()
+        let port = running.port
+        let first = try await offPool { () -> Connection in
+            let connection = try Connection(port: port)
+            connection.send(upload)
+            return connection
+        }
+        try await Task.sleep(for: .seconds(1))
+        try await offPool {
+            let second = try Connection(port: port)
+            second.send(upload)
+            Thread.sleep(forTimeInterval: 1.0)
+            withExtendedLifetime(second) {}
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        let metrics = try await request(port: port, "GET", "/metrics").text
+        #expect(metrics.contains("asr_queue_depth 0") && metrics.contains("asr_forward_passes_running 1"), "\(metrics)")
+        withExtendedLifetime(first) {}
+    }
+
     /// Slow senders cannot lock others out (issue 25, item 2): uploads hold no queue place, and one slower than the
     /// minimum rate is cut once the grace has passed. Here the whole queue is one place.
     @Test func slowUploadsDoNotLockOthersOut() async throws {
@@ -242,7 +267,9 @@ import Testing
                 body += rest[lineEnd.upperBound..<(lineEnd.upperBound + size)]
                 rest = rest[(lineEnd.upperBound + size + 2)...]
             }
-            let events = String(decoding: body, as: UTF8.self).components(separatedBy: "\n\n").filter { !$0.isEmpty }.map { event -> [String: Any] in
+            // (Comment lines, ": ", are the heartbeat that notices a client gone; SSE readers skip them.)
+            let events = String(decoding: body, as: UTF8.self).components(separatedBy: "\n\n")
+                .filter { !$0.isEmpty && !$0.hasPrefix(":") }.map { event -> [String: Any] in
                 #expect(event.hasPrefix("data: "))
                 return (try? JSONSerialization.jsonObject(with: Data(event.dropFirst(6).utf8))) as? [String: Any] ?? [:]
             }

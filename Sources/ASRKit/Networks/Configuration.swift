@@ -651,7 +651,9 @@ public struct PreprocessorConfiguration: Codable, Sendable, Equatable {
         if let stride, stride != stacking {
             throw ASRError.unsupportedConfiguration(field: "preprocessor_config.json: stride", value: "\(stride) (supported: \(stacking))")
         }
-        for (value, field) in [(numMelBins, "num_mel_bins"), (featureSize, "feature_size")] where value != nil && value != bins {
+        // (feature_size 1 is the default of a file that does not name it: raw samples, never a filterbank's value.)
+        for (value, field) in [(numMelBins, "num_mel_bins"), (featureSize == 1 ? nil : featureSize, "feature_size")]
+            where value != nil && value != bins {
             throw ASRError.invalidConfiguration(
                 field: "preprocessor_config.json: \(field)",
                 reason: "\(value!) mel bins, but the model's feature_projection_input_dim \(configuration.featureProjectionInputDim) is \(bins) × \(stacking)")

@@ -43,7 +43,8 @@ struct Wav2Vec2BertAdapter: Sendable {
 
         func callAsFunction(_ x: Matrix) -> Matrix {
             let t = x.rows, w = width, padding = stride / 2
-            let frames = max(0, (t + 2 * padding - kernel) / stride + 1)
+            let span = t + 2 * padding - kernel
+            let frames = span < 0 ? 0 : span / stride + 1  // as Wav2Vec2Configuration.adapterFrames
             var windows = Matrix(rows: frames, cols: kernel * w)   // zeros where a window hangs over the padding
             for f in 0..<frames {
                 for tap in 0..<kernel {
