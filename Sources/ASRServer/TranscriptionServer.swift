@@ -1,6 +1,7 @@
 import ASRKit
 import Foundation
 import Hummingbird
+import NIOHTTPTypes
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -361,6 +362,10 @@ package final class TranscriptionServer: Sendable {
         let boundary = try multipartBoundary(request.headers[.contentType])
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > options.maxUploadBytes {
             throw APIError.tooLarge(limit: options.maxUploadBytes)
+        }
+        // curl and other clients ask before sending a body over 1 MB and wait a second for the answer.
+        if request.headers[.expect]?.lowercased() == "100-continue" {
+            context.channel.writeAndFlush(HTTPResponsePart.head(HTTPResponse(status: .continue)), promise: nil)
         }
         let maxUploads = options.maxUploads
         guard uploads.withLockedValue({ count in count < maxUploads ? { count += 1; return true }() : false }) else {

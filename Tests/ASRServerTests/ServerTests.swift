@@ -186,6 +186,29 @@ import Testing
         #expect(metrics.text.contains("asr_abandoned_requests_total 2"), "\(metrics.text)")
     }
 
+    /// `Expect: 100-continue` (curl sends it for bodies over 1 MB, then waits a second): answered before the body.
+    @Test func expectContinueIsAnswered() async throws {
+        let running = try await RunningServer.start()
+        defer { Task { await running.stop() } }
+        let upload = try form(file: Self.sample)
+        let body = upload.finished()
+        let port = running.port
+        let (interim, reply) = try await offPool { () -> (String, Reply) in
+            let connection = try Connection(port: port)
+            connection.send(Data(("POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nExpect: 100-continue\r\n"
+                + "Content-Type: \(upload.contentType)\r\nContent-Length: \(body.count)\r\n\r\n").utf8))
+            connection.setReceiveTimeout(2)
+            var buffer = [UInt8](repeating: 0, count: 256)
+            let n = recv(connection.fd, &buffer, buffer.count, 0)
+            let interim = n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self) : ""
+            connection.setReceiveTimeout(60)
+            connection.send(body)
+            return (interim, try connection.readReply())
+        }
+        #expect(interim.hasPrefix("HTTP/1.1 100 Continue"), "before the body: \(interim)")
+        #expect(reply.status == 200, "\(reply.status)")
+    }
+
     /// A client that leaves while queued gives its place back at once, not when its turn comes.
     @Test func aQueuedClientThatLeavesFreesItsPlace() async throws {
         let running = try await RunningServer.start { $0.maxConcurrency = 1; $0.queueSize = 1 }
