@@ -186,6 +186,31 @@ import Testing
         #expect(metrics.text.contains("asr_abandoned_requests_total 2"), "\(metrics.text)")
     }
 
+    /// An early refusal (413 by Content-Length, 415, 404 on PUT) is the only answer on its connection: the unread
+    /// body is not parsed as another request (issue 25, item 7: an extra "400" followed).
+    @Test func anEarlyRefusalIsTheOnlyAnswer() async throws {
+        let running = try await RunningServer.start { $0.maxUploadBytes = 1_048_576 }
+        defer { Task { await running.stop() } }
+        let port = running.port
+        let cases: [(String, Data, Int)] = [
+            ("POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=abc\r\nContent-Length: 2000000\r\n\r\n",
+             Data(repeating: 0x78, count: 500_000), 413),
+            ("POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n",
+             Data(repeating: 0x79, count: 100), 415),
+            ("PUT /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n", Data(repeating: 0x79, count: 100), 404),
+        ]
+        for (head, body, status) in cases {
+            let answer = try await offPool { () -> String in
+                let connection = try Connection(port: port)
+                connection.send(Data(head.utf8) + body)
+                connection.setReceiveTimeout(3)
+                return String(decoding: connection.readAll(), as: UTF8.self)
+            }
+            let statusLines = answer.components(separatedBy: "\r\n").filter { $0.hasPrefix("HTTP/1.1 ") }
+            #expect(statusLines.count == 1 && statusLines.first?.hasPrefix("HTTP/1.1 \(status)") == true, "\(statusLines)")
+        }
+    }
+
     /// `Expect: 100-continue` (curl sends it for bodies over 1 MB, then waits a second): answered before the body.
     @Test func expectContinueIsAnswered() async throws {
         let running = try await RunningServer.start()
