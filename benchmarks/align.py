@@ -145,7 +145,7 @@ def recording(work, pool, minutes, seed):
         t += len(samples)
     write_wav(path, np.concatenate(pieces))
     transcript = path[:-4] + ".txt"
-    open(transcript, "w").write("\n".join(lines) + "\n")
+    open(transcript, "w", encoding="utf-8").write("\n".join(lines) + "\n")
     return path, transcript, truth
 
 
@@ -176,7 +176,11 @@ def main():
     parser.add_argument("--torchaudio-max-minutes", type=float, default=30,
                         help="torchaudio's T × (2L + 1) table needs ~4 GB for 30 min: longer recordings skip it")
     parser.add_argument("--utterances", type=int, default=120)
+    parser.add_argument("--numbers", action="store_true", help="only the digits-vs-spelled-out experiment")
     args = parser.parse_args()
+    if args.numbers:
+        os.makedirs(args.work, exist_ok=True)
+        return numbers_experiment(args, ["--model", args.model] if args.model else [])
     os.makedirs(args.work, exist_ok=True)
     model = ["--model", args.model] if args.model else []
     pool = utterances(args.work, args.utterances, seed=20261206)
@@ -230,6 +234,114 @@ def main():
         print(f"  below {threshold:4.2f}: {100 * (added < threshold).mean():5.1f} % of added words, "
               f"{100 * (spoken < threshold).mean():5.1f} % of spoken words")
     print(f"  flagged by asr (\"confident\": false): {flagged_added}/{len(added)} added, {flagged_spoken}/{len(spoken)} spoken")
+
+
+def numbers_experiment(args, model):
+    """Should digits be spelled out for alignment ("280" → TWO HUNDRED AND EIGHTY) where the vocabulary is English
+    letters? Sentences with numbers are synthesised from their spelled form (festival says what is written), then
+    aligned three times: the number in fullwidth digits (which asr does not spell: the wildcard, what it did before),
+    in ASCII digits (what asr does now: spelled out), and spelled out in the transcript (the exact words spoken).
+    Compared: the number's own start and end, and the other words'."""
+    work = os.path.join(args.work, "numbers")
+    os.makedirs(work, exist_ok=True)
+    rng = random.Random(11)
+
+    issued = []   # the numbers drawn, in order; a sentence names one by a marker of letters (normalize keeps letters)
+
+    def number(self):
+        r = self.rng
+        n = r.choice([r.randint(0, 20), r.randint(21, 99), r.randint(100, 999), r.randint(1000, 99999), r.randint(100000, 9999999)])
+        issued.append(n)
+        index, letters = len(issued) - 1, ""
+        while True:
+            letters = chr(ord("a") + index % 26) + letters
+            index //= 26
+            if index == 0:
+                break
+        return "qzx" + letters + "xzq"
+
+    def marked(match):
+        index = 0
+        for c in match.group(1).lower():
+            index = index * 26 + ord(c) - ord("a")
+        n = issued[index]
+        return "<%d:%s>" % (n, S.spell_number(n).replace(" ", "_"))
+
+    S.SentenceGenerator.number = number
+    # (sentences() upper-cases what it returns)
+    texts = [re.sub(r"QZX([A-Z]+)XZQ", marked, t) for t in S.SentenceGenerator(777, S.common_words()).sentences(3000)]
+    texts = [t for t in texts if "<" in t][:80]
+    pieces, truth_digits, truth_spelled, digit_lines, spelled_lines, is_number = [], [], [], [], [], []
+    t = 0
+    for i, text in enumerate(texts):
+        tokens = text.lower().split()
+        spoken, digits, spans = [], [], []   # spans: (first spoken word, count) per digit-transcript token
+        for token in tokens:
+            m = re.fullmatch(r"<(\d+):([a-z_']+)>[.,!?]*", token)
+            words = m.group(2).split("_") if m else [re.sub(r"[^a-z']", "", token)]
+            words = [w for w in words if w]
+            if not words:
+                continue
+            spans.append((len(spoken), len(words), bool(m)))
+            digits.append(m.group(1) if m else words[0])
+            spoken += words
+        path = os.path.join(work, f"{i:03d}.wav")
+        meta = path + ".json"
+        if not os.path.exists(meta):
+            said = festival_utterance(" ".join(spoken), 1.0, path)
+            if [w for w, _, _ in said] != spoken:
+                continue
+            json.dump(said, open(meta, "w"))
+        if not os.path.exists(meta):
+            continue
+        said = json.load(open(meta))
+        samples = read_wav(path)
+        pause = np.zeros(int(rng.uniform(0.3, 1.0) * RATE), dtype=np.int16)
+        pieces += [pause, samples]
+        t += len(pause)
+        offset = t / RATE
+        for first, count, numeric in spans:
+            truth_digits.append((said[first][1] + offset, said[first + count - 1][2] + offset))
+            is_number.append(numeric)
+        truth_spelled += [(s + offset, e + offset) for _, s, e in said]
+        digit_lines.append(" ".join(digits))
+        spelled_lines.append(" ".join(spoken))
+        t += len(samples)
+    audio = os.path.join(work, "numbers.wav")
+    write_wav(audio, np.concatenate(pieces))
+    results = {}
+    fullwidth = [" ".join("".join(chr(ord(c) + 0xFEE0) for c in w) if w.isdigit() else w for w in line.split()) for line in digit_lines]
+    for name, lines in (("wildcard", fullwidth), ("digits", digit_lines), ("spelled out", spelled_lines)):
+        transcript = os.path.join(work, name.split()[0] + ".txt")
+        # (UTF-8: fullwidth digits)
+        open(transcript, "w").write("\n".join(lines) + "\n")
+        out, _, _ = timed([args.asr, "align", audio, "--transcript", transcript, "-f", "json", "-q"] + model)
+        results[name] = json.loads(out)["words"]
+    # Map the spelled alignment back onto the digit transcript's tokens (a number = its words' union).
+    spelled_words = results["spelled out"]
+    mapped, k = [], 0
+    for line in digit_lines:
+        for token in line.split():
+            if token.isdigit():
+                count = len(S.spell_number(int(token)).split())
+            else:
+                count = 1
+            words = spelled_words[k:k + count]
+            mapped.append((words[0]["start"], words[-1]["end"]))
+            k += count
+    rows = [("fullwidth digits: the wildcard", [(w["start"], w["end"]) for w in results["wildcard"]]),
+            ("ASCII digits: spelled by asr", [(w["start"], w["end"]) for w in results["digits"]]),
+            ("spelled in the transcript", mapped)]
+    flagged = sum(1 for w, n in zip(results["wildcard"], is_number) if n and not w["confident"])
+    print(f"\nnumbers, {len(digit_lines)} sentences, {sum(is_number)} numbers (festival says them spelled out):")
+    for name, predicted in rows:
+        numbers = [(tr, p) for tr, p, n in zip(truth_digits, predicted, is_number) if n]
+        others = [(tr, p) for tr, p, n in zip(truth_digits, predicted, is_number) if not n]
+        def err(pairs):
+            e = np.array([abs(p[0] - tr[0]) for tr, p in pairs] + [abs(p[1] - tr[1]) for tr, p in pairs])
+            return f"{1000 * e.mean():6.1f} ms mean, {100 * (e <= 0.05).mean():5.1f} % within 50 ms"
+        print(f"  {name:31s} numbers: {err(numbers)};  other words: {err(others)}")
+    print(f"  numbers through the wildcard flagged \"confident\": false: {flagged}/{sum(is_number)}")
 
 
 if __name__ == "__main__":

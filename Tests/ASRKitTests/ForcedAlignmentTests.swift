@@ -65,14 +65,17 @@ import Testing
         let transcript = "Set a timer — for 7 minutés!"
         let alignment = try transcriber.align(samples, transcript: transcript)
         #expect(alignment.words.map(\.text) == ["Set", "a", "timer", "—", "for", "7", "minutés!"])
-        #expect(alignment.words.map(\.aligned) == [true, true, true, false, true, false, true])
+        // "7" is spelled out (SEVEN: the vocabulary is English letters), so it is aligned by the model's own tokens.
+        #expect(alignment.words.map(\.aligned) == [true, true, true, false, true, true, true])
         // Times are in order and within the audio; the dash (punctuation only) sits at a boundary, zero length.
         for (a, b) in zip(alignment.words, alignment.words.dropFirst()) { #expect(a.end <= b.start + 1e-9, "\(a) \(b)") }
         #expect(alignment.words.allSatisfy { $0.start >= 0 && $0.end <= alignment.duration && $0.start <= $0.end })
         let dash = alignment.words[3]
         #expect(dash.start == dash.end && dash.start == alignment.words[2].end)
-        // "7" goes through the wildcard and still gets frames; "é" is one wildcard inside the word.
+        // "7" gets the frames of S-E-V-E-N, one character of output; "é" is one wildcard inside the word.
         #expect(alignment.words[5].end > alignment.words[5].start)
+        let seven = try #require(alignment.characters.first { $0.text == "7" })
+        #expect(seven.start == alignment.words[5].start && seven.end == alignment.words[5].end)
         #expect(alignment.characters.contains { $0.text == "7" } && alignment.characters.contains { $0.text == "é" })
         // Characters: the spoken ones in the transcript's spelling, "!" not aligned, word boundaries as spaces.
         #expect(alignment.characters.map(\.text).joined() == "Set a timer for 7 minutés")
@@ -152,6 +155,20 @@ import Testing
         #expect(CTCViterbi.memory(frames: 180_000, tokens: 50_000) < 300_000_000)
     }
 
+    /// Numbers as a speaker reads them (the spelling benchmarks/align.py --numbers measured), and when they stay
+    /// with the wildcard.
+    @Test func numbersAreSpokenInEnglishWords() throws {
+        #expect(ForcedAligner.englishWords(7) == ["seven"])
+        #expect(ForcedAligner.englishWords(280).joined(separator: " ") == "two hundred and eighty")
+        #expect(ForcedAligner.englishWords(7005).joined(separator: " ") == "seven thousand and five")
+        #expect(ForcedAligner.englishWords(1_200_345).joined(separator: " ") == "one million two hundred thousand three hundred and forty five")
+        let vocabulary = try Transcriber(modelDirectory: Self.builtin).vocabulary
+        #expect(ForcedAligner.spokenNumber("42,", vocabulary: vocabulary, ids: ["A": 1])?.joined(separator: " ") == "forty two")
+        #expect(ForcedAligner.spokenNumber("1", vocabulary: vocabulary, ids: ["1": 5]) == nil)     // the vocabulary writes digits
+        #expect(ForcedAligner.spokenNumber("5pm", vocabulary: vocabulary, ids: [:]) == nil)        // not a plain number
+        #expect(ForcedAligner.spokenNumber("1234567890", vocabulary: vocabulary, ids: [:]) == nil) // over 9 digits
+    }
+
     @Test func alignmentFormatsKeepTheTranscriptsLinesAndEveryWord() throws {
         let transcriber = try Transcriber(modelDirectory: Self.builtin)
         let samples = try transcriber.loadAudio(file: Fixtures.root.appendingPathComponent("audio/builtin/01.wav"))
@@ -163,7 +180,7 @@ import Testing
         let json = try JSONSerialization.jsonObject(with: Data(AlignmentFormat.json.render(alignment, source: "a.wav").utf8)) as! [String: Any]
         let words = json["words"] as! [[String: Any]]
         #expect(words.map { $0["text"] as! String } == ["Set", "a", "timer", "for", "7", "minutes."])
-        #expect(words.map { $0["aligned"] as! Bool } == [true, true, true, true, false, true])
+        #expect(words.map { $0["aligned"] as! Bool } == [true, true, true, true, true, true])
         #expect(json["file"] as? String == "a.wav" && json["characters"] != nil)
         let grid = AlignmentFormat.textgrid.render(alignment)
         #expect(grid.hasPrefix("File type = \"ooTextFile\"\nObject class = \"TextGrid\""))
