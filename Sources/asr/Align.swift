@@ -18,8 +18,9 @@ struct Align: AsyncParsableCommand {
             redoes them); two inputs whose outputs would be one file, or an output that would replace a \
             transcript, are refused before any work (exit 2).
 
-            Every word of the transcript appears in every output, in order and as written. Characters the model's \
-            vocabulary lacks (digits, accents, symbols) are aligned through a wildcard; punctuation is kept in the \
+            Every word of the transcript appears in every output, in order and as written. A plain number is aligned \
+            as its English words where the vocabulary is letters (280: TWO HUNDRED AND EIGHTY); other characters \
+            the vocabulary lacks (accents, symbols, digits in other words) are aligned through a wildcard; punctuation is kept in the \
             words but not aligned; a word with nothing the model can spell is marked "aligned": false in json and \
             tsv; a word the model finds little evidence of where it had to be placed (mean probability of its \
             letters below 0.2: typically a word that is not spoken) is marked "confident": false and named on \
