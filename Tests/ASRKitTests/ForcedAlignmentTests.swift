@@ -162,11 +162,13 @@ import Testing
         #expect(ForcedAligner.englishWords(280).joined(separator: " ") == "two hundred and eighty")
         #expect(ForcedAligner.englishWords(7005).joined(separator: " ") == "seven thousand and five")
         #expect(ForcedAligner.englishWords(1_200_345).joined(separator: " ") == "one million two hundred thousand three hundred and forty five")
-        let vocabulary = try Transcriber(modelDirectory: Self.builtin).vocabulary
-        #expect(ForcedAligner.spokenNumber("42,", vocabulary: vocabulary, ids: ["A": 1])?.joined(separator: " ") == "forty two")
-        #expect(ForcedAligner.spokenNumber("1", vocabulary: vocabulary, ids: ["1": 5]) == nil)     // the vocabulary writes digits
-        #expect(ForcedAligner.spokenNumber("5pm", vocabulary: vocabulary, ids: [:]) == nil)        // not a plain number
-        #expect(ForcedAligner.spokenNumber("1234567890", vocabulary: vocabulary, ids: [:]) == nil) // over 9 digits
+        let letters = Dictionary(uniqueKeysWithValues: "ABCDEFGHIJKLMNOPQRSTUVWXYZ".enumerated().map { (String($1), $0) })
+        #expect(ForcedAligner.spokenNumber("42,", ids: letters)?.map { $0.map { String(UnicodeScalar(UInt8(65 + $0))) }.joined() }
+                == ["FORTY", "TWO"])
+        #expect(ForcedAligner.spokenNumber("1", ids: letters.merging(["1": 30]) { $1 }) == nil)    // the vocabulary writes digits
+        #expect(ForcedAligner.spokenNumber("7", ids: ["A": 0]) == nil)                            // cannot write SEVEN
+        #expect(ForcedAligner.spokenNumber("5pm", ids: letters) == nil)                           // not a plain number
+        #expect(ForcedAligner.spokenNumber("1234567890", ids: letters) == nil)                    // over 9 digits
     }
 
     @Test func alignmentFormatsKeepTheTranscriptsLinesAndEveryWord() throws {

@@ -87,13 +87,24 @@ public enum ForcedAligner {
     /// digits itself, cannot write these English words, or the word is not a plain number of at most 9 digits.
     /// Measured with `benchmarks/align.py --numbers` (README): spelled out, numbers' boundaries are 4× closer to
     /// the truth than through the wildcard.
-    static func spokenNumber(_ word: String, vocabulary: Vocabulary, ids: [String: Int]) -> [String]? {
+    static func spokenNumber(_ word: String, ids: [String: Int]) -> [[Int]]? {
         let core = word.trimmingCharacters(in: .punctuationCharacters)
         guard (1...9).contains(core.count), core.unicodeScalars.allSatisfy({ ("0"..."9").contains($0) }),
               ids["1"] == nil, let n = Int(core) else { return nil }
-        let words = englishWords(n)
-        return words.allSatisfy { vocabulary.canSpell($0) } ? words : nil
+        var spoken: [[Int]] = []
+        for spokenWord in englishWords(n) {
+            var tokens: [Int] = []
+            for scalar in spokenWord.unicodeScalars {
+                guard let id = token(String(scalar), ids) else { return nil }
+                tokens.append(id)
+            }
+            spoken.append(tokens)
+        }
+        return spoken
     }
+
+    /// The vocabulary id of one character, its letter case folded to the vocabulary's.
+    static func token(_ s: String, _ ids: [String: Int]) -> Int? { ids[s] ?? ids[s.uppercased()] ?? ids[s.lowercased()] }
 
     /// An alignment pass that would hold more than this (``CTCViterbi/memory(frames:tokens:)``) is refused with a
     /// clear error rather than exhausting memory (4 GiB; an hour of audio with 50,000 characters of transcript
@@ -116,16 +127,12 @@ public enum ForcedAligner {
         let delimiter = ids[vocabulary.wordDelimiter]
         var pieces: [Piece] = []
         for (index, word) in words.enumerated() {
-            if let delimiter, let spoken = spokenNumber(word, vocabulary: vocabulary, ids: ids) {
+            if let delimiter, let spoken = spokenNumber(word, ids: ids) {
                 // Each letter of the spoken words, the word delimiter between them; one character of output.
                 var numberPieces: [Piece] = []
-                for (w, spokenWord) in spoken.enumerated() {
+                for (w, tokens) in spoken.enumerated() {
                     if w > 0 { numberPieces.append(Piece(token: delimiter, word: index, text: "", number: index)) }
-                    for scalar in spokenWord.unicodeScalars {
-                        let s = String(scalar)
-                        guard let id = ids[s] ?? ids[s.uppercased()] ?? ids[s.lowercased()] else { continue }
-                        numberPieces.append(Piece(token: id, word: index, text: "", number: index))
-                    }
+                    numberPieces += tokens.map { Piece(token: $0, word: index, text: "", number: index) }
                 }
                 numberPieces[0] = Piece(token: numberPieces[0].token, word: index,
                                         text: word.trimmingCharacters(in: .punctuationCharacters), number: index)
@@ -136,7 +143,7 @@ public enum ForcedAligner {
             var wordPieces: [Piece] = []
             for scalar in word.unicodeScalars {
                 let s = String(scalar)
-                if let id = ids[s] ?? ids[s.uppercased()] ?? ids[s.lowercased()] {
+                if let id = token(s, ids) {
                     wordPieces.append(Piece(token: id, word: index, text: s))
                 } else if CharacterSet.alphanumerics.contains(scalar) || CharacterSet.symbols.contains(scalar) {
                     // A spoken character the vocabulary lacks: one wildcard for the whole run of them.

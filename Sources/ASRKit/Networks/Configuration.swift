@@ -502,9 +502,13 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
 
     /// w2v-BERT's adapter layer: frames out for `frames` in (Conv1d, padding stride / 2).
     func adapterFrames(_ frames: Int) -> Int {
-        let padding = adapterStride / 2
-        let span = frames + 2 * padding - adapterKernelSize
-        return span < 0 ? 0 : span / adapterStride + 1
+        Self.convolutionFrames(frames, kernel: adapterKernelSize, stride: adapterStride, padding: adapterStride / 2)
+    }
+
+    /// Outputs of a Conv1d over `frames` inputs (none when the padded input is shorter than the kernel).
+    static func convolutionFrames(_ frames: Int, kernel: Int, stride: Int, padding: Int) -> Int {
+        let span = frames + 2 * padding - kernel
+        return span < 0 ? 0 : span / stride + 1
     }
 
     /// Number of CTC frames the model emits for `samples` input samples (0 when shorter than the receptive field).

@@ -43,8 +43,7 @@ struct Wav2Vec2BertAdapter: Sendable {
 
         func callAsFunction(_ x: Matrix) -> Matrix {
             let t = x.rows, w = width, padding = stride / 2
-            let span = t + 2 * padding - kernel
-            let frames = span < 0 ? 0 : span / stride + 1  // as Wav2Vec2Configuration.adapterFrames
+            let frames = Wav2Vec2Configuration.convolutionFrames(t, kernel: kernel, stride: stride, padding: padding)
             var windows = Matrix(rows: frames, cols: kernel * w)   // zeros where a window hangs over the padding
             for f in 0..<frames {
                 for tap in 0..<kernel {
