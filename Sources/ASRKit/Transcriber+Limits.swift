@@ -10,9 +10,9 @@ extension Transcriber {
     /// soon as more than `maxSeconds` of audio has been read: a server refuses long uploads without decoding them
     /// whole (the header's length is checked first; the count guards files whose header says less than they hold).
     /// `checkCancellation` runs after each chunk: a server stops the work of a client that left by throwing there.
-    package func transcribe(file: URL, chunking: ChunkingOptions, decoder: (any CTCDecoder)?, maxSeconds: Double,
+    package func transcribe(file: URL, name: String? = nil, chunking: ChunkingOptions, decoder: (any CTCDecoder)?, maxSeconds: Double,
                             checkCancellation: () throws -> Void = {}) throws -> Transcription {
-        let (emissions, duration) = try streamedEmissions(file: file, chunking: chunking, maxSeconds: maxSeconds,
+        let (emissions, duration) = try streamedEmissions(file: file, name: name, chunking: chunking, maxSeconds: maxSeconds,
                                                           checkCancellation: checkCancellation)
         return decode(emissions, duration: duration, decoder: decoder)
     }
@@ -20,20 +20,20 @@ extension Transcriber {
     /// The limited `transcribe(file:...)` with greedy decoding that hands each final segment to `onSegment` as soon as
     /// its chunk is decoded (a server's streamed response): the segments' texts joined by single spaces are the
     /// returned transcript's text, as in ``LiveTranscription``.
-    package func transcribeStreaming(file: URL, chunking: ChunkingOptions, maxSeconds: Double, checkCancellation: () throws -> Void = {},
+    package func transcribeStreaming(file: URL, name: String? = nil, chunking: ChunkingOptions, maxSeconds: Double, checkCancellation: () throws -> Void = {},
                                      onSegment: (TranscriptSegment) -> Void) throws -> Transcription {
         var decoder = LiveDecoder(vocabulary: vocabulary, frameDuration: frameDuration)
         let (emissions, duration) = try streamedEmissions(
-            file: file, chunking: chunking, maxSeconds: maxSeconds, checkCancellation: checkCancellation,
+            file: file, name: name, chunking: chunking, maxSeconds: maxSeconds, checkCancellation: checkCancellation,
             onLogits: { logits, received in if let segment = decoder.append(logits, duration: received) { onSegment(segment) } })
         if let segment = decoder.finish(duration: duration) { onSegment(segment) }
         return decode(emissions, duration: duration, decoder: nil)
     }
 
     /// `align(file:transcript:chunking:)` with the same limit.
-    package func align(file: URL, transcript: String, chunking: ChunkingOptions, maxSeconds: Double,
+    package func align(file: URL, name: String? = nil, transcript: String, chunking: ChunkingOptions, maxSeconds: Double,
                        checkCancellation: () throws -> Void = {}) throws -> ForcedAlignment {
-        let (emissions, duration) = try streamedEmissions(file: file, chunking: chunking, maxSeconds: maxSeconds,
+        let (emissions, duration) = try streamedEmissions(file: file, name: name, chunking: chunking, maxSeconds: maxSeconds,
                                                           checkCancellation: checkCancellation)
         return try ForcedAligner.align(transcript: transcript, emissions: emissions, vocabulary: vocabulary, duration: duration)
     }

@@ -347,11 +347,12 @@ public final class Transcriber: Sendable {
 
     /// CTC logits of an audio file of any supported format, rate and channel count, streamed through the model in
     /// chunks exactly as ``transcribe(file:chunking:decoder:)`` reads it (memory: one chunk of audio and the logits),
-    /// and the seconds of audio; `progress` is called after each chunk.
+    /// and the seconds of audio; `progress` is called after each chunk. `name` is how errors name the file (its path
+    /// when nil).
     public func emissions(
-        file: URL, chunking: ChunkingOptions = .default, progress: ((TranscriptionProgress) -> Void)? = nil
+        file: URL, name: String? = nil, chunking: ChunkingOptions = .default, progress: ((TranscriptionProgress) -> Void)? = nil
     ) throws -> (emissions: Emissions, duration: Double) {
-        try streamedEmissions(file: file, chunking: chunking, progress: progress)
+        try streamedEmissions(file: file, name: name, chunking: chunking, progress: progress)
     }
 
     /// An audio file of any format, rate and channel count streamed through the chunk loop:
@@ -359,10 +360,10 @@ public final class Transcriber: Sendable {
     /// has been read (the header's length is checked first; the count guards files whose header says less than they
     /// hold). `progress` and `checkCancellation` run after each chunk and once at the end.
     func streamedEmissions(
-        file: URL, chunking: ChunkingOptions, maxSeconds: Double? = nil, progress: ((TranscriptionProgress) -> Void)? = nil,
+        file: URL, name: String? = nil, chunking: ChunkingOptions, maxSeconds: Double? = nil, progress: ((TranscriptionProgress) -> Void)? = nil,
         checkCancellation: () throws -> Void = {}, onLogits: ([Float], Double) -> Void = { _, _ in }
     ) throws -> (emissions: Emissions, duration: Double) {
-        let audio = try AudioFile(path: file.path)
+        let audio = try AudioFile(path: file.path, name: name)
         if let maxSeconds, audio.duration > maxSeconds { throw AudioTooLong(limitSeconds: maxSeconds) }
         logAudio(audio, chunking: chunking)
         let total = audio.frameCount > 0 ? Double(audio.frameCount) / Double(audio.sampleRate) : nil
@@ -410,9 +411,10 @@ public final class Transcriber: Sendable {
         return decode(result.emissions, duration: duration, decoder: decoder)
     }
 
-    /// Reads an audio file as mono samples at the model's sample rate (any rate and channel count in).
-    public func loadAudio(file: URL) throws -> [Float] {
-        try AudioFile(path: file.path).read(resampledTo: sampleRate).samples
+    /// Reads an audio file as mono samples at the model's sample rate (any rate and channel count in); `name` is how
+    /// errors name the file (its path when nil).
+    public func loadAudio(file: URL, name: String? = nil) throws -> [Float] {
+        try AudioFile(path: file.path, name: name).read(resampledTo: sampleRate).samples
     }
 
     /// Transcribes an audio file of any supported format, rate and channel count, streaming it through the model
@@ -423,10 +425,11 @@ public final class Transcriber: Sendable {
 
     /// The file path with a progress callback and a cancellation check run after each chunk.
     func transcribe(
-        file: URL, chunking: ChunkingOptions, decoder: (any CTCDecoder)?, progress: ((TranscriptionProgress) -> Void)?,
+        file: URL, name: String? = nil, chunking: ChunkingOptions, decoder: (any CTCDecoder)?, progress: ((TranscriptionProgress) -> Void)?,
         checkCancellation: () throws -> Void
     ) throws -> Transcription {
-        let (emissions, duration) = try streamedEmissions(file: file, chunking: chunking, progress: progress, checkCancellation: checkCancellation)
+        let (emissions, duration) = try streamedEmissions(
+            file: file, name: name, chunking: chunking, progress: progress, checkCancellation: checkCancellation)
         return decode(emissions, duration: duration, decoder: decoder)
     }
 
@@ -446,13 +449,15 @@ public final class Transcriber: Sendable {
     ///   - file: an audio file of any supported format, rate and channel count.
     ///   - chunking: how long audio is cut into chunks.
     ///   - decoder: the decoder (greedy when nil).
+    ///   - name: how errors name the file (e.g. "standard input" for a pipe spooled to a temporary file); its path
+    ///     when nil.
     ///   - progress: called after each chunk (from the thread doing the work) with how much of the audio is done.
     public func transcribe(
-        file: URL, chunking: ChunkingOptions = .default, decoder: (any CTCDecoder)? = nil,
+        file: URL, name: String? = nil, chunking: ChunkingOptions = .default, decoder: (any CTCDecoder)? = nil,
         progress: (@Sendable (TranscriptionProgress) -> Void)? = nil
     ) async throws -> Transcription {
         let work = Task.detached(priority: Task.currentPriority) { [self] in
-            try transcribe(file: file, chunking: chunking, decoder: decoder, progress: progress) { try Task.checkCancellation() }
+            try transcribe(file: file, name: name, chunking: chunking, decoder: decoder, progress: progress) { try Task.checkCancellation() }
         }
         return try await withTaskCancellationHandler { try await work.value } onCancel: { work.cancel() }
     }
@@ -480,7 +485,7 @@ public final class Transcriber: Sendable {
         guard logger.logLevel <= .debug else { return }
         let seconds = Double(audio.frameCount) / Double(max(1, audio.sampleRate))
         logger.debug("reading audio", metadata: [
-            "file": "\(audio.path)", "format": "\(audio.formatDescription)", "rate": "\(audio.sampleRate)",
+            "file": "\(audio.name)", "format": "\(audio.formatDescription)", "rate": "\(audio.sampleRate)",
             "channels": "\(audio.channels)", "seconds": "\(String(format: "%.2f", seconds))",
         ])
         if audio.sampleRate != sampleRate { logger.debug("resampling \(audio.sampleRate) Hz → \(sampleRate) Hz (windowed sinc)") }

@@ -247,8 +247,8 @@ package final class TranscriptionServer: Sendable {
             let job = try TranscriptionJob(form: form, server: self)
             let chunking = options.chunking, maxSeconds = options.maxAudioSeconds
             if job.stream { return streamedTranscription(job, path: path, cancel: cancel, lease: lease) }
-            let (transcription, seconds) = try await compute(upload: job.filename, path: path, cancel: cancel) {
-                try job.transcriber.transcribe(file: URL(fileURLWithPath: path), chunking: chunking, decoder: job.decoder, maxSeconds: maxSeconds,
+            let (transcription, seconds) = try await compute(cancel: cancel) {
+                try job.transcriber.transcribe(file: URL(fileURLWithPath: path), name: Self.uploadName(job.filename), chunking: chunking, decoder: job.decoder, maxSeconds: maxSeconds,
                                                checkCancellation: { if cancel.isSet { throw RequestCancelled() } })
             }
             metrics.transcribed(audioSeconds: transcription.duration, computeSeconds: seconds)
@@ -277,15 +277,17 @@ package final class TranscriptionServer: Sendable {
                 let work = Task { () -> Result<Transcription, any Error> in
                     defer { continuation.finish() }
                     do {
-                        let (transcription, seconds) = try await self.compute(upload: job.filename, path: path, cancel: cancel) {
+                        let (transcription, seconds) = try await self.compute(cancel: cancel) {
                             let check = { if cancel.isSet { throw RequestCancelled() } }
                             if let decoder = job.decoder {
-                                return try job.transcriber.transcribe(file: URL(fileURLWithPath: path), chunking: chunking, decoder: decoder,
-                                                                      maxSeconds: maxSeconds, checkCancellation: check)
+                                return try job.transcriber.transcribe(
+                                    file: URL(fileURLWithPath: path), name: Self.uploadName(job.filename), chunking: chunking,
+                                    decoder: decoder, maxSeconds: maxSeconds, checkCancellation: check)
                             }
                             var first = true
                             return try job.transcriber.transcribeStreaming(
-                                file: URL(fileURLWithPath: path), chunking: chunking, maxSeconds: maxSeconds, checkCancellation: check
+                                file: URL(fileURLWithPath: path), name: Self.uploadName(job.filename), chunking: chunking,
+                                maxSeconds: maxSeconds, checkCancellation: check
                             ) { segment in
                                 guard !segment.text.isEmpty else { return }
                                 continuation.yield(StreamEvent.delta((first ? "" : " ") + segment.text))
@@ -339,8 +341,8 @@ package final class TranscriptionServer: Sendable {
         try await admitted(request, context: context) { form, path, cancel, _ in
             let job = try AlignmentJob(form: form, server: self)
             let chunking = options.chunking, maxSeconds = options.maxAudioSeconds
-            let (alignment, seconds) = try await compute(upload: job.filename, path: path, cancel: cancel) {
-                try job.transcriber.align(file: URL(fileURLWithPath: path), transcript: job.text, chunking: chunking, maxSeconds: maxSeconds,
+            let (alignment, seconds) = try await compute(cancel: cancel) {
+                try job.transcriber.align(file: URL(fileURLWithPath: path), name: Self.uploadName(job.filename), transcript: job.text, chunking: chunking, maxSeconds: maxSeconds,
                                           checkCancellation: { if cancel.isSet { throw RequestCancelled() } })
             }
             metrics.transcribed(audioSeconds: alignment.duration, computeSeconds: seconds)
@@ -452,10 +454,15 @@ package final class TranscriptionServer: Sendable {
         }
     }
 
+    /// How the library's errors name an upload: its client-side file name, never the temporary file it was
+    /// received into.
+    static func uploadName(_ filename: String?) -> String {
+        filename.map { "'\($0)'" } ?? "the uploaded file"
+    }
+
     /// Runs `work` on a compute slot (waiting for one), returning its result and the seconds it took; the library's
-    /// errors become API errors that name the upload (`upload`), not the temporary file at `path`.
-    private func compute<T: Sendable>(upload: String?, path: String, cancel: CancelFlag,
-                                      _ work: @escaping @Sendable () throws -> T) async throws -> (T, Double) {
+    /// errors become API errors.
+    private func compute<T: Sendable>(cancel: CancelFlag, _ work: @escaping @Sendable () throws -> T) async throws -> (T, Double) {
         // A client that left while queued leaves the queue here (its task is cancelled, or its flag set by now).
         do {
             try await admission.acquire(for: cancel)
@@ -490,10 +497,7 @@ package final class TranscriptionServer: Sendable {
             if case .transcriptTooLong = error {
                 throw APIError.badRequest("\(error)", param: "text", code: "transcript_too_long")
             }
-            // The decoder's message names the temporary file: name the upload instead.
-            let name = upload.map { "'\($0)'" } ?? "the uploaded file"
-            let message = "\(error)".replacingOccurrences(of: path, with: name)
-            throw APIError.badRequest("The audio could not be read: \(message)", param: "file", code: "invalid_audio")
+            throw APIError.badRequest("The audio could not be read: \(error)", param: "file", code: "invalid_audio")
         case .failure(let error):
             throw APIError(.internalServerError, "Transcription failed: \(error)")
         }

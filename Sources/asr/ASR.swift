@@ -198,25 +198,26 @@ struct Logits: AsyncParsableCommand {
             try Files.prepareOutput(output)
             if file == "-" { standardInput = try StandardInput() }
             let path = standardInput?.path ?? file
+            let name = standardInput == nil ? nil : StandardInput.displayName
             let transcriber = try modelOptions.load(quiet: quiet)
             let emissions: Emissions
             if chunkSeconds > 0 {
                 let progress = Progress(total: 1, enabled: false, live: !quiet)
                 let started = DispatchTime.now().uptimeNanoseconds
                 emissions = try transcriber.emissions(
-                    file: URL(fileURLWithPath: path), chunking: try chunkingOptions(chunkSeconds: chunkSeconds, strideSeconds: strideSeconds),
+                    file: URL(fileURLWithPath: path), name: name, chunking: try chunkingOptions(chunkSeconds: chunkSeconds, strideSeconds: strideSeconds),
                     progress: { report in
                         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
                         progress.update(file, processed: report.processedSeconds, totalSeconds: report.totalSeconds, elapsed: elapsed)
                     }).emissions
                 progress.clearLine()
             } else {
-                emissions = transcriber.emissions(samples: try transcriber.loadAudio(file: URL(fileURLWithPath: path)))
+                emissions = transcriber.emissions(samples: try transcriber.loadAudio(file: URL(fileURLWithPath: path), name: name))
             }
             let data = NPY.encode(emissions.logits, shape: [emissions.frames, emissions.vocabularySize])
             try Files.write(data, to: output)
         } catch {
-            printError(standardInput?.describe(error) ?? "\(error)")
+            printError("\(error)")
             throw ExitStatus.failure
         }
     }

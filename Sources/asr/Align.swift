@@ -234,7 +234,8 @@ struct Align: AsyncParsableCommand {
                 }
                 let url = input.isStandardInput ? URL(fileURLWithPath: standardInput!.path) : input.url
                 let display = input.displayPath
-                let alignment = try transcriber.align(file: url, transcript: words, chunking: chunking) { report in
+                let name = input.isStandardInput ? StandardInput.displayName : nil
+                let alignment = try transcriber.align(file: url, name: name, transcript: words, chunking: chunking) { report in
                     let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
                     progress.update(display, processed: report.processedSeconds, totalSeconds: report.totalSeconds, elapsed: elapsed)
                 }
@@ -264,7 +265,7 @@ struct Align: AsyncParsableCommand {
                 manifest.append(ManifestLine.success(input.displayPath, alignment, elapsed: elapsed))
             } catch {
                 failed += 1
-                var message = standardInput?.describe(error) ?? "\(error)"
+                var message = "\(error)"
                 if !message.hasPrefix(input.displayPath) { message = "\(input.displayPath): \(message)" }
                 progress.failed(input.displayPath, message: message)
                 manifest.append(ManifestLine.failure(input.displayPath, message: message))

@@ -143,9 +143,4 @@ final class StandardInput {
     }
 
     deinit { close(fd) }
-
-    /// An error message with the spool path replaced by "standard input".
-    func describe(_ error: Error) -> String {
-        "\(error)".replacingOccurrences(of: path, with: Self.displayName)
-    }
 }

@@ -171,7 +171,7 @@ final class AudioSource: @unchecked Sendable {
         } else {
             fd = -1
             if path == "-" { standardInput = try StandardInput() }
-            let audio = try AudioFile(path: standardInput?.path ?? path)
+            let audio = try AudioFile(path: standardInput?.path ?? path, name: name)
             file = audio
             self.rate = audio.sampleRate
             self.channels = audio.channels

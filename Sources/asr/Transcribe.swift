@@ -205,7 +205,8 @@ struct Transcribe: AsyncParsableCommand {
             let started = DispatchTime.now().uptimeNanoseconds
             do {
                 let display = input.displayPath
-                let result = try await transcriber.transcribe(file: url, chunking: chunking, decoder: decoder) { report in
+                let name = input.isStandardInput ? StandardInput.displayName : nil
+                let result = try await transcriber.transcribe(file: url, name: name, chunking: chunking, decoder: decoder) { report in
                     let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
                     progress.update(display, processed: report.processedSeconds, totalSeconds: report.totalSeconds, elapsed: elapsed)
                 }
@@ -222,7 +223,7 @@ struct Transcribe: AsyncParsableCommand {
                 manifest.append(ManifestLine.success(input.displayPath, result, elapsed: elapsed))
             } catch {
                 failed += 1
-                var message = standardInput?.describe(error) ?? "\(error)"
+                var message = "\(error)"
                 if let error = error as? ASRError, case .writeFailed = error { message = "\(input.displayPath): \(message)" }
                 progress.failed(input.displayPath, message: message)
                 manifest.append(ManifestLine.failure(input.displayPath, message: message))

@@ -693,3 +693,16 @@ extension OutputClashTests {
         }
     }
 }
+
+/// Issue 28: standard input is named by the name it is given, not by string surgery on its spool path.
+@Suite struct StandardInputNameTests {
+    @Test(arguments: ["broken_text.wav", "broken_nan.wav"])
+    func aCorruptPipeIsNamedStandardInput(_ fixture: String) throws {
+        let broken = try Data(contentsOf: CLI.fixtures.appendingPathComponent("audio/\(fixture)"))
+        for command in [["transcribe", "-", "-q"], ["logits", "-", "-o", "/dev/null"], ["align", "-", "--text", "a b", "-q"]] {
+            let result = try Runner.run(command, stdin: broken, limit: 60)
+            #expect(result.status != 0 && result.stderr.contains("standard input"), "\(command): \(result.stderr)")
+            #expect(!result.stderr.contains("/dev/fd/"), "\(command): \(result.stderr)")
+        }
+    }
+}

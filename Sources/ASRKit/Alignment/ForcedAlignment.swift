@@ -260,11 +260,13 @@ extension Transcriber {
     }
 
     /// Aligns a known `transcript` to an audio file of any supported format, rate and channel count, streamed
-    /// through the model in chunks; `progress` is called after each chunk.
+    /// through the model in chunks; `progress` is called after each chunk. `name` is how errors name the file (its
+    /// path when nil).
     public func align(
-        file: URL, transcript: String, chunking: ChunkingOptions = .default, progress: ((TranscriptionProgress) -> Void)? = nil
+        file: URL, name: String? = nil, transcript: String, chunking: ChunkingOptions = .default,
+        progress: ((TranscriptionProgress) -> Void)? = nil
     ) throws -> ForcedAlignment {
-        let (emissions, duration) = try streamedEmissions(file: file, chunking: chunking, progress: progress)
+        let (emissions, duration) = try streamedEmissions(file: file, name: name, chunking: chunking, progress: progress)
         return try ForcedAligner.align(transcript: transcript, emissions: emissions, vocabulary: vocabulary, duration: duration)
     }
 }

@@ -16,6 +16,9 @@ public final class AudioFile {
     public let formatDescription: String
     /// The path the file was opened from.
     public let path: String
+    /// How errors and logs name the file: the path, unless the caller gave another name (a spooled pipe is
+    /// "standard input", an upload its client-side file name).
+    public let name: String
     /// Whether `frameCount` is exact (FLAC's STREAMINFO), so that decoding fewer frames means the file was cut.
     /// MP3 lengths are estimated from the file size and Ogg streams state none: a cut one cannot be told from a
     /// short one and is transcribed as far as it goes.
@@ -33,9 +36,14 @@ public final class AudioFile {
     public static let maxChannels = 256
 
     /// Opens `path` and reads its header; no samples are decoded yet.
-    public init(path: String) throws {
+    ///
+    /// - Parameters:
+    ///   - path: the file to open.
+    ///   - name: how errors name the file; `path` when nil.
+    public init(path: String, name: String? = nil) throws {
         self.path = path
-        let name = path
+        let name = name ?? path
+        self.name = name
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw ASRError.unreadableAudio(file: name, reason: "no such file")
@@ -130,7 +138,7 @@ public final class AudioFile {
             Int(sf_readf_float(handle, buffer.baseAddress, sf_count_t(maxFrames)))
         }
         if read <= 0 && sf_error(handle) != 0 {
-            throw ASRError.unreadableAudio(file: path, reason: "decoding failed (\(String(cString: sf_strerror(handle))))")
+            throw ASRError.unreadableAudio(file: name, reason: "decoding failed (\(String(cString: sf_strerror(handle))))")
         }
         return Array(block.prefix(max(0, read) * channels))
     }
@@ -144,20 +152,10 @@ public final class AudioFile {
         }
         let error = sf_error(handle)
         if read <= 0 && error != 0 {
-            throw ASRError.unreadableAudio(file: path, reason: "decoding failed (\(String(cString: sf_strerror(handle))))")
+            throw ASRError.unreadableAudio(file: name, reason: "decoding failed (\(String(cString: sf_strerror(handle))))")
         }
         guard read > 0 else { return [] }
-        if channels == 1 { return Array(interleaved[0..<read]) }
-        let scale = 1 / Float(channels)
-        var mono = [Float](repeating: 0, count: read)
-        interleaved.withUnsafeBufferPointer { src in
-            for i in 0..<read {
-                var sum: Float = 0
-                for c in 0..<channels { sum += src[i * channels + c] }
-                mono[i] = sum * scale
-            }
-        }
-        return mono
+        return SampleConditioner.mixdown(interleaved, frames: read, channels: channels)
     }
 
     /// Reads the rest of the file as mono samples at the file's own rate.

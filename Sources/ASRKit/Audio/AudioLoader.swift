@@ -28,7 +28,7 @@ public final class AudioStream {
     public let file: AudioFile
     /// The rate (samples per second) of the samples `next()` returns.
     public let sampleRate: Int
-    private var resampler: Resampler?
+    private var conditioner: SampleConditioner
     private var finished = false
     /// Frames read from the file so far (at its own rate).
     public private(set) var framesRead = 0
@@ -40,30 +40,26 @@ public final class AudioStream {
         self.file = file
         self.sampleRate = sampleRate
         self.blockFrames = blockFrames
-        resampler = file.sampleRate == sampleRate ? nil : Resampler(inputRate: file.sampleRate, outputRate: sampleRate)
+        conditioner = SampleConditioner(sourceRate: file.sampleRate, channels: file.channels, targetRate: sampleRate, sourceName: file.name)
     }
 
     /// The next samples at `sampleRate`, or nil once the file is exhausted.
     public func next() throws -> [Float]? {
         while !finished {
-            let block = try file.readBlock(maxFrames: blockFrames)
+            let block = try file.readInterleavedBlock(maxFrames: blockFrames)
             if block.isEmpty {
                 finished = true
-                guard framesRead > 0 else { throw ASRError.invalidAudio(file: file.path, reason: "file holds no audio samples") }
+                guard framesRead > 0 else { throw ASRError.invalidAudio(file: file.name, reason: "file holds no audio samples") }
                 // As a cut WAV/AIFF is refused when opened: a FLAC file states its exact length.
                 if file.hasExactLength && framesRead < file.frameCount {
                     throw ASRError.invalidAudio(
-                        file: file.path, reason: "file is truncated: its header announces \(file.frameCount) frames of audio, \(framesRead) could be decoded")
+                        file: file.name, reason: "file is truncated: its header announces \(file.frameCount) frames of audio, \(framesRead) could be decoded")
                 }
-                return resampler?.finish()
+                let tail = conditioner.finish()
+                return tail.isEmpty ? nil : tail
             }
-            if let bad = block.firstIndex(where: { !$0.isFinite }) {
-                let seconds = Double(framesRead + bad) / Double(file.sampleRate)
-                throw ASRError.invalidAudio(
-                    file: file.path, reason: "sample at \(String(format: "%.3f", seconds)) s is \(block[bad]); the file is corrupt")
-            }
-            framesRead += block.count
-            let out = resampler?.process(block) ?? block
+            let out = try conditioner.process(block)
+            framesRead = conditioner.framesIn
             if !out.isEmpty { return out }
         }
         return nil

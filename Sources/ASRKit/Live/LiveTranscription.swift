@@ -141,15 +141,11 @@ public final class LiveTranscription: AsyncSequence, Sendable {
 /// The consuming side of a live transcription: mixes down, resamples, runs chunks and decodes, on demand.
 final class LiveEngine: @unchecked Sendable {
     private let queue: SampleQueue
-    private let channels: Int
-    private let sourceRate: Int
     private let partialResults: Bool
     private let partialSamples: Int
     private var chunker: ChunkedEmissions
     private var decoder: LiveDecoder
-    private var resampler: Resampler?
-    private var remainder: [Float] = []
-    private var sourceFrames = 0
+    private var conditioner: SampleConditioner
     private var samplesAtLastPartial = 0
     private var results: [LiveResult] = []
     private var ended = false
@@ -158,14 +154,12 @@ final class LiveEngine: @unchecked Sendable {
 
     init(_ live: LiveTranscription, queue: SampleQueue) {
         self.queue = queue
-        channels = live.channels
-        sourceRate = live.sampleRate
         partialResults = live.partialResults
         let rate = live.transcriber.sampleRate
         partialSamples = max(1, Int(live.partialInterval * Double(rate)))
         chunker = ChunkedEmissions(transcriber: live.transcriber, chunking: live.chunking)
         decoder = LiveDecoder(vocabulary: live.transcriber.vocabulary, frameDuration: live.transcriber.frameDuration)
-        resampler = live.sampleRate == rate ? nil : Resampler(inputRate: live.sampleRate, outputRate: rate)
+        conditioner = SampleConditioner(sourceRate: live.sampleRate, channels: live.channels, targetRate: rate, sourceName: "live audio")
     }
 
     deinit {
@@ -197,7 +191,7 @@ final class LiveEngine: @unchecked Sendable {
                     continue
                 }
                 guard let buffer = try await queue.next() else {
-                    if resampler != nil { chunker.append(resampler!.finish()) }
+                    chunker.append(conditioner.finish())
                     inputEnded = true
                     continue
                 }
@@ -220,28 +214,6 @@ final class LiveEngine: @unchecked Sendable {
 
     /// Interleaved samples at the source rate → mono at the model's rate, into the chunker.
     private func take(_ buffer: [Float]) throws {
-        var input = buffer
-        if channels > 1 {
-            if !remainder.isEmpty { input = remainder + input }
-            let frames = input.count / channels
-            remainder = Array(input[(frames * channels)...])
-            let scale = 1 / Float(channels)
-            var mono = [Float](repeating: 0, count: frames)
-            input.withUnsafeBufferPointer { src in
-                for i in 0..<frames {
-                    var sum: Float = 0
-                    for c in 0..<channels { sum += src[i * channels + c] }
-                    mono[i] = sum * scale
-                }
-            }
-            input = mono
-        }
-        if let bad = input.firstIndex(where: { !$0.isFinite }) {
-            let seconds = Double(sourceFrames + bad) / Double(sourceRate)
-            throw ASRError.invalidAudio(file: "live audio", reason: "sample at \(String(format: "%.3f", seconds)) s is \(input[bad])")
-        }
-        sourceFrames += input.count
-        if resampler != nil { input = resampler!.process(input) }
-        chunker.append(input)
+        chunker.append(try conditioner.process(buffer))
     }
 }
