@@ -9,6 +9,8 @@ let package = Package(
     products: [
         .library(name: "ASRKit", targets: ["ASRKit"]),
         .library(name: "ASRBuiltinModel", targets: ["ASRBuiltinModel"]),
+        // Batches over many files: input discovery, output plans, atomic writes, resumable manifests, shards.
+        .library(name: "ASRBatch", targets: ["ASRBatch"]),
         .executable(name: "asr", targets: ["asr"]),
     ],
     dependencies: [

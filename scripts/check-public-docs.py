@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Every `public`/`open` declaration in Sources/ASRKit must carry a DocC `///` comment (or a `/** */` block).
+"""Every `public`/`open` declaration in Sources/ASRKit and Sources/ASRBatch (the libraries people import) must carry a DocC `///` comment (or a `/** */` block).
 
-Walks Sources/ASRKit/**/*.swift. A declaration line is one that starts, after optional attributes (`@inlinable`,
+Walks Sources/{ASRKit,ASRBatch}/**/*.swift. A declaration line is one that starts, after optional attributes (`@inlinable`,
 `@available(macOS 13, *)`, ...) and modifiers, with `public` or `open`. `public extension` lines are skipped (their
 members are still checked). The nearest preceding line that is not an attribute (attributes may span several lines)
 must be a `///` line or the end of a `/** */` block. Offenders are printed as `path:line: declaration`; exit 1 if any.
@@ -11,7 +11,7 @@ import re
 import sys
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-SOURCES = os.path.join(ROOT, "Sources", "ASRKit")
+SOURCES = [os.path.join(ROOT, "Sources", name) for name in ("ASRKit", "ASRBatch")]
 
 # One attribute: `@name`, optionally with a (possibly nested) parenthesised argument on the same line.
 ATTR = r"@[\w.]+(?:\((?:[^()]|\([^()]*\))*\))?"
@@ -101,13 +101,14 @@ def check(path):
 
 def main():
     total, offenders = 0, []
-    for dirpath, dirnames, filenames in os.walk(SOURCES):
-        dirnames.sort()
-        for name in sorted(filenames):
-            if name.endswith(".swift"):
-                n, missing = check(os.path.join(dirpath, name))
-                total += n
-                offenders += missing
+    for sources in SOURCES:
+        for dirpath, dirnames, filenames in os.walk(sources):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if name.endswith(".swift"):
+                    n, missing = check(os.path.join(dirpath, name))
+                    total += n
+                    offenders += missing
     for line in offenders:
         print(line)
     if offenders:

@@ -9,19 +9,23 @@ import Darwin
 /// What a sharded run adds to each manifest line, so that `asr manifest merge` can tell shards of one partition
 /// from shards of another: the shard (K of N), a fingerprint of the whole sorted input set, and how many inputs the
 /// whole set has (to find shards that are missing).
-package struct ManifestPartition: Equatable, Sendable {
-    package let shard: Shard
-    package let inputSet: String
-    package let inputs: Int
+public struct ManifestPartition: Equatable, Sendable {
+    /// The shard this run is.
+    public let shard: Shard
+    /// ``Partition/fingerprint(_:)`` of the whole input set.
+    public let inputSet: String
+    /// Inputs in the whole set.
+    public let inputs: Int
 
-    package init(shard: Shard, inputSet: String, inputs: Int) {
+    /// The partition record of `shard` of an input set.
+    public init(shard: Shard, inputSet: String, inputs: Int) {
         self.shard = shard
         self.inputSet = inputSet
         self.inputs = inputs
     }
 
     /// The identity that must agree between manifests to be merged (N and the input set; K differs, of course).
-    package var key: String { Self.key(shards: shard.count, inputs: inputs, inputSet: inputSet) }
+    public var key: String { Self.key(shards: shard.count, inputs: inputs, inputSet: inputSet) }
 
     /// The one spelling of a partition's identity, for this run's manifest and for lines read back.
     static func key(shards: Int, inputs: Int, inputSet: String) -> String {
@@ -36,23 +40,24 @@ package struct ManifestPartition: Equatable, Sendable {
 /// the files this run redoes (`redone`), and of another run's partition; every other line is kept. A regular file is locked
 /// (flock) while it is written, so two processes cannot append to one manifest (two tasks given the same shard).
 /// `-` (stdout), FIFOs and character devices are written into as they are, with nothing to resume.
-package final class ManifestWriter: @unchecked Sendable {
-    package let path: String
+public final class ManifestWriter: @unchecked Sendable {
+    /// The manifest's path (`-` for standard output).
+    public let path: String
     private let fd: Int32
     private let isRegularFile: Bool
     private let partition: ManifestPartition?
     private let mutex = NSLock()
     /// Latest status ("ok", "error", "skipped") per file among the lines that were there when the manifest was opened.
-    package private(set) var previous: [String: String] = [:]
+    public private(set) var previous: [String: String] = [:]
     /// The first write error, in words; lines after it are not written.
-    package private(set) var writeError: String?
+    public private(set) var writeError: String?
     /// Lines a restart dropped although their file is not redone: they belong to another run's partition (or to a
     /// sharded run when this one is not, or the other way round), which this run's lines cannot sit beside.
-    package private(set) var droppedLines = 0
+    public private(set) var droppedLines = 0
 
     /// Opens (or creates) the manifest at `path`. With `restart`, the lines of the files in `redone` are removed
     /// first (the file is rewritten beside itself and renamed, so a kill keeps either the old or the new lines).
-    package init(path: String, restart: Bool, redone: Set<String> = [], partition: ManifestPartition?) throws {
+    public init(path: String, restart: Bool, redone: Set<String> = [], partition: ManifestPartition?) throws {
         func fail(_ reason: String) -> ASRError { .writeFailed(file: path, reason: reason) }
         self.path = path
         self.partition = partition
@@ -152,7 +157,7 @@ package final class ManifestWriter: @unchecked Sendable {
 
     /// Appends one manifest line (a JSON object without newline), adding the partition fields of a sharded run,
     /// and flushes it to disk.
-    package func append(_ line: String) {
+    public func append(_ line: String) {
         var text = line
         if let partition, text.hasSuffix("}") {
             text.removeLast()
@@ -170,7 +175,7 @@ package final class ManifestWriter: @unchecked Sendable {
     }
 
     /// Runs `body` while no line is being written (a process that exits inside it leaves no torn line).
-    package func withLock<T>(_ body: () throws -> T) rethrows -> T {
+    public func withLock<T>(_ body: () throws -> T) rethrows -> T {
         mutex.lock()
         defer { mutex.unlock() }
         return try body()
@@ -178,26 +183,38 @@ package final class ManifestWriter: @unchecked Sendable {
 }
 
 /// One line of a manifest as read back: the fields merge needs, and the line as it was written.
-package struct ManifestEntry: Sendable {
-    package let file: String
-    package let status: String
-    package let duration: Double?
-    package let elapsed: Double?
-    package let error: String?
-    package let finished: Double?
-    package let shard: Int?
-    package let shards: Int?
-    package let inputSet: String?
-    package let inputs: Int?
-    package let text: String
+public struct ManifestEntry: Sendable {
+    /// The input, as the batch named it.
+    public let file: String
+    /// `ok`, `error` or `skipped`.
+    public let status: String
+    /// Seconds of audio.
+    public let duration: Double?
+    /// Seconds the input took.
+    public let elapsed: Double?
+    /// The error in words, for `error`.
+    public let error: String?
+    /// When it finished (seconds since 1970), in sharded runs.
+    public let finished: Double?
+    /// K, in sharded runs.
+    public let shard: Int?
+    /// N, in sharded runs.
+    public let shards: Int?
+    /// The input set's fingerprint, in sharded runs.
+    public let inputSet: String?
+    /// Inputs in the whole set, in sharded runs.
+    public let inputs: Int?
+    /// The line as it was written.
+    public let text: String
 
     /// N, the input count and the input set of a sharded run's line (nil for an unsharded run's).
-    package var partitionKey: String? {
+    public var partitionKey: String? {
         guard let shards, let inputSet, let inputs else { return nil }
         return ManifestPartition.key(shards: shards, inputs: inputs, inputSet: inputSet)
     }
 
-    package init?(_ text: String) {
+    /// The entry of one manifest line; nil when it is not one (no `file` or `status`).
+    public init?(_ text: String) {
         guard let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any],
               let file = object["file"] as? String, let status = object["status"] as? String else { return nil }
         func number(_ key: String) -> Double? { (object[key] as? NSNumber)?.doubleValue }
@@ -215,7 +232,7 @@ package struct ManifestEntry: Sendable {
     }
 
     /// The complete lines of a manifest; `invalid` counts lines that are not manifest lines (a torn last line).
-    package static func parse(_ data: Data) -> (entries: [ManifestEntry], invalid: [Int]) {
+    public static func parse(_ data: Data) -> (entries: [ManifestEntry], invalid: [Int]) {
         var entries: [ManifestEntry] = []
         var invalid: [Int] = []
         for (number, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
@@ -229,31 +246,42 @@ package struct ManifestEntry: Sendable {
 
 /// `asr manifest merge`: per-shard manifests into one line per input (the latest final status of each file: `ok`
 /// or `error` over `skipped`, later lines over earlier ones), with a summary.
-package struct ManifestMerge {
-    package struct Source {
-        package let name: String
-        package let entries: [ManifestEntry]
-        package init(name: String, entries: [ManifestEntry]) {
+public struct ManifestMerge {
+    /// One manifest to merge.
+    public struct Source {
+        /// How messages name it (its path).
+        public let name: String
+        /// Its lines.
+        public let entries: [ManifestEntry]
+        /// A manifest named `name` with its lines.
+        public init(name: String, entries: [ManifestEntry]) {
             self.name = name
             self.entries = entries
         }
     }
 
-    package let lines: [ManifestEntry]
+    /// One line per input: its latest final status.
+    public let lines: [ManifestEntry]
     /// The partition all sources share (nil: unsharded manifests).
-    package let partition: String?
-    package let expectedInputs: Int?
-    package let shards: Int?
-    package let shardsSeen: Set<Int>
+    public let partition: String?
+    /// Inputs in the partition's whole set (nil: unsharded).
+    public let expectedInputs: Int?
+    /// N (nil: unsharded).
+    public let shards: Int?
+    /// The shards that wrote at least one line.
+    public let shardsSeen: Set<Int>
 
-    package init(_ sources: [Source]) throws {
+    /// Merges `sources`.
+    ///
+    /// - Throws: ``ShardError`` (``ShardError/Code/differentPartitions``) when they are of different partitions.
+    public init(_ sources: [Source]) throws {
         var keys: [String: [String]] = [:]
         for source in sources {
             for key in Set(source.entries.map { $0.partitionKey ?? "not sharded" }) { keys[key, default: []].append(source.name) }
         }
         if keys.count > 1 {
             let detail = keys.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value.joined(separator: ", "))" }.joined(separator: "; ")
-            throw ShardError("the manifests are of different partitions (different shard counts or input sets), refusing to merge them: \(detail)")
+            throw ShardError(.differentPartitions, "the manifests are of different partitions (different shard counts or input sets), refusing to merge them: \(detail)")
         }
         var latest: [String: ManifestEntry] = [:]
         var seen = Set<Int>()
@@ -270,22 +298,30 @@ package struct ManifestMerge {
         shardsSeen = seen
     }
 
-    package var ok: [ManifestEntry] { lines.filter { $0.status == "ok" } }
-    package var failed: [ManifestEntry] { lines.filter { $0.status == "error" } }
-    package var skipped: [ManifestEntry] { lines.filter { $0.status == "skipped" } }
-    package var missingShards: [Int] { shards.map { (0..<$0).filter { !shardsSeen.contains($0) } } ?? [] }
-    package var complete: Bool { expectedInputs.map { lines.count >= $0 } ?? true }
+    /// The inputs transcribed.
+    public var ok: [ManifestEntry] { lines.filter { $0.status == "ok" } }
+    /// The inputs that failed.
+    public var failed: [ManifestEntry] { lines.filter { $0.status == "error" } }
+    /// The inputs only ever skipped (outputs existed).
+    public var skipped: [ManifestEntry] { lines.filter { $0.status == "skipped" } }
+    /// Shards of the partition with no line at all.
+    public var missingShards: [Int] { shards.map { (0..<$0).filter { !shardsSeen.contains($0) } } ?? [] }
+    /// Whether every input of the partition has a line (true for unsharded manifests).
+    public var complete: Bool { expectedInputs.map { lines.count >= $0 } ?? true }
 
-    package var audioSeconds: Double { ok.compactMap(\.duration).reduce(0, +) }
-    package var computeSeconds: Double { ok.compactMap(\.elapsed).reduce(0, +) }
+    /// Seconds of audio transcribed.
+    public var audioSeconds: Double { ok.compactMap(\.duration).reduce(0, +) }
+    /// Seconds of compute the transcribed inputs took, summed over processes.
+    public var computeSeconds: Double { ok.compactMap(\.elapsed).reduce(0, +) }
     /// First start to last finish over the lines kept (sharded runs record when each file finished).
-    package var wallSeconds: Double? {
+    public var wallSeconds: Double? {
         let timed = lines.compactMap { line in line.finished.map { ($0 - (line.elapsed ?? 0), $0) } }
         guard let first = timed.map(\.0).min(), let last = timed.map(\.1).max(), last > first else { return nil }
         return last - first
     }
 
-    package var summary: String {
+    /// What the merge found, in a few lines of words.
+    public var summary: String {
         var text = "\(lines.count) files"
         if let expectedInputs, let shards { text += " of \(expectedInputs) in the partition over \(shards) shard\(shards == 1 ? "" : "s")" }
         text += ": \(ok.count) ok, \(failed.count) failed, \(skipped.count) skipped (outputs existed, no transcript in these manifests)\n"

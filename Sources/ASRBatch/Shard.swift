@@ -3,30 +3,37 @@ import Foundation
 
 /// One shard of a batch: shard `index` of `count` (`--shard K/N`). Every process of an array job computes the same
 /// partition from the same inputs, so each input is transcribed by exactly one shard, with no coordinator.
-package struct Shard: Equatable, Sendable, CustomStringConvertible {
-    package let index: Int
-    package let count: Int
+public struct Shard: Equatable, Sendable, CustomStringConvertible {
+    /// K: which shard, from 0.
+    public let index: Int
+    /// N: how many shards the batch is split into.
+    public let count: Int
 
-    package init(index: Int, count: Int) throws {
-        guard count >= 1 else { throw ShardError("the shard count must be at least 1 (got \(count))") }
+    /// Shard `index` of `count`.
+    ///
+    /// - Throws: ``ShardError`` (``ShardError/Code/outOfRange``) unless `count` ≥ 1 and `index` is in 0..<count.
+    public init(index: Int, count: Int) throws {
+        guard count >= 1 else { throw ShardError(.outOfRange, "the shard count must be at least 1 (got \(count))") }
         guard (0..<count).contains(index) else {
-            throw ShardError("shard \(index) of \(count) does not exist (K must be 0…\(count - 1))")
+            throw ShardError(.outOfRange, "shard \(index) of \(count) does not exist (K must be 0…\(count - 1))")
         }
         self.index = index
         self.count = count
     }
 
-    package var description: String { "\(index)/\(count)" }
+    /// `K/N`.
+    public var description: String { "\(index)/\(count)" }
 
-    /// `K/N`, or `auto`: K and N from the scheduler's environment (see `fromEnvironment`).
-    package static func parse(_ text: String, shardCount: Int?, environment: [String: String]) throws -> Shard {
+    /// `K/N`, or `auto`: K and N from the scheduler's environment (see `fromEnvironment`); `shardCount`, when given,
+    /// is N (it must agree with a `K/N`).
+    public static func parse(_ text: String, shardCount: Int?, environment: [String: String]) throws -> Shard {
         if text == "auto" { return try fromEnvironment(environment, shardCount: shardCount) }
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 2, let k = Int(parts[0]), let n = Int(parts[1]) else {
-            throw ShardError("--shard \(text): give K/N (shard K of N, K from 0) or auto")
+            throw ShardError(.invalidSpec, "shard '\(text)': give K/N (shard K of N, K from 0) or auto")
         }
         if let shardCount, shardCount != n {
-            throw ShardError("--shard \(text) and --shard-count \(shardCount) disagree")
+            throw ShardError(.countDisagrees, "shard '\(text)' and the shard count \(shardCount) disagree")
         }
         return try Shard(index: k, count: n)
     }
@@ -36,43 +43,73 @@ package struct Shard: Equatable, Sendable, CustomStringConvertible {
     ///   unset), N = SLURM_ARRAY_TASK_COUNT (or `--shard-count`). `--array=0-15`, `--array=1-16` and `--array=0-30:2`
     ///   all give shards 0…15 of 16; a throttle (`%4`) changes nothing.
     /// - Kubernetes Indexed Jobs: K = JOB_COMPLETION_INDEX, N = `--shard-count` (the Job's `completions`).
-    package static func fromEnvironment(_ environment: [String: String], shardCount: Int?) throws -> Shard {
+    public static func fromEnvironment(_ environment: [String: String], shardCount: Int?) throws -> Shard {
         func number(_ name: String) throws -> Int? {
             guard let text = environment[name], !text.isEmpty else { return nil }
-            guard let value = Int(text) else { throw ShardError("\(name)=\(text) is not a whole number") }
+            guard let value = Int(text) else { throw ShardError(.invalidEnvironment, "\(name)=\(text) is not a whole number") }
             return value
         }
         if let id = try number("SLURM_ARRAY_TASK_ID") {
             guard let min = try number("SLURM_ARRAY_TASK_MIN") else {
-                throw ShardError("--shard auto: SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_MIN is not")
+                throw ShardError(.invalidEnvironment, "the Slurm array task: SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_MIN is not")
             }
             let step = try number("SLURM_ARRAY_TASK_STEP") ?? 1
             guard let count = try shardCount ?? number("SLURM_ARRAY_TASK_COUNT") else {
-                throw ShardError("--shard auto: SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not (or give --shard-count N)")
+                throw ShardError(.countMissing, "the Slurm array task: SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not, and no shard count is given")
             }
             guard step >= 1, (id - min) % step == 0 else {
-                throw ShardError("--shard auto: SLURM_ARRAY_TASK_ID=\(id) is not on the array's step (min \(min), step \(step)); use --array=A-B[:S]")
+                throw ShardError(.invalidEnvironment, "the Slurm array task: SLURM_ARRAY_TASK_ID=\(id) is not on the array's step (min \(min), step \(step)); use --array=A-B[:S]")
             }
             do { return try Shard(index: (id - min) / step, count: count) } catch let error as ShardError {
-                throw ShardError("--shard auto (Slurm array task \(id), min \(min), count \(count)): \(error.message); use a plain range --array=A-B")
+                throw ShardError(.outOfRange, "the Slurm array task \(id) (min \(min), count \(count)): \(error.message); use a plain range --array=A-B")
             }
         }
         if let index = try number("JOB_COMPLETION_INDEX") {
             guard let count = shardCount else {
-                throw ShardError("--shard auto: JOB_COMPLETION_INDEX is set (Kubernetes Indexed Job) but --shard-count N is not given (N = the Job's completions)")
+                throw ShardError(.countMissing, "the Kubernetes Indexed Job: JOB_COMPLETION_INDEX is set but no shard count is given (N = the Job's completions)")
             }
             do { return try Shard(index: index, count: count) } catch let error as ShardError {
-                throw ShardError("--shard auto (JOB_COMPLETION_INDEX=\(index)): \(error.message)")
+                throw ShardError(.outOfRange, "the Kubernetes Indexed Job (JOB_COMPLETION_INDEX=\(index)): \(error.message)")
             }
         }
-        throw ShardError("--shard auto: no scheduler found: set SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_MIN and SLURM_ARRAY_TASK_COUNT (a Slurm array task), or JOB_COMPLETION_INDEX with --shard-count N (a Kubernetes Indexed Job), or give --shard K/N")
+        throw ShardError(.noScheduler, "no scheduler found: set SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_MIN and SLURM_ARRAY_TASK_COUNT (a Slurm array task), or JOB_COMPLETION_INDEX with a shard count (a Kubernetes Indexed Job), or give the shard as K/N")
     }
 }
 
-package struct ShardError: Error, CustomStringConvertible {
-    package let message: String
-    package init(_ message: String) { self.message = message }
-    package var description: String { message }
+/// Why a shard could not be worked out, or manifests could not be merged: a stable ``code`` to switch on and a
+/// message in words.
+public struct ShardError: Error, CustomStringConvertible {
+    /// What went wrong.
+    public enum Code: String, Sendable {
+        /// The spec is neither `K/N` nor `auto`.
+        case invalidSpec
+        /// `K/N` and the shard count given beside it disagree.
+        case countDisagrees
+        /// K is not in 0..<N, or N < 1.
+        case outOfRange
+        /// The scheduler gives K but nothing gives N.
+        case countMissing
+        /// A scheduler variable is malformed or incomplete.
+        case invalidEnvironment
+        /// `auto` with no scheduler's variables set.
+        case noScheduler
+        /// Manifests of different partitions were given to one merge.
+        case differentPartitions
+    }
+
+    /// What went wrong, for a caller to switch on.
+    public let code: Code
+    /// The problem in words (in the library's terms: the shard spec, the shard count, the scheduler's variables).
+    public let message: String
+
+    /// An error with its code and message.
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    /// The message.
+    public var description: String { message }
 }
 
 /// The partition of a batch's inputs over N shards.
@@ -81,18 +118,22 @@ package struct ShardError: Error, CustomStringConvertible {
 /// (ties by path), each go to the shard with the fewest bytes so far (ties: the lowest shard). It depends only on the
 /// set of (path, size) pairs, not on their order on the command line, so every process computes the same shards; the
 /// largest shard is at most 4/3 of the optimum, and at most the mean plus the largest single file.
-package enum Partition {
-    package struct Input: Equatable, Sendable {
-        package let path: String
-        package let bytes: Int64
-        package init(path: String, bytes: Int64) {
+public enum Partition {
+    /// One input as the partition sees it.
+    public struct Input: Equatable, Sendable {
+        /// Its path, as every process names it (the key).
+        public let path: String
+        /// Its size in bytes (the weight).
+        public let bytes: Int64
+        /// An input of `bytes` bytes at `path`.
+        public init(path: String, bytes: Int64) {
             self.path = path
             self.bytes = bytes
         }
     }
 
     /// The shard (0..<count) of every input, in the order given.
-    package static func assign(_ inputs: [Input], count: Int) -> [Int] {
+    public static func assign(_ inputs: [Input], count: Int) -> [Int] {
         precondition(count >= 1)
         let order = inputs.indices.sorted {
             let a = inputs[$0], b = inputs[$1]
@@ -113,14 +154,14 @@ package enum Partition {
     }
 
     /// The indices of the inputs that `shard` takes, in the order given.
-    package static func select(_ inputs: [Input], shard: Shard) -> [Int] {
+    public static func select(_ inputs: [Input], shard: Shard) -> [Int] {
         let assigned = assign(inputs, count: shard.count)
         return inputs.indices.filter { assigned[$0] == shard.index }
     }
 
     /// A fingerprint of the whole input set (paths and sizes, order-independent): shards of one partition carry the
     /// same one, so manifests of different corpora or changed files are not merged as one. FNV-1a, 64 bits, hex.
-    package static func fingerprint(_ inputs: [Input]) -> String {
+    public static func fingerprint(_ inputs: [Input]) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for input in inputs.sorted(by: { $0.path != $1.path ? $0.path < $1.path : $0.bytes < $1.bytes }) {
             for byte in Array(input.path.utf8) + [0] + Array(String(input.bytes).utf8) + [10] {

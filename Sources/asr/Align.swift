@@ -1,4 +1,5 @@
 import ArgumentParser
+import ASRBatch
 import ASRKit
 import Foundation
 
@@ -89,7 +90,7 @@ struct Align: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let inputs = InputList.collect(paths, recursive: recursive)
+        let inputs = BatchInputs.collect(paths, recursive: recursive)
         let formats = format.isEmpty ? [AlignmentFormat.json] : format
         let given = text != nil || transcript != nil
         let toStdout = given && outputDir == nil && formats.count == 1
@@ -99,69 +100,18 @@ struct Align: AsyncParsableCommand {
         if !toStdout && outputDir == nil, inputs.items.contains(where: \.isStandardInput) {
             throw usageError("standard input (-) has no folder to write its outputs next to; give --output-dir")
         }
-        func destination(_ input: InputList.Item, _ format: AlignmentFormat) -> String {
-            let base = outputDir.map { URL(fileURLWithPath: $0).appendingPathComponent(input.relativePath) } ?? input.url
-            return base.deletingPathExtension().appendingPathExtension(format.fileExtension).path
+        // Before any work: no two inputs share an output, no output replaces an input or a transcript, and every
+        // output folder and the manifest can be written.
+        var protected = OutputPlan<AlignmentFormat>.inputsProtected(inputs)
+        for item in inputs.items where !item.isStandardInput {
+            if let transcript = Self.transcriptBeside(item.url) { protected[transcript.path] = "the transcript \(transcript.path)" }
         }
-        let plan = inputs.items.map { input in toStdout ? [] : formats.map { (format: $0, path: destination(input, $0)) } }
-
-        // Before any work: no two inputs share an output, and no output replaces a transcript or an input.
-        var owners: [String: Int] = [:]
-        var clashes: [String] = []
-        let protected = Set(inputs.items.flatMap { item -> [String] in
-            guard !item.isStandardInput else { return [] }
-            return [item.url.standardizedFileURL.path] + (Self.transcriptBeside(item.url).map { [$0.standardizedFileURL.path] } ?? [])
-        })
-        for (index, destinations) in plan.enumerated() {
-            for destination in destinations {
-                let key = URL(fileURLWithPath: destination.path).standardizedFileURL.path
-                if protected.contains(key) {
-                    clashes.append("\(inputs.items[index].displayPath): its \(destination.format.rawValue) output \(destination.path) would replace an input or a transcript")
-                } else if let other = owners[key] {
-                    clashes.append("\(inputs.items[other].displayPath) and \(inputs.items[index].displayPath) would both be written to \(destination.path)")
-                } else {
-                    owners[key] = index
-                }
-            }
-        }
-        if let jsonl, jsonl != "-" {
-            let key = URL(fileURLWithPath: jsonl).standardizedFileURL.path
-            if let owner = owners[key] {
-                clashes.append("--jsonl \(jsonl) is also the output of \(inputs.items[owner].displayPath)")
-            }
-            if protected.contains(key) { clashes.append("--jsonl \(jsonl) would replace an input or a transcript") }
-        }
-        if !clashes.isEmpty {
-            for clash in clashes { printError("output clash: \(clash)") }
-            throw usageError("\(clashes.count) output clash\(clashes.count == 1 ? "" : "es"), nothing done: choose another --format or --output-dir")
-        }
-        var unwritable = 0
-        var checked = Set<String>()
-        for destinations in plan {
-            for destination in destinations {
-                let directory = (destination.path as NSString).deletingLastPathComponent
-                guard checked.insert(directory).inserted else { continue }
-                do {
-                    if outputDir != nil { try Files.makeDirectories(directory.isEmpty ? "." : directory) }
-                    if FileManager.default.fileExists(atPath: directory.isEmpty ? "." : directory) {
-                        try Files.checkWritable(directory: directory.isEmpty ? "." : directory)
-                    }
-                } catch {
-                    unwritable += 1
-                    printError("outputs under \(directory) cannot be written: \(error)")
-                }
-            }
-        }
-        if let jsonl {
-            do { try Files.prepareOutput(jsonl) } catch {
-                unwritable += 1
-                printError("--jsonl: \(error)")
-            }
-        }
-        if unwritable > 0 {
-            printError("nothing aligned: outputs cannot be written")
-            throw ExitStatus.failure
-        }
+        let outputs = OutputPlan(
+            inputs: inputs, formats: formats, fileExtension: \.fileExtension, outputDirectory: outputDir, toStandardOutput: toStdout,
+            manifest: jsonl, protected: protected)
+        try BatchPreparation.check(outputs, inputs: inputs, outputDir: outputDir, jsonl: jsonl, verb: "aligned",
+                                   clashHint: "choose another --format or --output-dir")
+        let plan = outputs.destinations
         let manifest: BatchManifest
         do {
             manifest = try BatchManifest(jsonl, restart: overwrite, redone: Set(inputs.items.map(\.displayPath) + inputs.problems.map(\.path)),

@@ -39,7 +39,9 @@ struct ShardOptions: ParsableArguments {
         do {
             return try Shard.parse(spec, shardCount: shardCount, environment: ProcessInfo.processInfo.environment)
         } catch let error as ShardError {
-            throw usageError(error.message)
+            // The library says "the shard count"; the command line calls it --shard-count.
+            let hint = error.code == .countMissing ? " (give --shard-count N)" : error.code == .countDisagrees ? " (--shard-count)" : ""
+            throw usageError("--shard \(spec): \(error.message)\(hint)")
         }
     }
 
@@ -56,7 +58,7 @@ struct ShardOptions: ParsableArguments {
         }
     }
 
-    static func partitionInputs(_ items: [InputList.Item]) -> [Partition.Input] {
+    static func partitionInputs(_ items: [BatchInputs.Item]) -> [Partition.Input] {
         items.map { item in
             var info = stat()
             let bytes = stat(item.url.path, &info) == 0 ? Int64(info.st_size) : 0
@@ -64,7 +66,7 @@ struct ShardOptions: ParsableArguments {
         }
     }
 
-    static func select(_ shard: Shard, _ inputs: InputList) throws -> Selection {
+    static func select(_ shard: Shard, _ inputs: BatchInputs) throws -> Selection {
         if inputs.items.contains(where: \.isStandardInput) {
             throw usageError("standard input (-) cannot be sharded: give files and directories")
         }
@@ -77,7 +79,7 @@ struct ShardOptions: ParsableArguments {
     }
 
     /// `--list-shard`: the files on stdout, a one-line summary on stderr.
-    func list(_ spec: String, _ inputs: InputList, quiet: Bool) throws {
+    func list(_ spec: String, _ inputs: BatchInputs, quiet: Bool) throws {
         let selection = try Self.select(try resolve(spec), inputs)
         var text = ""
         for item in selection.pick(inputs.items) { text += item.displayPath + "\n" }
@@ -100,6 +102,46 @@ struct ShardOptions: ParsableArguments {
         let pattern = jsonl ?? outputDir.map { ($0 as NSString).appendingPathComponent("manifest-%K.jsonl") }
         return pattern?.replacingOccurrences(of: "%K", with: String(selection.shard.index))
             .replacingOccurrences(of: "%N", with: String(selection.shard.count))
+    }
+}
+
+/// What `transcribe` and `align` check before any audio is read: the plan's clashes (usage error, nothing done), then
+/// every output folder (created under --output-dir) and the manifest writable (failure, nothing done).
+enum BatchPreparation {
+    static func check<F>(_ plan: OutputPlan<F>, inputs: BatchInputs, outputDir: String?, jsonl: String?, verb: String, clashHint: String) throws {
+        let clashes = plan.clashes + plan.manifestClashes.map { "--jsonl \(jsonl ?? "") \($0)" }
+        if !clashes.isEmpty {
+            for clash in clashes { printError("output clash: \(clash)") }
+            throw usageError("\(clashes.count) output clash\(clashes.count == 1 ? "" : "es"), nothing done: \(clashHint)")
+        }
+        var unwritable = 0
+        var checked = Set<String>()
+        for (index, destinations) in plan.destinations.enumerated() {
+            for destination in destinations {
+                let directory = (destination.path as NSString).deletingLastPathComponent
+                let folder = directory.isEmpty ? "." : directory
+                guard checked.insert(directory).inserted else { continue }
+                // Next to the inputs: an input whose folder does not exist fails as "no such file" by itself.
+                if outputDir == nil && !FileManager.default.fileExists(atPath: folder) { continue }
+                do {
+                    if outputDir != nil { try Files.makeDirectories(folder) }
+                    try Files.checkWritable(directory: folder)
+                } catch {
+                    unwritable += 1
+                    printError("\(inputs.items[index].displayPath): its outputs (\(destination.path)) cannot be written: \(error)")
+                }
+            }
+        }
+        if let jsonl {
+            do { try Files.prepareOutput(jsonl) } catch {
+                unwritable += 1
+                printError("--jsonl: \(error)")
+            }
+        }
+        if unwritable > 0 {
+            printError("nothing \(verb): outputs cannot be written")
+            throw ExitStatus.failure
+        }
     }
 }
 

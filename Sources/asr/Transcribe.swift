@@ -1,4 +1,5 @@
 import ArgumentParser
+import ASRBatch
 import ASRKit
 import Foundation
 
@@ -70,7 +71,7 @@ struct Transcribe: AsyncParsableCommand {
 
     func run() async throws {
         if liveOptions.isActive { return try await runLive() }
-        let inputs = InputList.collect(paths, recursive: recursive)
+        let inputs = BatchInputs.collect(paths, recursive: recursive)
         if let spec = sharding.listShard { return try sharding.list(spec, inputs, quiet: quiet) }
         let selection = try sharding.shard.map { try ShardOptions.select(try sharding.resolve($0), inputs) }
         let jsonl = try ShardOptions.manifestPath(self.jsonl, outputDir: outputDir, selection: selection)
@@ -84,64 +85,13 @@ struct Transcribe: AsyncParsableCommand {
             throw usageError("standard input (-) has no folder to write its outputs next to; give --output-dir")
         }
 
-        // Every input's outputs, and no two inputs sharing one (before any work).
-        let plan: [[(format: OutputFormat, path: String)]] = inputs.items.map { input in
-            toStdout ? [] : formats.map { (format: $0, path: input.output(for: $0, under: outputDir)) }
-        }
-        var owners: [String: Int] = [:]
-        var clashes: [String] = []
-        for (index, destinations) in plan.enumerated() {
-            for destination in destinations {
-                let key = URL(fileURLWithPath: destination.path).standardizedFileURL.path
-                if let other = owners[key] {
-                    clashes.append("\(inputs.items[other].displayPath) and \(inputs.items[index].displayPath) would both be written to \(destination.path)")
-                } else {
-                    owners[key] = index
-                }
-            }
-        }
-        if let jsonl, jsonl != "-" {
-            let key = URL(fileURLWithPath: jsonl).standardizedFileURL.path
-            if let owner = owners[key] {
-                clashes.append("--jsonl \(jsonl) is also the output of \(inputs.items[owner].displayPath)")
-            }
-            if let input = inputs.items.first(where: { !$0.isStandardInput && $0.url.standardizedFileURL.path == key }) {
-                clashes.append("--jsonl \(jsonl) is the input \(input.displayPath)")
-            }
-        }
-        if !clashes.isEmpty {
-            for clash in clashes { printError("output clash: \(clash)") }
-            throw usageError("\(clashes.count) output clash\(clashes.count == 1 ? "" : "es"), nothing done: rename the inputs or write them to different --output-dirs")
-        }
-
-        // Every output directory and the manifest must be writable before any audio is read.
-        var unwritable = 0
-        var checked = Set<String>()
-        for (index, destinations) in plan.enumerated() {
-            for destination in destinations {
-                let directory = (destination.path as NSString).deletingLastPathComponent
-                guard checked.insert(directory).inserted else { continue }
-                // Next to the inputs: an input whose folder does not exist fails as "no such file" by itself.
-                if outputDir == nil && !FileManager.default.fileExists(atPath: directory.isEmpty ? "." : directory) { continue }
-                do {
-                    if outputDir != nil { try Files.makeDirectories(directory.isEmpty ? "." : directory) }
-                    try Files.checkWritable(directory: directory.isEmpty ? "." : directory)
-                } catch {
-                    unwritable += 1
-                    printError("\(inputs.items[index].displayPath): its outputs (\(destination.path)) cannot be written: \(error)")
-                }
-            }
-        }
-        if let jsonl {
-            do { try Files.prepareOutput(jsonl) } catch {
-                unwritable += 1
-                printError("--jsonl: \(error)")
-            }
-        }
-        if unwritable > 0 {
-            printError("nothing transcribed: outputs cannot be written")
-            throw ExitStatus.failure
-        }
+        // Every input's outputs, no clash, and every output folder and the manifest writable, before any work.
+        let outputs = OutputPlan(
+            inputs: inputs, formats: formats, fileExtension: \.fileExtension, outputDirectory: outputDir, toStandardOutput: toStdout,
+            manifest: jsonl, protected: OutputPlan<OutputFormat>.inputsProtected(inputs))
+        try BatchPreparation.check(outputs, inputs: inputs, outputDir: outputDir, jsonl: jsonl, verb: "transcribed",
+                                   clashHint: "rename the inputs or write them to different --output-dirs")
+        let plan = outputs.destinations
 
         let work = selection?.pick(zip(inputs.items, plan)) ?? Array(zip(inputs.items, plan))
         let manifest: BatchManifest
@@ -259,163 +209,6 @@ func chunkingOptions(chunkSeconds: Double, strideSeconds: Double) throws -> Chun
 func usageError(_ message: String) -> ExitCode {
     printError(message)
     return ExitStatus.usage
-}
-
-/// The audio files a command line names, with where each one's outputs go.
-struct InputList {
-    struct Item {
-        let url: URL
-        /// Path relative to the directory it was found in (the file name for a file named directly).
-        let relativePath: String
-        /// The path as the user wrote it (joined with the relative path for files found in a directory).
-        let displayPath: String
-        /// `-`: the audio comes from standard input.
-        var isStandardInput = false
-
-        /// `talk.wav` → `talk.json` next to it, or `DIR/relative/talk.json` under the output directory.
-        func output(for format: OutputFormat, under directory: String?) -> String {
-            let base: URL
-            if let directory {
-                base = URL(fileURLWithPath: directory).appendingPathComponent(relativePath)
-            } else {
-                base = url
-            }
-            return base.deletingPathExtension().appendingPathExtension(format.fileExtension).path
-        }
-    }
-
-    /// A directory named on the command line: how many audio files it gave and how many subfolders were passed over.
-    struct Directory {
-        let path: String
-        var audioFiles = 0
-        var skippedSubdirectories = 0
-    }
-
-    var items: [Item] = []
-    var directories: [Directory] = []
-    /// Folders that could not be listed: reported as failures, the rest of the batch goes on.
-    var problems: [(path: String, error: ASRError)] = []
-
-    /// Extensions libsndfile reads; other files in a directory are not audio and are passed over.
-    static let audioExtensions: Set<String> = [
-        "wav", "wave", "flac", "ogg", "oga", "opus", "mp3", "aif", "aiff", "aifc", "caf", "w64", "rf64", "au", "snd",
-        "voc", "sph", "nist", "sd2", "paf", "iff", "svx", "htk", "mat", "mat4", "mat5", "pvf", "xi", "wve", "avr",
-    ]
-
-    static func collect(_ paths: [String], recursive: Bool) -> InputList {
-        var list = InputList()
-        var seen = Set<String>()
-        for path in paths {
-            if path == "-" {
-                list.items.append(Item(url: URL(fileURLWithPath: "/dev/stdin"), relativePath: "stdin", displayPath: "-", isStandardInput: true))
-                continue
-            }
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
-                // A file, or nothing there: reported per file later, like any unreadable input.
-                list.append(Item(url: URL(fileURLWithPath: path), relativePath: (path as NSString).lastPathComponent, displayPath: path), &seen)
-                continue
-            }
-            let root = URL(fileURLWithPath: path).standardizedFileURL
-            var directory = Directory(path: path)
-            let before = list.items.count
-            list.addFiles(in: root, root: root, userPath: path, recursive: recursive, &directory, &seen)
-            directory.audioFiles = list.items.count - before
-            list.directories.append(directory)
-        }
-        return list
-    }
-
-    private mutating func append(_ item: Item, _ seen: inout Set<String>) {
-        if seen.insert(item.url.standardizedFileURL.path).inserted { items.append(item) }
-    }
-
-    private mutating func addFiles(
-        in directory: URL, root: URL, userPath: String, recursive: Bool, _ summary: inout Directory, _ seen: inout Set<String>
-    ) {
-        let keys: [URLResourceKey] = [.isRegularFileKey, .isDirectoryKey]
-        let display = { (url: URL) in
-            (userPath as NSString).appendingPathComponent(String(url.path.dropFirst(root.path.count).drop { $0 == "/" }))
-        }
-        let names: [String]
-        do {
-            names = try FileManager.default.contentsOfDirectory(atPath: directory.path)
-        } catch {
-            var reason = "cannot list folder"
-            if let handle = opendir(directory.path) { closedir(handle) } else { reason += ": " + Files.errorText(errno) }
-            problems.append((display(directory), ASRError.unreadableAudio(file: display(directory), reason: reason)))
-            return
-        }
-        for name in names.sorted() {
-            let url = directory.appendingPathComponent(name)
-            let values = try? url.resourceValues(forKeys: Set(keys))
-            if values?.isDirectory == true {
-                if recursive {
-                    addFiles(in: url, root: root, userPath: userPath, recursive: true, &summary, &seen)
-                } else {
-                    summary.skippedSubdirectories += 1
-                }
-            } else if Self.audioExtensions.contains(url.pathExtension.lowercased()), !name.hasPrefix(".") {
-                let relative = String(url.path.dropFirst(root.path.count).drop { $0 == "/" })
-                append(Item(url: url, relativePath: relative, displayPath: display(url)), &seen)
-            }
-        }
-    }
-}
-
-/// One JSON line of the --jsonl manifest: the transcript schema's fields and numbers (``TimedTranscript``), with the
-/// status, timing and error of the input.
-enum ManifestLine {
-
-    struct Line: Encodable {
-        var file: String
-        var status: String
-        var duration: Double?
-        var transcript: String?
-        var words: [TimedTranscript.Item]?
-        var elapsed: Double?
-        var realTimeFactor: Double?
-        var error: String?
-        var outputs: [String]?
-
-        enum CodingKeys: String, CodingKey {
-            case file, status, duration, transcript, words, elapsed, error, outputs
-            case realTimeFactor = "real_time_factor"
-        }
-    }
-
-    static func encode(_ line: Line) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return (try? encoder.encode(line)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
-    }
-
-    static func round(_ value: Double, _ digits: Int) -> Double {
-        let scale = pow(10, Double(digits))
-        return (value * scale).rounded() / scale
-    }
-
-    static func success(_ path: String, _ t: Transcription, elapsed: Double) -> String {
-        success(path, TimedTranscript(t), elapsed: elapsed, audio: t.duration)
-    }
-
-    /// `asr align`: the transcript as given and every word with its times and flags.
-    static func success(_ path: String, _ a: ForcedAlignment, elapsed: Double) -> String {
-        success(path, TimedTranscript(a), elapsed: elapsed, audio: a.duration)
-    }
-
-    private static func success(_ path: String, _ t: TimedTranscript, elapsed: Double, audio: Double) -> String {
-        encode(Line(file: path, status: "ok", duration: t.duration, transcript: t.text, words: t.words,
-                    elapsed: round(elapsed, 3), realTimeFactor: audio > 0 ? round(elapsed / audio, 4) : nil))
-    }
-
-    static func failure(_ path: String, message: String) -> String {
-        encode(Line(file: path, status: "error", error: message))
-    }
-
-    static func skipped(_ path: String, outputs: [String]) -> String {
-        encode(Line(file: path, status: "skipped", outputs: outputs))
-    }
 }
 
 /// Progress on stderr: a redrawn bar on a terminal (moving within each file as its chunks finish: seconds of audio
