@@ -138,14 +138,12 @@ public final class LiveTranscription: AsyncSequence, Sendable {
     }
 }
 
-/// The consuming side of a live transcription: mixes down, resamples, runs chunks and decodes, on demand.
+/// The consuming side of a live transcription: runs the ``IncrementalTranscription`` steps on demand.
 final class LiveEngine: @unchecked Sendable {
     private let queue: SampleQueue
     private let partialResults: Bool
     private let partialSamples: Int
-    private var chunker: ChunkedEmissions
-    private var decoder: LiveDecoder
-    private var conditioner: SampleConditioner
+    private let steps: IncrementalTranscription
     private var samplesAtLastPartial = 0
     private var results: [LiveResult] = []
     private var ended = false
@@ -155,11 +153,10 @@ final class LiveEngine: @unchecked Sendable {
     init(_ live: LiveTranscription, queue: SampleQueue) {
         self.queue = queue
         partialResults = live.partialResults
-        let rate = live.transcriber.sampleRate
-        partialSamples = max(1, Int(live.partialInterval * Double(rate)))
-        chunker = ChunkedEmissions(transcriber: live.transcriber, chunking: live.chunking)
-        decoder = LiveDecoder(vocabulary: live.transcriber.vocabulary, frameDuration: live.transcriber.frameDuration)
-        conditioner = SampleConditioner(sourceRate: live.sampleRate, channels: live.channels, targetRate: rate, sourceName: "live audio")
+        partialSamples = max(1, Int(live.partialInterval * Double(live.transcriber.sampleRate)))
+        steps = IncrementalTranscription(
+            transcriber: live.transcriber, sampleRate: live.sampleRate, channels: live.channels, chunking: live.chunking,
+            sourceName: "live audio")
     }
 
     deinit {
@@ -167,40 +164,33 @@ final class LiveEngine: @unchecked Sendable {
         if !ended { queue.close(CancellationError()) }
     }
 
-    private var duration: Double { Double(chunker.samplesSeen) / Double(chunker.transcriber.sampleRate) }
-
     func next() async throws -> LiveResult? {
         if let failure { throw failure }
         do {
             while results.isEmpty {
                 if ended { return nil }
                 try Task.checkCancellation()
-                if chunker.hasReadyChunk {
+                if steps.hasReadyChunk {
                     // One chunk per turn: cancellation is seen between chunks.
-                    let logits = chunker.nextChunk()!
+                    let segment = steps.runChunk()
                     queue.countChunk()
-                    if let segment = decoder.append(logits, duration: duration) { results.append(.final(segment)) }
+                    if let segment { results.append(.final(segment)) }
                     continue
                 }
                 if inputEnded {
-                    let logits = chunker.finish()
+                    results += steps.finish().map(LiveResult.final)
                     queue.countChunk()
-                    if let segment = decoder.append(logits, duration: duration) { results.append(.final(segment)) }
-                    if let segment = decoder.finish(duration: duration) { results.append(.final(segment)) }
                     ended = true
                     continue
                 }
                 guard let buffer = try await queue.next() else {
-                    chunker.append(conditioner.finish())
                     inputEnded = true
                     continue
                 }
-                try take(buffer)
-                if partialResults, !chunker.hasReadyChunk, chunker.samplesSeen - samplesAtLastPartial >= partialSamples {
-                    samplesAtLastPartial = chunker.samplesSeen
-                    if let logits = chunker.tentative(), let segment = decoder.partial(tentative: logits, duration: duration) {
-                        results.append(.partial(segment))
-                    }
+                try steps.append(buffer)
+                if partialResults, !steps.hasReadyChunk, steps.samplesSeen - samplesAtLastPartial >= partialSamples {
+                    samplesAtLastPartial = steps.samplesSeen
+                    if let segment = steps.partial() { results.append(.partial(segment)) }
                 }
             }
             return results.removeFirst()
@@ -210,10 +200,5 @@ final class LiveEngine: @unchecked Sendable {
             queue.close(error is CancellationError ? error : CancellationError())
             throw error
         }
-    }
-
-    /// Interleaved samples at the source rate → mono at the model's rate, into the chunker.
-    private func take(_ buffer: [Float]) throws {
-        chunker.append(try conditioner.process(buffer))
     }
 }
