@@ -84,6 +84,12 @@ package struct APIError: Error, Sendable, CustomStringConvertible {
         return error
     }
 
+    /// A request's work ran past the compute-time limit (--max-compute-seconds) and was stopped.
+    static func computeTimeExceeded(limit: Double) -> APIError {
+        APIError(.serviceUnavailable, "The request needed more than this server's limit of \(JSON.number(limit)) seconds of compute (--max-compute-seconds) and was stopped; send shorter audio or a smaller beam.",
+                 code: "compute_time_exceeded")
+    }
+
     static let shuttingDown = APIError(.serviceUnavailable, "The server is shutting down.", code: "shutting_down")
 }
 

@@ -39,6 +39,10 @@ package final class ServerMetrics: Sendable {
 
     /// A request whose work stopped because its client left (or the drain deadline passed).
     func abandoned() { abandonedRequests.increment() }
+    /// A request stopped at the compute-time limit.
+    func timedOut() {
+        CoreMetrics.Counter(label: "asr_compute_time_exceeded_total", factory: factory).increment()
+    }
 
     /// One answered request.
     func request(endpoint: String, status: Int, seconds: Double) {

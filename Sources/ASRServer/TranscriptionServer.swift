@@ -51,6 +51,9 @@ package struct ServerOptions: Sendable {
     package var decoder = DecoderRecipe()
     /// The widest `beam` a request may ask for.
     package var maxBeam = 512
+    /// A request's forward passes and decoding may take this long on a compute slot; past it the work stops at the
+    /// next chunk and the request is answered 503 `compute_time_exceeded` (nil: no limit).
+    package var maxComputeSeconds: Double? = 600
     /// Other names of served models (alias → served name), e.g. "whisper-1" for clients configured for OpenAI.
     package var modelAliases: [String: String] = [:]
 
@@ -476,12 +479,22 @@ package final class TranscriptionServer: Sendable {
             throw RequestCancelled()
         }
         let started = ContinuousClock.now
+        // The compute-time limit stops the work the way a client that leaves does (at the next chunk), and says so.
+        let timedOut = CancelFlag()
+        let limit = options.maxComputeSeconds.map { seconds in
+            Task {
+                try await Task.sleep(for: .seconds(seconds))
+                timedOut.set()
+                cancel.set()
+            }
+        }
         let outcome: Result<T, any Error>
         do {
             outcome = .success(try await ComputeThreads.run(work))
         } catch {
             outcome = .failure(error)
         }
+        limit?.cancel()
         let elapsed = ContinuousClock.now - started
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         await admission.release(seconds: seconds)
@@ -491,6 +504,10 @@ package final class TranscriptionServer: Sendable {
         case .failure(let error as AudioTooLong):
             throw APIError.audioTooLong(limit: error.limitSeconds)
         case .failure(let error as RequestCancelled):
+            if timedOut.isSet {
+                metrics.timedOut()
+                throw APIError.computeTimeExceeded(limit: options.maxComputeSeconds ?? 0)
+            }
             metrics.abandoned()
             throw error
         case .failure(let error as ASRError):

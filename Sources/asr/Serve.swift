@@ -53,6 +53,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Largest beam a request may ask for (its `beam` field); wider is refused with 400.")
     var maxBeam = 512
 
+    @Option(help: "Seconds of compute a request may take (forward passes and decoding); past it the work stops at the next chunk and the request is answered 503 (0: no limit).")
+    var maxComputeSeconds = 600.0
+
     @Option(help: "Largest upload in MB (refused with 413 as soon as it is exceeded).")
     var maxUploadMb = 100.0
 
@@ -95,6 +98,7 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--api-key is empty (was its variable unset?): give a key, or leave the option out to serve without one")
         }
         guard maxBeam >= 1 else { throw ValidationError("--max-beam must be at least 1") }
+        guard maxComputeSeconds >= 0, maxComputeSeconds.isFinite else { throw ValidationError("--max-compute-seconds must be 0 or more") }
         guard maxUploads >= 1 else { throw ValidationError("--max-uploads must be at least 1") }
         guard minUploadKbps >= 0, minUploadKbps.isFinite else { throw ValidationError("--min-upload-kbps must be 0 or more") }
         for alias in modelAlias {
@@ -169,6 +173,7 @@ struct Serve: AsyncParsableCommand {
         options.gracePeriod = .milliseconds(Int64(graceSeconds * 1000))
         options.decoder = recipe
         options.maxBeam = maxBeam
+        options.maxComputeSeconds = maxComputeSeconds > 0 ? maxComputeSeconds : nil
         options.maxUploads = maxUploads
         options.minUploadBytesPerSecond = Int(minUploadKbps * 1024)
         for alias in modelAlias {

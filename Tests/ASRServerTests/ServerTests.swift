@@ -186,6 +186,24 @@ import Testing
         #expect(metrics.text.contains("asr_abandoned_requests_total 2"), "\(metrics.text)")
     }
 
+    /// Issue 25, item 5: a request's compute time is capped; past the cap its work stops at the next chunk and it is
+    /// answered 503 `compute_time_exceeded`, and the slot is free for the next request.
+    @Test func computeTimeIsCapped() async throws {
+        let running = try await RunningServer.start { $0.maxConcurrency = 1; $0.maxComputeSeconds = 1 }
+        defer { Task { await running.stop() } }
+        let long = try NoiseRecording(seconds: 900)
+        let started = ContinuousClock.now
+        let reply = try await transcription(port: running.port, try form(file: long.url.path))
+        let took = ContinuousClock.now - started
+        #expect(reply.status == 503, "\(reply.text)")
+        #expect((reply.json["error"] as? [String: Any])?["code"] as? String == "compute_time_exceeded", "\(reply.text)")
+        // 15 minutes of audio take about a minute here; the cap stops it after the chunk running at 1 s.
+        #expect(took < .seconds(15), "answered after \(took)")
+        #expect(try await transcription(port: running.port, try form(file: Self.sample)).status == 200)
+        let metrics = try await request(port: running.port, "GET", "/metrics")
+        #expect(metrics.text.contains("asr_compute_time_exceeded_total 1"), "\(metrics.text)")
+    }
+
     /// An early refusal (413 by Content-Length, 415, 404 on PUT) is the only answer on its connection: the unread
     /// body is not parsed as another request (issue 25, item 7: an extra "400" followed).
     @Test func anEarlyRefusalIsTheOnlyAnswer() async throws {
