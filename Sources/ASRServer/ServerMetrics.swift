@@ -1,5 +1,6 @@
 import CoreMetrics
 import Foundation
+import NIOConcurrencyHelpers
 import Metrics
 import Prometheus
 
@@ -8,6 +9,7 @@ import Prometheus
 package final class ServerMetrics: Sendable {
     let registry: PrometheusCollectorRegistry
     private let factory: PrometheusMetricsFactory
+    private let realtimeOpen = NIOLockedValueBox(0)
     private let audioSeconds: CoreMetrics.FloatingPointCounter
     private let realTimeFactor: CoreMetrics.Recorder
     private let requestSeconds: CoreMetrics.Recorder
@@ -39,6 +41,12 @@ package final class ServerMetrics: Sendable {
 
     /// A request whose work stopped because its client left (or the drain deadline passed).
     func abandoned() { abandonedRequests.increment() }
+    /// Realtime sessions opened (+1) or closed (−1).
+    func realtimeSessions(by change: Int) {
+        let value = realtimeOpen.withLockedValue { $0 += change; return $0 }
+        CoreMetrics.Gauge(label: "asr_realtime_sessions", factory: factory).record(value)
+    }
+
     /// A request stopped at the compute-time limit.
     func timedOut() {
         CoreMetrics.Counter(label: "asr_compute_time_exceeded_total", factory: factory).increment()

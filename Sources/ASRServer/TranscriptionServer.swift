@@ -1,6 +1,7 @@
 import ASRKit
 import Foundation
 import Hummingbird
+import HummingbirdWebSocket
 import NIOHTTPTypes
 import Logging
 import NIOConcurrencyHelpers
@@ -87,6 +88,21 @@ package final class TranscriptionServer: Sendable {
     private let uploads = NIOLockedValueBox(0)
     /// Uploads being received now.
     var uploadsInProgress: Int { uploads.withLockedValue { $0 } }
+    /// Open realtime sessions, each with what tells it the server is shutting down.
+    private let realtimeSessions = NIOLockedValueBox<[Int: @Sendable () -> Void]>([:])
+    private let nextRealtimeID = NIOLockedValueBox(0)
+    /// Realtime sessions open now.
+    var realtimeSessionsOpen: Int { realtimeSessions.withLockedValue { $0.count } }
+
+    /// A session joins the set the drain tells to finish (`drain` is called once, when shutdown begins).
+    func registerRealtime(drain: @escaping @Sendable () -> Void) -> Int {
+        let id = nextRealtimeID.withLockedValue { $0 += 1; return $0 }
+        realtimeSessions.withLockedValue { $0[id] = drain }
+        return id
+    }
+
+    /// A session leaves the set.
+    func unregisterRealtime(_ id: Int) { realtimeSessions.withLockedValue { _ = $0.removeValue(forKey: id) } }
 
     package init(models: [ServedModel], options: ServerOptions, logger: Logger) {
         precondition(!models.isEmpty, "a server needs a model")
@@ -105,6 +121,8 @@ package final class TranscriptionServer: Sendable {
 
     package func beginDraining() {
         draining.withLockedValue { $0 = true }
+        // Realtime sessions transcribe the item in progress and close.
+        for drain in realtimeSessions.withLockedValue({ Array($0.values) }) { drain() }
     }
 
     /// Stops a request: its forward pass at the next chunk, or its wait in the queue at once.
@@ -152,11 +170,28 @@ package final class TranscriptionServer: Sendable {
                 "Translation is not supported: this server transcribes speech in the language its model was trained on. "
                     + "Use /v1/audio/transcriptions.", code: "unsupported_endpoint")
         }
+        // Without an upgrade (a plain GET, or an upgrade refused below): the reason, in OpenAI's error shape.
+        router.get("/v1/realtime") { request, _ -> Response in
+            _ = try self.realtimeModel(request)
+            throw APIError(.upgradeRequired, "/v1/realtime is a WebSocket endpoint: connect with a WebSocket client (the openai SDK's client.realtime.connect).",
+                           code: "websocket_required")
+        }
+        let realtime = Router(context: RealtimeContext.self)
+        realtime.ws("/v1/realtime") { request, _ in
+            // Every upgrade is taken: a refusal here could only be a bare 400 (Hummingbird answers a declined upgrade
+            // so), while an `error` event on the socket says why (no key, shutting down, unknown model) before it closes.
+            // A browser cannot set Authorization: it offers the key as a subprotocol; the answer selects "realtime".
+            let offered = request.headers[.secWebSocketProtocol]?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } ?? []
+            return .upgrade(offered.contains("realtime") ? [.secWebSocketProtocol: "realtime"] : [:])
+        } onUpgrade: { inbound, outbound, context in
+            try await self.runRealtime(context.request, inbound: inbound, outbound: outbound)
+        }
         let listeningLogger = logger
         let host = options.host
         return Application(
             router: router,
-            server: .http1(configuration: .init(idleTimeout: .nanoseconds(Int64(options.idleTimeout.components.seconds) * 1_000_000_000))),
+            server: .http1WithRealtime(
+                webSocketRouter: realtime, idleTimeout: options.idleTimeout, maxMessage: Self.maxRealtimeMessage),
             configuration: .init(address: .hostname(host, port: options.port), serverName: nil),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
@@ -465,7 +500,7 @@ package final class TranscriptionServer: Sendable {
 
     /// Runs `work` on a compute slot (waiting for one), returning its result and the seconds it took; the library's
     /// errors become API errors.
-    private func compute<T: Sendable>(cancel: CancelFlag, _ work: @escaping @Sendable () throws -> T) async throws -> (T, Double) {
+    func compute<T: Sendable>(cancel: CancelFlag, _ work: @escaping @Sendable () throws -> T) async throws -> (T, Double) {
         // A client that left while queued leaves the queue here (its task is cancelled, or its flag set by now).
         do {
             try await admission.acquire(for: cancel)
@@ -794,11 +829,11 @@ struct DrainOnShutdown: Service {
         let margin = min(Duration.seconds(1), grace / 2)
         let clock = ContinuousClock()
         let deadline = clock.now + grace - margin
-        var running = await server.admission.admitted + server.uploadsInProgress
+        var running = await server.admission.admitted + server.uploadsInProgress + server.realtimeSessionsOpen
         if running > 0 { server.logger.info("shutting down: finishing \(running) request(s) in flight") }
         while running > 0, clock.now < deadline, !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(50))
-            running = await server.admission.admitted + server.uploadsInProgress
+            running = await server.admission.admitted + server.uploadsInProgress + server.realtimeSessionsOpen
         }
         guard running > 0, !Task.isCancelled else { return }
         // The grace period ends: what still runs is stopped and answered 503 before the process exits.

@@ -48,13 +48,18 @@ package final class IncrementalTranscription: @unchecked Sendable {
     }
 
     /// Ends the audio and runs what is left (every ready chunk first, then the last one): the last segments.
-    package func finish() -> [TranscriptSegment] {
+    /// `checkCancellation` runs before each chunk; what it throws stops the work.
+    package func finish(checkCancellation: () throws -> Void = {}) rethrows -> [TranscriptSegment] {
         var segments: [TranscriptSegment] = []
         if !inputEnded {
             inputEnded = true
             chunker.append(conditioner.finish())
         }
-        while chunker.hasReadyChunk { if let segment = runChunk() { segments.append(segment) } }
+        while chunker.hasReadyChunk {
+            try checkCancellation()
+            if let segment = runChunk() { segments.append(segment) }
+        }
+        try checkCancellation()
         if let segment = decoder.append(chunker.finish(), duration: duration) { segments.append(segment) }
         if let segment = decoder.finish(duration: duration) { segments.append(segment) }
         return segments

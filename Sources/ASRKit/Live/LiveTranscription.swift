@@ -178,7 +178,7 @@ final class LiveEngine: @unchecked Sendable {
                     continue
                 }
                 if inputEnded {
-                    results += steps.finish().map(LiveResult.final)
+                    results += try steps.finish { try Task.checkCancellation() }.map(LiveResult.final)
                     queue.countChunk()
                     ended = true
                     continue
