@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The official OpenAI Python client (`openai` from PyPI, in a venv under .build-openai/, which git ignores) against
 # `asr serve` on a free loopback port: json, text, srt, vtt and verbose_json with word timestamps, compared with the
-# CLI's output for the same files; the server is stopped with SIGTERM (and killed on any exit) and must exit 0.
+# CLI's output for the same files; then its realtime client against /v1/realtime (scripts/realtime_client_check.py); the server is stopped with SIGTERM (and killed on any exit) and must exit 0.
 #
 # Usage: scripts/test-openai-client.sh   (after a build; ASR_BIN overrides the binary, ASR_OPENAI_VENV the venv)
 set -euo pipefail
@@ -13,7 +13,8 @@ venv="${ASR_OPENAI_VENV:-.build-openai/venv}"
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
-"$venv/bin/python" -c 'import openai' 2>/dev/null || "$venv/bin/pip" install --quiet --disable-pip-version-check openai
+# openai[realtime] adds websockets, for the SDK's realtime client.
+"$venv/bin/python" -c 'import openai, websockets' 2>/dev/null || "$venv/bin/pip" install --quiet --disable-pip-version-check "openai[realtime]"
 
 log="$(mktemp "${TMPDIR:-/tmp}/asr-serve-log.XXXXXX")"
 "$bin" serve --host 127.0.0.1 --port 0 --api-key openai-client-test 2>"$log" &
@@ -31,6 +32,10 @@ done
 
 "$venv/bin/python" scripts/openai_client_check.py --base-url "http://127.0.0.1:$port/v1" --api-key openai-client-test \
     --asr "$bin" fixtures/audio/builtin/08.wav fixtures/audio/builtin/03.wav fixtures/audio/long_speech_60s.ogg
+
+# The realtime WebSocket endpoint with the SDK's realtime client (its CPU check reads the server's /proc entry).
+"$venv/bin/python" scripts/realtime_client_check.py --base-url "http://127.0.0.1:$port/v1" --api-key openai-client-test \
+    --server-pid "$pid" fixtures/audio/builtin/08.wav fixtures/audio/builtin/05.wav
 
 kill -TERM "$pid"
 status=0
