@@ -5,9 +5,14 @@
 2. Concurrency 1: each good file sent --rounds times, one at a time: p50 latency per file against the CLI's time
    for the same file → server overhead (HTTP, upload to a temporary file, multipart parsing, response).
 3. Mixed load: --requests requests, --concurrency at once: good uploads (transcripts compared with the CLI's),
-   unreadable audio, empty files, oversized uploads, bad fields and clients that disconnect mid-upload.
-   Checks: no 5xx other than 429/503, every good transcript identical to the CLI's, RSS after the run within 10 % of
-   RSS after the first 20 requests, no temporary files and no file descriptors left.
+   streamed ones (stream=true: Server-Sent Events, the done event's text compared with the CLI's), unreadable
+   audio, empty files, oversized uploads, bad fields, clients that disconnect mid-upload, clients that send their
+   whole upload and leave while it is computed, and clients that upload over a slow link (20 KB/s, completed);
+   meanwhile --trickle connections send one byte a second (slowloris: each must be cut by --min-upload-kbps).
+   Checks: no 5xx other than 429/503, every good and streamed transcript identical to the CLI's, every trickling
+   sender cut, RSS not growing over the second half of the run (within 5 %: a leak grows with the requests, the
+   high-water mark of concurrent work does not), no temporary files and no file
+   descriptors left, exit 0 on SIGTERM.
 
 Usage: benchmarks/serve_load.py [--asr .build/release/asr] [--requests 300] [--concurrency 8] [--rounds 5]
 """
@@ -68,9 +73,105 @@ def disconnect_mid_upload(port, data):
     return 0, b"", 0.0
 
 
+def leave_while_computing(port, data):
+    """The whole upload, then the client closes without reading the answer (the server should stop its work)."""
+    content_type, body = multipart([("response_format", "text")], data)
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+                  f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        time.sleep(0.02)
+    return 0, b"", 0.0
+
+
+def slow_upload(port, data, bytes_per_second=20480):
+    """An upload over a slow link (20 KB/s, above --min-upload-kbps' 16 KB/s): served like any other."""
+    content_type, body = multipart([("response_format", "text")], data)
+    started = time.perf_counter()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=120) as s:
+            s.sendall(f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+                      f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode())
+            piece = bytes_per_second // 10
+            for start in range(0, len(body), piece):
+                s.sendall(body[start:start + piece])
+                time.sleep(0.1)
+            reply = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+        head, _, payload = reply.partition(b"\r\n\r\n")
+        status = int(head.split(b" ")[1]) if head.startswith(b"HTTP/1.1 ") else -1
+        return status, payload, time.perf_counter() - started
+    except OSError as error:
+        return -1, str(error).encode(), time.perf_counter() - started
+
+
+def streamed(port, data):
+    """stream=true: the SSE events; returns the done event's text (with a newline, as response_format=text) and the
+    time to the first event."""
+    content_type, body = multipart([("stream", "true")], data)
+    started = time.perf_counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    try:
+        conn.request("POST", "/v1/audio/transcriptions", body=body, headers={"Content-Type": content_type})
+        response = conn.getresponse()
+        if response.status != 200:
+            return response.status, response.read(), time.perf_counter() - started, None
+        first, text, deltas = None, None, ""
+        for line in response:
+            if not line.startswith(b"data: "):
+                continue
+            first = first or time.perf_counter() - started
+            event = json.loads(line[6:])
+            if event.get("type") == "transcript.text.delta":
+                deltas += event["delta"]
+            elif event.get("type") == "transcript.text.done":
+                text = event["text"]
+        ok = text is not None and deltas == text
+        return (200 if ok else 299), ((text or "") + "\n").encode(), time.perf_counter() - started, first
+    except (ConnectionError, OSError) as error:
+        return -1, str(error).encode(), time.perf_counter() - started, None
+    finally:
+        conn.close()
+
+
+def trickle(port, stop, cut):
+    """Slowloris on the body: a byte a second until the server closes the connection (or the run ends)."""
+    content_type, _ = multipart([], b"")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+                      f"Content-Length: 1000000\r\n\r\n".encode())
+            while not stop.is_set():
+                s.sendall(b"x")
+                s.settimeout(1.0)
+                try:
+                    if s.recv(65536) == b"":
+                        cut.append(True)
+                        return
+                except socket.timeout:
+                    pass
+                except OSError:
+                    cut.append(True)
+                    return
+    except OSError:
+        cut.append(True)
+
+
 def rss_kb(pid):
     with open(f"/proc/{pid}/status") as f:
         return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+
+def abandoned(port):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    conn.close()
+    match = re.search(r"^asr_abandoned_requests_total (\S+)", text, re.M)
+    return int(float(match.group(1))) if match else 0
 
 
 def open_fds(pid):
@@ -89,6 +190,7 @@ def main():
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--trickle", type=int, default=20, help="slowloris connections during the mixed load")
     args = parser.parse_args()
     assert args.requests <= 5000 and args.concurrency <= 64, "bounded by design"
     random.seed(args.seed)
@@ -149,16 +251,17 @@ def main():
               f"(throughput CLI {audio_total / total_cli:.1f}, server {audio_total / total_server:.1f} audio s/s)")
 
         # 3. Mixed load.
-        kinds = (["good"] * 70 + ["bad_audio"] * 8 + ["empty"] * 5 + ["oversize"] * 5 + ["bad_field"] * 6 + ["disconnect"] * 6)
+        kinds = (["good"] * 60 + ["sse"] * 10 + ["bad_audio"] * 6 + ["empty"] * 4 + ["oversize"] * 4 + ["bad_field"] * 5
+                 + ["disconnect"] * 5 + ["leave_computing"] * 4 + ["slow"] * 2)
         plan = [random.choice(kinds) for _ in range(args.requests)]
         results = [None] * len(plan)
-        rss_after_20 = [None]
+        rss_after_20, rss_half = [None], [None]
         done = [0]
         lock = threading.Lock()
 
         def one(index):
             kind = plan[index]
-            path = random.choice(good)
+            path = random.choice(good[:-1] if kind == "slow" else good)
             if kind == "good":
                 outcome = post(port, [("response_format", "text"), ("model", "builtin")], blobs[path])
             elif kind == "bad_audio":
@@ -169,54 +272,88 @@ def main():
                 outcome = post(port, [], os.urandom(3 * 1024 * 1024))
             elif kind == "bad_field":
                 outcome = post(port, [("response_format", "docx")], blobs[path])
+            elif kind == "sse":
+                status, body, seconds, first = streamed(port, blobs[path])
+                if first is not None:
+                    with lock:
+                        first_event.append(first)
+                outcome = (status, body, seconds)
+            elif kind == "slow":
+                outcome = slow_upload(port, blobs[path])
+            elif kind == "leave_computing":
+                outcome = leave_while_computing(port, blobs[long_file])
             else:
                 outcome = disconnect_mid_upload(port, blobs[path])
             with lock:
                 done[0] += 1
                 if done[0] == 20:
                     rss_after_20[0] = rss_kb(server.pid)
+                if done[0] == len(plan) // 2:
+                    rss_half[0] = rss_kb(server.pid)
             results[index] = (kind, path, *outcome)
 
+        first_event = []
+        long_file = good[-1]
         fds_before = open_fds(server.pid)
+        stop, cut = threading.Event(), []
+        tricklers = [threading.Thread(target=trickle, args=(port, stop, cut)) for _ in range(args.trickle)]
+        for thread in tricklers:
+            thread.start()
         started = time.perf_counter()
         with ThreadPoolExecutor(args.concurrency) as pool:
             list(pool.map(one, range(len(plan))))
         wall = time.perf_counter() - started
+        # The slow senders are cut 10 s after they start at the latest (--min-upload-kbps); give them that.
+        deadline = time.perf_counter() + 15
+        while len(cut) < args.trickle and time.perf_counter() < deadline:
+            time.sleep(0.2)
+        stop.set()
+        for thread in tricklers:
+            thread.join()
         time.sleep(0.5)
         rss_end = rss_kb(server.pid)
         fds_after = open_fds(server.pid)
 
         statuses = {}
-        mismatches, unexpected = 0, []
+        mismatches, unexpected, mismatched = 0, [], []
         good_latency, good_audio = [], 0.0
         for kind, path, status, body, seconds in results:
             statuses.setdefault(kind, {}).setdefault(status, 0)
             statuses[kind][status] += 1
-            if kind == "good":
+            if kind in ("good", "sse", "slow"):
                 if status == 200:
                     good_latency.append(seconds)
                     good_audio += durations[path]
-                    mismatches += body.decode() != expected[path]
+                    if body.decode() != expected[path]:
+                        mismatches += 1
+                        mismatched.append((kind, os.path.basename(path), body[:80]))
                 elif status not in (429, 503):
                     unexpected.append((kind, status, body[:200]))
-            elif kind != "disconnect" and (status >= 500 and status not in (429, 503) or status in (-1, 200)):
+            elif kind not in ("disconnect", "leave_computing") and (status >= 500 and status not in (429, 503) or status in (-1, 200)):
                 # An oversized upload may see the connection closed before it reads the 413: allowed (-1).
                 if not (kind == "oversize" and status == -1):
                     unexpected.append((kind, status, body[:200]))
         leftovers = os.listdir(tmpdir)
         growth = 100 * (rss_end / rss_after_20[0] - 1)
+        # A leak grows with the requests; a high-water mark of concurrent work (uploads, 20 slowloris connections,
+        # streams) is reached early and stays: the second half of the run must not grow it.
+        late_growth = 100 * (rss_end / rss_half[0] - 1)
         print(f"mixed load: {len(plan)} requests, {args.concurrency} concurrent, {wall:.1f} s")
         print(f"  statuses by kind: {json.dumps(statuses, sort_keys=True)}")
         print(f"  good: {len(good_latency)} answered, p50 {percentile(good_latency, 50):.3f} s, p95 {percentile(good_latency, 95):.3f} s, "
               f"throughput {good_audio / wall:.1f} audio s/s (CLI alone: {audio_total / total_cli:.1f})")
-        print(f"  transcripts differing from the CLI: {mismatches}; unexpected statuses: {len(unexpected)} {unexpected[:3]}")
-        print(f"  RSS after 20 requests {rss_after_20[0] / 1024:.1f} MB, after the run {rss_end / 1024:.1f} MB ({growth:+.1f}%)")
+        if first_event:
+            print(f"  stream=true: first event after p50 {percentile(first_event, 50):.3f} s")
+        print(f"  slowloris senders cut: {len(cut)} of {args.trickle}; abandoned requests (server's count): {abandoned(port)}")
+        print(f"  transcripts differing from the CLI: {mismatches} {mismatched[:3]}; unexpected statuses: {len(unexpected)} {unexpected[:3]}")
+        print(f"  RSS after 20 requests {rss_after_20[0] / 1024:.1f} MB, after half {rss_half[0] / 1024:.1f} MB, after the run "
+              f"{rss_end / 1024:.1f} MB ({growth:+.1f}% overall, {late_growth:+.1f}% over the second half)")
         print(f"  temporary files left: {len(leftovers)}; open fds before {fds_before}, after {fds_after}")
 
         server.send_signal(signal.SIGTERM)
         code = server.wait(timeout=60)
         print(f"  SIGTERM → exit {code}")
-        ok = mismatches == 0 and not unexpected and growth <= 10 and not leftovers and code == 0 and fds_after <= fds_before + 2
+        ok = mismatches == 0 and not unexpected and len(cut) == args.trickle and late_growth <= 5 and not leftovers and code == 0 and fds_after <= fds_before + 2
         print("PASS" if ok else "FAIL")
         return 0 if ok else 1
     finally:
