@@ -13,10 +13,12 @@ struct Serve: AsyncParsableCommand {
             Endpoints: POST /v1/audio/transcriptions (multipart: file, model, response_format = json|text|srt|vtt|\
             verbose_json, timestamp_granularities[], prompt → hotwords, language (a multilingual MMS model runs \
             it, ISO 639-3 or 639-1; other models accept and ignore it), temperature accepted and ignored; our own \
-            lm=on|off, hotwords, beam), POST /v1/audio/translations (400), GET /v1/models, \
+            lm=on|off, hotwords, beam; stream=true for Server-Sent Events), POST /v1/audio/alignments (ours: \
+            file + text, as asr align), GET /v1/realtime?intent=transcription (WebSocket: OpenAI's realtime \
+            transcription events, server VAD), POST /v1/audio/translations (400), GET /v1/models, \
             GET /health, GET /metrics (Prometheus). Models are loaded before listening (a model that cannot be \
-            loaded: exit 1); the first --model is the default. SIGTERM/SIGINT: stop accepting, finish the requests \
-            in flight (up to --grace-seconds), exit 0.
+            loaded: exit 1); the first --model is the default. SIGTERM/SIGINT: new requests get 503, the requests \
+            in flight finish; what still runs 1 s before --grace-seconds ends is answered 503; exit 0.
             """)
 
     @Option(name: .long, help: ArgumentHelp(
