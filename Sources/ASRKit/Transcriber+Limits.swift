@@ -29,12 +29,4 @@ extension Transcriber {
         if let segment = decoder.finish(duration: duration) { onSegment(segment) }
         return decode(emissions, duration: duration, decoder: nil)
     }
-
-    /// `align(file:transcript:chunking:)` with the same limit.
-    package func align(file: URL, name: String? = nil, transcript: String, chunking: ChunkingOptions, maxSeconds: Double,
-                       checkCancellation: () throws -> Void = {}) throws -> ForcedAlignment {
-        let (emissions, duration) = try streamedEmissions(file: file, name: name, chunking: chunking, maxSeconds: maxSeconds,
-                                                          checkCancellation: checkCancellation)
-        return try ForcedAligner.align(transcript: transcript, emissions: emissions, vocabulary: vocabulary, duration: duration)
-    }
 }

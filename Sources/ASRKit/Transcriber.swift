@@ -361,7 +361,8 @@ public final class Transcriber: Sendable {
     /// hold). `progress` and `checkCancellation` run after each chunk and once at the end.
     func streamedEmissions(
         file: URL, name: String? = nil, chunking: ChunkingOptions, maxSeconds: Double? = nil, progress: ((TranscriptionProgress) -> Void)? = nil,
-        checkCancellation: () throws -> Void = {}, onLogits: ([Float], Double) -> Void = { _, _ in }
+        checkCancellation: () throws -> Void = {}, onLogits: ([Float], Double) -> Void = { _, _ in },
+        onSamples: ([Float]) -> Void = { _ in }
     ) throws -> (emissions: Emissions, duration: Double) {
         let audio = try AudioFile(path: file.path, name: name)
         if let maxSeconds, audio.duration > maxSeconds { throw AudioTooLong(limitSeconds: maxSeconds) }
@@ -374,6 +375,7 @@ public final class Transcriber: Sendable {
             let block = try stream.next()
             seen += block?.count ?? 0
             if Double(seen) > limit { throw AudioTooLong(limitSeconds: maxSeconds ?? 0) }
+            if let block { onSamples(block) }
             return block
         }, onLogits: onLogits, afterChunk: { seconds in
             progress?(TranscriptionProgress(processedSeconds: seconds, totalSeconds: total))

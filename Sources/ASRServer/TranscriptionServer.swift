@@ -372,8 +372,8 @@ package final class TranscriptionServer: Sendable {
     }
 
     /// `POST /v1/audio/alignments`: multipart `file` (audio) and `text` (its transcript), optional `model`,
-    /// `language` and `response_format` (json, txt, srt, vtt, tsv, textgrid, ctm: `asr align`'s formats, byte for
-    /// byte). Limits, queueing and errors as for transcriptions; a transcript that cannot fit the audio is a 400 that
+    /// `language`, `word_ends` (viterbi, acoustic: as `asr align --word-ends`) and `response_format` (json, txt, srt,
+    /// vtt, tsv, textgrid, ctm: `asr align`'s formats, byte for byte). Limits, queueing and errors as for transcriptions; a transcript that cannot fit the audio is a 400 that
     /// says so in seconds and characters.
     func align(_ request: Request, context: ServerContext) async throws -> Response {
         try await admitted(request, context: context) { form, path, cancel, _ in
@@ -381,7 +381,7 @@ package final class TranscriptionServer: Sendable {
             let chunking = options.chunking, maxSeconds = options.maxAudioSeconds
             let (alignment, seconds) = try await compute(cancel: cancel) {
                 try job.transcriber.align(file: URL(fileURLWithPath: path), name: Self.uploadName(job.filename), transcript: job.text, chunking: chunking, maxSeconds: maxSeconds,
-                                          checkCancellation: { if cancel.isSet { throw RequestCancelled() } })
+                                          wordEnds: job.wordEnds, checkCancellation: { if cancel.isSet { throw RequestCancelled() } })
             }
             metrics.transcribed(audioSeconds: alignment.duration, computeSeconds: seconds)
             logger.info("aligned \(alignment.words.count) words to \(String(format: "%.2f", alignment.duration)) s of audio in \(String(format: "%.3f", seconds)) s",
@@ -615,6 +615,7 @@ struct AlignmentJob: Sendable {
     let transcriber: Transcriber
     let text: String
     let format: AlignmentFormat
+    let wordEnds: WordEndPlacement
     let filename: String?
 
     init(form: UploadedForm, server: TranscriptionServer) throws {
@@ -635,6 +636,13 @@ struct AlignmentJob: Sendable {
                 param: "response_format")
         }
         self.format = format
+        let wordEndsName = form.value("word_ends").flatMap { $0.isEmpty ? nil : $0 } ?? "viterbi"
+        guard let wordEnds = WordEndPlacement(rawValue: wordEndsName.lowercased()) else {
+            throw APIError.badRequest(
+                "word_ends '\(wordEndsName)' is not one of \(WordEndPlacement.allCases.map(\.rawValue).joined(separator: ", ")).",
+                param: "word_ends")
+        }
+        self.wordEnds = wordEnds
         transcriber = try model.languages.transcriber(for: form.value("language").flatMap { $0.isEmpty ? nil : $0 })
     }
 

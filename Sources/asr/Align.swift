@@ -4,6 +4,7 @@ import ASRKit
 import Foundation
 
 extension AlignmentFormat: ExpressibleByArgument {}
+extension WordEndPlacement: ExpressibleByArgument {}
 
 /// `asr align`: forced alignment of known transcripts (ASRKit's `Transcriber.align`), one file or a corpus laid out
 /// as the Montreal Forced Aligner expects (audio with a same-stem `.txt` or `.lab` beside it).
@@ -54,6 +55,9 @@ struct Align: AsyncParsableCommand {
 
     @Option(help: "Write a JSON Lines manifest (- for stdout): one line per input (file, status, duration, transcript, words with their flags, timing, error), as `transcribe --jsonl`; resumed runs append to it.")
     var jsonl: String?
+
+    @Option(help: "Where words end: viterbi (the exact path's last frame, as torchaudio; default) or acoustic (moved later while the audio still sounds like the word: CTC fires a word's last letter early; measured in the README).")
+    var wordEnds: WordEndPlacement = .viterbi
 
     @Option(parsing: .unconditional, help: "Chunk length for long audio, as `transcribe` (seconds; 0: one pass).")
     var chunkSeconds: Double = ChunkingOptions.default.chunkSeconds
@@ -185,7 +189,7 @@ struct Align: AsyncParsableCommand {
                 let url = input.isStandardInput ? URL(fileURLWithPath: standardInput!.path) : input.url
                 let display = input.displayPath
                 let name = input.isStandardInput ? StandardInput.displayName : nil
-                let alignment = try transcriber.align(file: url, name: name, transcript: words, chunking: chunking) { report in
+                let alignment = try transcriber.align(file: url, name: name, transcript: words, chunking: chunking, wordEnds: wordEnds) { report in
                     let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
                     progress.update(display, processed: report.processedSeconds, totalSeconds: report.totalSeconds, elapsed: elapsed)
                 }

@@ -118,7 +118,17 @@ import Testing
             let cli = try runProgram(Paths.executable, ["align", "01.wav", "--text", text, "-f", format, "-q"], in: dir.path)
             #expect(cli.status == 0)
             #expect(reply.text == String(decoding: cli.stdout, as: UTF8.self), "\(format)")
+            if format == "json" {
+                // word_ends=acoustic is the CLI's --word-ends acoustic, and moves some end.
+                let acoustic = try await align([("text", text), ("response_format", format), ("word_ends", "acoustic")])
+                let cliAcoustic = try runProgram(Paths.executable, ["align", "01.wav", "--text", text, "-f", format, "-q",
+                                                                    "--word-ends", "acoustic"], in: dir.path)
+                #expect(acoustic.status == 200 && acoustic.text == String(decoding: cliAcoustic.stdout, as: UTF8.self))
+                #expect(acoustic.text != reply.text)
+            }
         }
+        let badWordEnds = try await align([("text", text), ("word_ends", "late")])
+        #expect(badWordEnds.status == 400 && (badWordEnds.json["error"] as? [String: Any])?["param"] as? String == "word_ends")
         let noText = try await align([])
         #expect(noText.status == 400 && (noText.json["error"] as? [String: Any])?["param"] as? String == "text", "\(noText.text)")
         let tooLong = try await align([("text", String(repeating: "ABABABAB ", count: 200))])

@@ -169,6 +169,14 @@ public enum ForcedAligner {
     public static func align(
         transcript: String, emissions: Emissions, vocabulary: Vocabulary, duration: Double
     ) throws -> ForcedAlignment {
+        try align(transcript: transcript, emissions: emissions, vocabulary: vocabulary, duration: duration, levels: nil)
+    }
+
+    /// `align(transcript:emissions:vocabulary:duration:)`, with word ends moved by the audio's level (dB per frame)
+    /// when `levels` is given (``WordEndPlacement/acoustic``).
+    static func align(
+        transcript: String, emissions: Emissions, vocabulary: Vocabulary, duration: Double, levels: [Float]?
+    ) throws -> ForcedAlignment {
         let words = transcript.split(whereSeparator: \.isWhitespace).map(String.init)
         let pieces = spell(words, vocabulary: vocabulary)
         let T = emissions.frames, C = emissions.vocabularySize
@@ -200,14 +208,27 @@ public enum ForcedAligner {
             last[k] = t
             probability[k] += Foundation.exp(Double(augmented[t * classes + pieces[k].token]))
         }
+        // Confidence is over the path's own frames, whatever the ends become.
+        let pathFrames = (0..<pieces.count).map { last[$0] - first[$0] + 1 }
+        if let levels {
+            extendWordEnds(pieces: pieces, first: first, last: &last, levels: levels, frameDuration: emissions.frameDuration)
+        }
         let stride = emissions.frameDuration
         func time(_ frame: Int) -> Double { min(duration, Double(frame) * stride) }
         var characters: [TimedCharacter] = []
         var spans = [(start: Double, end: Double, probability: Double, frames: Int, spelled: Bool)?](repeating: nil, count: words.count)
         var numberCharacter: (index: Int, probability: Double, frames: Int)?
+        var wordEnd = 0.0
         for (k, piece) in pieces.enumerated() {
-            let frames = last[k] - first[k] + 1
-            let start = time(first[k]), end = time(last[k] + 1)
+            let frames = pathFrames[k]
+            var start = time(first[k]), end = time(last[k] + 1)
+            if piece.word < 0 {
+                // A word delimiter starts where the word before it ends (later than on the path when that end moved).
+                start = max(start, wordEnd)
+                end = max(end, start)
+            } else {
+                wordEnd = end
+            }
             if let number = piece.number, let current = numberCharacter, pieces[k - 1].number == number {
                 // The rest of a spelled-out number: its one character grows to cover it.
                 let c = characters[current.index]
@@ -244,29 +265,52 @@ public enum ForcedAligner {
 
 extension Transcriber {
     /// Aligns a known `transcript` to mono samples at the model's rate: the emissions are computed as
-    /// `transcribe` computes them (chunked the same way), then ``ForcedAligner`` places every word.
+    /// `transcribe` computes them (chunked the same way), then ``ForcedAligner`` places every word; `wordEnds`
+    /// says where words end (the exact Viterbi path's ends by default).
     ///
     /// - Throws: ``ASRError/transcriptTooLong(frames:tokens:repeats:frameDuration:)`` when the transcript cannot fit
     ///   the audio; ``ASRError/alignmentTooLarge(seconds:tokens:bytes:)`` when one pass would need more than
     ///   ``ForcedAligner/maxTableBytes``.
-    public func align(_ samples: [Float], transcript: String, chunking: ChunkingOptions = .default) throws -> ForcedAlignment {
+    public func align(_ samples: [Float], transcript: String, chunking: ChunkingOptions = .default,
+                      wordEnds: WordEndPlacement = .viterbi) throws -> ForcedAlignment {
         var consumed = false
         let result = try emissions(chunking: chunking) { () -> [Float]? in
             defer { consumed = true }
             return consumed ? nil : samples
         }
         let duration = Double(samples.count) / Double(sampleRate)
-        return try ForcedAligner.align(transcript: transcript, emissions: result.emissions, vocabulary: vocabulary, duration: duration)
+        var levels: AudioLevels?
+        if wordEnds == .acoustic {
+            levels = AudioLevels(samplesPerFrame: configuration.samplesPerFrame)
+            levels?.add(samples)
+        }
+        return try ForcedAligner.align(transcript: transcript, emissions: result.emissions, vocabulary: vocabulary,
+                                       duration: duration, levels: levels?.decibels())
     }
 
     /// Aligns a known `transcript` to an audio file of any supported format, rate and channel count, streamed
     /// through the model in chunks; `progress` is called after each chunk. `name` is how errors name the file (its
-    /// path when nil).
+    /// path when nil); `wordEnds` says where words end (the exact Viterbi path's ends by default).
     public func align(
         file: URL, name: String? = nil, transcript: String, chunking: ChunkingOptions = .default,
-        progress: ((TranscriptionProgress) -> Void)? = nil
+        wordEnds: WordEndPlacement = .viterbi, progress: ((TranscriptionProgress) -> Void)? = nil
     ) throws -> ForcedAlignment {
-        let (emissions, duration) = try streamedEmissions(file: file, name: name, chunking: chunking, progress: progress)
-        return try ForcedAligner.align(transcript: transcript, emissions: emissions, vocabulary: vocabulary, duration: duration)
+        try align(file: file, name: name, transcript: transcript, chunking: chunking, maxSeconds: nil,
+                  wordEnds: wordEnds, progress: progress)
+    }
+
+    /// `align(file:...)` stopping with `AudioTooLong` past `maxSeconds` of audio (a server's limit), and calling
+    /// `checkCancellation` after each chunk.
+    package func align(
+        file: URL, name: String? = nil, transcript: String, chunking: ChunkingOptions, maxSeconds: Double?,
+        wordEnds: WordEndPlacement = .viterbi, progress: ((TranscriptionProgress) -> Void)? = nil,
+        checkCancellation: () throws -> Void = {}
+    ) throws -> ForcedAlignment {
+        var levels = wordEnds == .acoustic ? AudioLevels(samplesPerFrame: configuration.samplesPerFrame) : nil
+        let (emissions, duration) = try streamedEmissions(
+            file: file, name: name, chunking: chunking, maxSeconds: maxSeconds, progress: progress,
+            checkCancellation: checkCancellation, onSamples: { levels?.add($0) })
+        return try ForcedAligner.align(transcript: transcript, emissions: emissions, vocabulary: vocabulary,
+                                       duration: duration, levels: levels?.decibels())
     }
 }
