@@ -629,20 +629,12 @@ struct AlignmentJob: Sendable {
         }
         self.text = text
         model = try server.model(named: form.value("model"))
-        let formatName = form.value("response_format") ?? "json"
-        guard let format = AlignmentFormat(rawValue: formatName.lowercased() == "text" ? "txt" : formatName.lowercased()) else {
-            throw APIError.badRequest(
-                "response_format '\(formatName)' is not one of \(AlignmentFormat.allCases.map(\.rawValue).joined(separator: ", ")).",
-                param: "response_format")
+        format = try form.choice("response_format", default: AlignmentFormat.json) {
+            $0.lowercased() == "text" ? "txt" : $0.lowercased()
         }
-        self.format = format
-        let wordEndsName = form.value("word_ends").flatMap { $0.isEmpty ? nil : $0 } ?? "viterbi"
-        guard let wordEnds = WordEndPlacement(rawValue: wordEndsName.lowercased()) else {
-            throw APIError.badRequest(
-                "word_ends '\(wordEndsName)' is not one of \(WordEndPlacement.allCases.map(\.rawValue).joined(separator: ", ")).",
-                param: "word_ends")
+        wordEnds = try form.choice("word_ends", default: WordEndPlacement.viterbi) {
+            $0.isEmpty ? WordEndPlacement.viterbi.rawValue : $0.lowercased()
         }
-        self.wordEnds = wordEnds
         transcriber = try model.languages.transcriber(for: form.value("language").flatMap { $0.isEmpty ? nil : $0 })
     }
 
@@ -682,13 +674,7 @@ struct TranscriptionJob: Sendable {
 
         model = try server.model(named: form.value("model"))
 
-        let formatName = form.value("response_format") ?? "json"
-        guard let format = ResponseFormat(rawValue: formatName) else {
-            throw APIError.badRequest(
-                "response_format '\(formatName)' is not one of \(ResponseFormat.allCases.map(\.rawValue).joined(separator: ", ")).",
-                param: "response_format")
-        }
-        self.format = format
+        format = try form.choice("response_format", default: ResponseFormat.json)
 
         var granularities: [String] = []
         for key in ["timestamp_granularities[]", "timestamp_granularities"] { granularities += form.fields[key] ?? [] }

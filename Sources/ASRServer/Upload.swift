@@ -66,6 +66,19 @@ struct UploadedForm {
     var file: TemporaryFile?
 
     func value(_ name: String) -> String? { fields[name]?.last }
+
+    /// The field `name` as one of `T`'s cases (`normalize` applied to what was sent; `default` when it is absent),
+    /// else a 400 that lists the choices.
+    func choice<T: RawRepresentable & CaseIterable>(
+        _ name: String, default fallback: T, normalize: (String) -> String = { $0 }
+    ) throws -> T where T.RawValue == String {
+        let sent = value(name) ?? fallback.rawValue
+        guard let chosen = T(rawValue: normalize(sent)) else {
+            throw APIError.badRequest(
+                "\(name) '\(sent)' is not one of \(T.allCases.map(\.rawValue).joined(separator: ", ")).", param: name)
+        }
+        return chosen
+    }
 }
 
 /// Limits on what a multipart body may hold besides the file.

@@ -279,11 +279,8 @@ extension Transcriber {
             return consumed ? nil : samples
         }
         let duration = Double(samples.count) / Double(sampleRate)
-        var levels: AudioLevels?
-        if wordEnds == .acoustic {
-            levels = AudioLevels(samplesPerFrame: configuration.samplesPerFrame)
-            levels?.add(samples)
-        }
+        var levels = audioLevels(for: wordEnds)
+        levels?.add(samples)
         return try ForcedAligner.align(transcript: transcript, emissions: result.emissions, vocabulary: vocabulary,
                                        duration: duration, levels: levels?.decibels())
     }
@@ -306,11 +303,16 @@ extension Transcriber {
         wordEnds: WordEndPlacement = .viterbi, progress: ((TranscriptionProgress) -> Void)? = nil,
         checkCancellation: () throws -> Void = {}
     ) throws -> ForcedAlignment {
-        var levels = wordEnds == .acoustic ? AudioLevels(samplesPerFrame: configuration.samplesPerFrame) : nil
+        var levels = audioLevels(for: wordEnds)
         let (emissions, duration) = try streamedEmissions(
             file: file, name: name, chunking: chunking, maxSeconds: maxSeconds, progress: progress,
             checkCancellation: checkCancellation, onSamples: { levels?.add($0) })
         return try ForcedAligner.align(transcript: transcript, emissions: emissions, vocabulary: vocabulary,
                                        duration: duration, levels: levels?.decibels())
+    }
+
+    /// The frame levels `wordEnds` needs, to be filled with the audio: none for the Viterbi's ends.
+    private func audioLevels(for wordEnds: WordEndPlacement) -> AudioLevels? {
+        wordEnds == .acoustic ? AudioLevels(samplesPerFrame: configuration.samplesPerFrame) : nil
     }
 }

@@ -19,7 +19,7 @@ public enum WordEndPlacement: String, Sendable, CaseIterable, Codable {
 /// memory is one number per frame (an hour: 180,000 numbers).
 struct AudioLevels {
     let samplesPerFrame: Int
-    private(set) var meanSquares: [Float] = []
+    private var meanSquares: [Float] = []
     private var sum: Double = 0
     private var count = 0
 
