@@ -120,21 +120,52 @@ void asr_bf16_to_f32(size_t count, const uint16_t *in, float *out) {
     }
 }
 
+// Runs at every int8 load over every quantized weight (base: 85 M values), so it is built per instruction set. roundf
+// (half away from zero, which the asr_int8 format and tools/precision/check_quantized.py specify) is a libm call
+// the compiler cannot vectorise; the same rounding is written with truncf, which it can: v − trunc(v) is exact.
+LOWP_CLONES
 void asr_quantize_weights_s8(int n, int k, const float *w, int max_q, int8_t *q, float *scale, int32_t *row_sum) {
     for (int r = 0; r < n; r++) {
         const float *row = w + (size_t)r * k;
         float amax = 0;
-        for (int j = 0; j < k; j++) amax = fmaxf(amax, fabsf(row[j]));
+        for (int j = 0; j < k; j++) {
+            float a = fabsf(row[j]);
+            amax = a > amax ? a : amax;
+        }
         float s = amax > 0 ? amax / (float)max_q : 1;
         int32_t sum = 0;
+        int8_t *out = q + (size_t)r * k;
         for (int j = 0; j < k; j++) {
-            float v = roundf(row[j] / s);
-            v = fminf(fmaxf(v, (float)-max_q), (float)max_q);
-            q[(size_t)r * k + j] = (int8_t)v;
-            sum += (int8_t)v;
+            float v = row[j] / s;
+            float t = truncf(v);
+            float away = fabsf(v - t) >= 0.5f ? (v < 0 ? -1.0f : 1.0f) : 0.0f;
+            v = t + away;
+            v = v < (float)-max_q ? (float)-max_q : (v > (float)max_q ? (float)max_q : v);
+            out[j] = (int8_t)(int)v;
+            sum += (int)v;
         }
         scale[r] = s;
         row_sum[r] = sum;
+    }
+}
+
+// An asr_int8 checkpoint's codes, at load (base: 85 M of them).
+LOWP_CLONES
+void asr_copy_weights_s8(int n, int k, const int8_t *codes, int8_t *q, int32_t *row_sum, int32_t *row_largest) {
+    for (int r = 0; r < n; r++) {
+        const int8_t *row = codes + (size_t)r * k;
+        int8_t *out = q + (size_t)r * k;
+        int32_t sum = 0;
+        int largest = 0;
+        for (int j = 0; j < k; j++) {
+            int v = row[j];
+            out[j] = (int8_t)v;
+            sum += v;
+            int a = v < 0 ? -v : v;
+            largest = a > largest ? a : largest;
+        }
+        row_sum[r] = sum;
+        row_largest[r] = largest;
     }
 }
 
@@ -382,3 +413,123 @@ int asr_lowp_bf16_available(void) {
     if (owned) dnnl_primitive_destroy(primitive);
     return 1;
 }
+
+// MARK: Peaks
+
+// The most multiply-adds one core can issue with the instructions our products run on, measured: 12 independent accumulator chains of the widest instruction
+// this CPU has for the format (FMA for fp32, VDPBF16PS for bf16, VPDPBUSD, or VPMADDUBSW + VPMADDWD + VPADDD without
+// VNNI, for int8), as ../shared/perf-notes.md measured them. `asr bench` divides each stage's operations by these.
+#if defined(__x86_64__) && defined(__clang__)
+#include <immintrin.h>
+#include <time.h>
+
+static double seconds_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+// Each macro body runs `rounds` iterations of 12 independent instructions; the result is folded into a value the
+// caller keeps, so that nothing is optimised away.
+#define PEAK_LOOP(type, init, step, fold)                                                                  \
+    type acc[12];                                                                                      \
+    for (int i = 0; i < 12; i++) acc[i] = init;                                                        \
+    for (long r = 0; r < rounds; r++) {                                                                \
+        _Pragma("clang loop unroll(full)") for (int i = 0; i < 12; i++) acc[i] = step(acc[i]);         \
+    }                                                                                                  \
+    for (int i = 1; i < 12; i++) acc[0] = fold(acc[0], acc[i]);                                        \
+    float first;                                                                                       \
+    memcpy(&first, &acc[0], sizeof first);                                                             \
+    return first;
+
+__attribute__((target("avx512f"))) static float fp32_avx512(long rounds, float x) {
+    __m512 a = _mm512_set1_ps(x), b = _mm512_set1_ps(0.999f);
+#define FMA512(v) _mm512_fmadd_ps(v, b, a)
+    PEAK_LOOP(__m512, _mm512_set1_ps(x), FMA512, _mm512_add_ps)
+}
+__attribute__((target("avx2,fma"))) static float fp32_avx2(long rounds, float x) {
+    __m256 a = _mm256_set1_ps(x), b = _mm256_set1_ps(0.999f);
+#define FMA256(v) _mm256_fmadd_ps(v, b, a)
+    PEAK_LOOP(__m256, _mm256_set1_ps(x), FMA256, _mm256_add_ps)
+}
+__attribute__((target("avx512f,avx512bf16"))) static float bf16_avx512(long rounds, float x) {
+    __m512bh a = (__m512bh)_mm512_set1_epi16(0x3f80), b = (__m512bh)_mm512_set1_epi16(0x3f7f);
+#define DPBF16(v) _mm512_dpbf16_ps(v, a, b)
+    PEAK_LOOP(__m512, _mm512_set1_ps(x), DPBF16, _mm512_add_ps)
+}
+__attribute__((target("avx512f,avx512vnni"))) static float int8_vnni(long rounds, int x) {
+    __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(-2);
+#define DPBUSD(v) _mm512_dpbusd_epi32(v, a, b)
+    PEAK_LOOP(__m512i, _mm512_set1_epi32(x), DPBUSD, _mm512_add_epi32)
+}
+__attribute__((target("avx512f,avx512bw"))) static float int8_avx512bw(long rounds, int x) {
+    __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(-2), ones = _mm512_set1_epi16(1);
+#define MADD512(v) _mm512_add_epi32(v, _mm512_madd_epi16(_mm512_maddubs_epi16(a, b), ones))
+    PEAK_LOOP(__m512i, _mm512_set1_epi32(x), MADD512, _mm512_add_epi32)
+}
+__attribute__((target("avx2"))) static float int8_avx2(long rounds, int x) {
+    __m256i a = _mm256_set1_epi8(3), b = _mm256_set1_epi8(-2), ones = _mm256_set1_epi16(1);
+#define MADD256(v) _mm256_add_epi32(v, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones))
+    PEAK_LOOP(__m256i, _mm256_set1_epi32(x), MADD256, _mm256_add_epi32)
+}
+
+static volatile float peak_sink_f;
+static volatile int peak_sink_i;
+
+// Operations (multiply and add counted apart) one call of `rounds` does, and the call.
+static int peak_kernel(int format, long rounds, double *ops, const char **isa) {
+    __builtin_cpu_init();
+    int avx512 = __builtin_cpu_supports("avx512f");
+    if (format == 0) {
+        if (avx512) {
+            *ops = 12.0 * 16 * 2 * rounds, *isa = "AVX-512 FMA";
+            if (rounds) peak_sink_f = fp32_avx512(rounds, 1.0f);
+        } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+            *ops = 12.0 * 8 * 2 * rounds, *isa = "AVX2 FMA";
+            if (rounds) peak_sink_f = fp32_avx2(rounds, 1.0f);
+        } else return 0;
+    } else if (format == 1) {
+        // The instructions the products run on: oneDNN's choice (ONEDNN_MAX_CPU_ISA can hold it lower).
+        if (!asr_lowp_bf16_native()) return 0;
+        *ops = 12.0 * 32 * 2 * rounds, *isa = "AVX512_BF16 VDPBF16PS";
+        if (rounds) peak_sink_f = bf16_avx512(rounds, 1.0f);
+    } else {
+        dnnl_cpu_isa_t onednn = dnnl_get_effective_cpu_isa();
+        if (asr_lowp_int8_vnni()) {
+            *ops = 12.0 * 64 * 2 * rounds, *isa = "AVX512_VNNI VPDPBUSD";
+            if (rounds) peak_sink_i = (int)int8_vnni(rounds, 1);
+        } else if ((onednn & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core) {
+            *ops = 12.0 * 64 * 2 * rounds, *isa = "AVX-512BW VPMADDUBSW";
+            if (rounds) peak_sink_i = (int)int8_avx512bw(rounds, 1);
+        } else if ((onednn & dnnl_cpu_isa_avx2) == dnnl_cpu_isa_avx2) {
+            *ops = 12.0 * 32 * 2 * rounds, *isa = "AVX2 VPMADDUBSW";
+            if (rounds) peak_sink_i = (int)int8_avx2(rounds, 1);
+        } else return 0;
+    }
+    return 1;
+}
+
+double asr_peak_ops_per_second(int format, double seconds, const char **isa) {
+    double ops;
+    *isa = "none";
+    if (!peak_kernel(format, 0, &ops, isa)) return 0;
+    // Grow the round count until one call takes a measurable time, then keep the best of several calls.
+    long rounds = 1 << 12;
+    double best = 0, start = seconds_now();
+    while (seconds_now() - start < seconds) {
+        double t0 = seconds_now();
+        peak_kernel(format, rounds, &ops, isa);
+        double t = seconds_now() - t0;
+        if (t < 1e-3) { rounds *= 4; continue; }
+        double rate = ops / t;
+        best = rate > best ? rate : best;
+    }
+    return best;
+}
+#else
+double asr_peak_ops_per_second(int format, double seconds, const char **isa) {
+    (void)format, (void)seconds;
+    *isa = "none";
+    return 0;
+}
+#endif

@@ -82,9 +82,36 @@ struct Bench: AsyncParsableCommand {
         print(String(format: "median: %.3f s, RTF %.4f (%.1f× real time), %.1f GFLOP/s (%.1f GFLOP per run)",
                      times[median], times[median] / seconds, seconds / times[median], flops / times[median] / 1e9, flops / 1e9))
         print(String(format: "min %.3f s, max %.3f s", times[order.first!], times[order.last!]))
-        print("stages (median run):")
-        for (name, value) in profiles[median].stages {
-            print("  " + name.padding(toLength: 22, withPad: " ", startingAt: 0) + String(format: " %8.3f s  %5.1f %%", value, 100 * value / max(1e-12, profiles[median].total)))
+        // Each stage's operations at this CPU's measured peaks (per core × the threads used): the time it would take
+        // at the limit, against the time it took.
+        let stageFlops = transcriber.configuration.stageFlops(forSamples: count, precision: transcriber.precision)
+        let formats = Precision.allCases.filter { p in stageFlops.stages.contains { ($0[p] ?? 0) > 0 } }
+        let cores = Double(min(transcriber.execution.threads ?? BLAS.threads, ProcessInfo.processInfo.activeProcessorCount))
+        var peaks: [Precision: Double] = [:]
+        var peakNotes: [String] = []
+        for format in formats {
+            guard let peak = ComputePeak.measure(format) else { continue }
+            peaks[format] = peak.opsPerSecond * cores
+            peakNotes.append(String(format: "%@ %.1f G%@/s (%@)", format.rawValue, peak.opsPerSecond / 1e9,
+                                    format == .int8 ? "OP" : "FLOP", peak.instruction))
+        }
+        if !peakNotes.isEmpty {
+            print("measured peaks per core: " + peakNotes.joined(separator: ", ") + String(format: "; × %.0f threads", cores))
+        }
+        print("stages (median run):         time     share    GFLOP/s  of peak  products in")
+        for ((name, value), work) in zip(profiles[median].stages, stageFlops.stages) {
+            var line = "  " + name.padding(toLength: 22, withPad: " ", startingAt: 0)
+                + String(format: " %8.3f s  %5.1f %%", value, 100 * value / max(1e-12, profiles[median].total))
+            let operations = work.values.reduce(0, +)
+            if operations > 0 && value > 0 {
+                line += String(format: " %9.1f", operations / value / 1e9)
+                let atPeak = work.reduce(0.0) { sum, part in peaks[part.key].map { sum + part.value / $0 } ?? .nan }
+                line += atPeak.isNaN ? "        -" : String(format: "  %5.1f %%", 100 * atPeak / value)
+                line += "  " + Precision.allCases.filter { (work[$0] ?? 0) > 0 }.map { p in
+                    String(format: "%@ %.0f %%", p.rawValue, 100 * work[p]! / operations)
+                }.joined(separator: ", ")
+            }
+            print(line)
         }
         if let decoder {
             var decodeTimes: [Double] = []

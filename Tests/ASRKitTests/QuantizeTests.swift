@@ -6,6 +6,43 @@ import Testing
 /// `ModelQuantizer` (`asr quantize`): the files it writes, and that loading them gives exactly what loading the
 /// source at the same precision gives.
 @Suite struct QuantizeTests {
+    /// The vectorised weight quantizer rounds exactly as roundf (half away from zero, what the asr_int8 format and
+    /// tools/precision/check_quantized.py specify), ties included, on rows whose length is not a multiple of the
+    /// vector width; the row sums are the codes' sums.
+    @Test func weightCodesRoundHalfAwayFromZero() {
+        let (n, k) = (5, 37)
+        var values = [Float](repeating: 0, count: n * k)
+        var generator = SeededGenerator(seed: 26)
+        for r in 0..<n {
+            for j in 0..<k { values[r * k + j] = Float.random(in: -1.9...1.9, using: &generator) }
+            // The row's largest magnitude is 127 steps of 1/64, so multiples of 1/128 are exact ties.
+            values[r * k] = 127.0 / 64
+            for (j, tie) in [0.5, 1.5, -1.5, 2.5, -2.5, -126.5, 126.5].enumerated() { values[r * k + 1 + j] = Float(tie) / 64 }
+        }
+        var q = [Int8](repeating: 0, count: n * k), s = [Float](repeating: 0, count: n), sums = [Int32](repeating: 0, count: n)
+        asr_quantize_weights_s8(Int32(n), Int32(k), values, 127, &q, &s, &sums)
+        for r in 0..<n {
+            let scale = values[r * k..<(r + 1) * k].map(abs).max()! / 127
+            #expect(s[r] == scale)
+            let expected = (0..<k).map { j in Int8(max(-127, min(127, (values[r * k + j] / scale).rounded(.toNearestOrAwayFromZero)))) }
+            #expect(Array(q[r * k..<(r + 1) * k]) == expected, "row \(r)")
+            #expect(Array(q[r * k + 1...r * k + 7]) == [1, 2, -2, 3, -3, -127, 127])
+            #expect(sums[r] == expected.reduce(0) { $0 + Int32($1) })
+        }
+        // Stored codes are copied as they are, with the same sums and each row's largest |code| (128 for a -128).
+        q[k + 3] = -128
+        var copied = [Int8](repeating: 0, count: n * k), copiedSums = [Int32](repeating: 0, count: n)
+        var largest = [Int32](repeating: 0, count: n)
+        asr_copy_weights_s8(Int32(n), Int32(k), q, &copied, &copiedSums, &largest)
+        #expect(copied == q)
+        for r in 0..<n {
+            let row = q[r * k..<(r + 1) * k]
+            #expect(copiedSums[r] == row.reduce(0) { $0 + Int32($1) })
+            #expect(largest[r] == row.map { abs(Int32($0)) }.max()!)
+        }
+        #expect(largest[1] == 128)
+    }
+
     /// Quantizes a fixture model into a fresh temporary directory.
     func quantize(_ name: String, _ precision: Precision) throws -> (URL, ModelQuantizer.Report) {
         let output = try Fixtures.temporaryDirectory().appendingPathComponent("\(name)-\(precision.rawValue)")

@@ -70,6 +70,48 @@ import Testing
     }
 }
 
+/// What `asr bench` divides by the measured peaks (issue 26): each stage's operations, split by the format its
+/// products run in.
+@Suite struct StageOperationsTests {
+    @Test(arguments: Fixtures.modelNames)
+    func stagesAddUpToTheWholePassAndNameTheirFormats(model name: String) throws {
+        let data = try Data(contentsOf: Fixtures.model(name).appendingPathComponent("config.json"))
+        let c = try Wav2Vec2Configuration.decode(data)
+        let samples = 3 * 16000
+        for precision in Precision.allCases {
+            let stages = c.stageFlops(forSamples: samples, precision: precision)
+            let whole = c.flops(forSamples: samples)
+            #expect(whole > 0 && abs(stages.total - whole) <= 1e-9 * whole, "\(name) \(precision)")
+            #expect(stages.stages.count == StageProfile().stages.count)
+            let formats = Set(stages.stages.flatMap(\.keys))
+            if precision == .fp32 { #expect(formats == [.fp32]) } else { #expect(formats.contains(precision)) }
+            // The feed-forward products run in the precision asked for; attention scores and the CTC head in fp32.
+            #expect((stages.feedForward[precision] ?? 0) > 0)
+            #expect((stages.attention[.fp32] ?? 0) > 0 && Set(stages.head.keys) == [.fp32])
+            if c.family != .wav2vec2Bert {
+                #expect((stages.featureEncoder[.fp32] ?? 0) > 0, "the first conv layer is fp32")
+                let conv = ConvFeatureEncoder.precision(for: precision)
+                #expect(Set(stages.featureEncoder.keys) == [.fp32, conv])
+            }
+        }
+    }
+
+    @Test func peaksAreMeasuredOnThisCPU() throws {
+        #if arch(x86_64)
+        let fp32 = try #require(ComputePeak.measure(.fp32, seconds: 0.02))
+        #expect(fp32.opsPerSecond > 1e9 && fp32.instruction.contains("FMA"))
+        let bf16 = try #require(ComputePeak.measure(.bf16, seconds: 0.02))
+        #expect(bf16.instruction.contains(ReducedPrecisionKernels.bf16Native ? "VDPBF16PS" : "emulated"))
+        let int8 = try #require(ComputePeak.measure(.int8, seconds: 0.02))
+        #expect(int8.instruction.contains(ReducedPrecisionKernels.int8VNNI ? "VPDPBUSD" : "VPMADDUBSW"))
+        // Each int8 instruction does 2-4× the multiply-adds of an fp32 FMA of the same width.
+        #expect(int8.opsPerSecond > fp32.opsPerSecond)
+        #else
+        #expect(ComputePeak.measure(.fp32) == nil)
+        #endif
+    }
+}
+
 /// Threads and the attention path belong to each `Transcriber` (issue 16): no process-wide switch.
 @Suite struct ExecutionOptionsTests {
     @Test func threadCountTravelsWithTheCall() {

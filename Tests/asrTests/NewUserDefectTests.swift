@@ -205,6 +205,17 @@ import Glibc
 
     // MARK: 5-8. help, messages, exit codes
 
+    /// `asr bench` puts each stage against this CPU's measured peak for the formats its products run in (issue 26).
+    @Test func benchShowsEachStageAgainstTheMeasuredPeak() throws {
+        let bench = try Runner.run(["bench", "--seconds", "2", "--runs", "1", "--precision", "int8"], limit: 120)
+        #expect(bench.status == 0, "\(bench.stderr)")
+        #expect(bench.output.contains("measured peaks per core: fp32 "), "\(bench.output)")
+        let feedForward = try #require(bench.output.split(separator: "\n").first { $0.contains("feed-forward") })
+        // time, share, GFLOP/s, share of the peak, formats
+        #expect(feedForward.contains(" s ") && feedForward.contains("int8 100 %"), "\(feedForward)")
+        #expect(feedForward.split(separator: " ").filter { $0 == "%" }.count == 3, "\(feedForward)")
+    }
+
     @Test func helpAndUsageAgree() throws {
         let quantize = try Runner.run(["quantize", "--help"], limit: 30)
         #expect(quantize.output.contains("bf16, int8") && !quantize.output.contains("fp32,"), "\(quantize.output)")

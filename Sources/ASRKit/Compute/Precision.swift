@@ -153,3 +153,28 @@ struct WeightMatrix: Sendable {
         }
     }
 }
+
+/// This CPU's peak for each number format, measured (not looked up): one core running 12 independent chains of the
+/// widest multiply-add instruction it has for the format. `asr bench` divides each stage's operations by these, so
+/// anyone can see which stage is far from its limit on the machine at hand.
+package enum ComputePeak {
+    /// One core's peak in operations per second (multiply and add counted apart) for products in `precision`, and the
+    /// instruction measured; nil where nothing could be measured (not x86-64). bf16 without AVX512_BF16 is emulated
+    /// on fp32 FMAs, so its limit is fp32's.
+    package static func measure(_ precision: Precision, seconds: Double = 0.05) -> (opsPerSecond: Double, instruction: String)? {
+        var format: Int32 = switch precision {
+        case .fp32: 0
+        case .bf16: 1
+        case .int8: 2
+        }
+        var name: UnsafePointer<CChar>?
+        var rate = asr_peak_ops_per_second(format, seconds, &name)
+        var instruction = name.map { String(cString: $0) } ?? "none"
+        if rate == 0 && precision == .bf16 {
+            format = 0
+            rate = asr_peak_ops_per_second(format, seconds, &name)
+            instruction = (name.map { String(cString: $0) } ?? "none") + ", bf16 emulated"
+        }
+        return rate > 0 ? (rate, instruction) : nil
+    }
+}

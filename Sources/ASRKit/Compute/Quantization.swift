@@ -93,18 +93,9 @@ extension WeightMatrix {
         let source = bytes.assumingMemoryBound(to: Int8.self)
         let codes = OwnedBuffer<Int8>(count: n * k)
         var sums = [Int32](repeating: 0, count: n)
-        var largest: Int32 = 0
-        for r in 0..<n {
-            var sum: Int32 = 0, rowLargest: Int32 = 0
-            for j in 0..<k {
-                let q = source[r * k + j]
-                codes.pointer[r * k + j] = q
-                sum += Int32(q)
-                rowLargest = max(rowLargest, abs(Int32(q)))
-            }
-            sums[r] = sum
-            largest = max(largest, rowLargest)
-        }
+        var rowLargest = [Int32](repeating: 0, count: n)
+        asr_copy_weights_s8(Int32(n), Int32(k), source.baseAddress!, codes.pointer, &sums, &rowLargest)
+        let largest = rowLargest.max() ?? 0
         if largest > Int8Checkpoint.maxCode {
             throw ASRError.invalidQuantizedTensor(name: name, reason: "holds code -128; codes must lie within ±127")
         }

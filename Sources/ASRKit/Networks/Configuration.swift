@@ -527,57 +527,94 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
     }
 
     /// Floating-point operations (multiply and add counted separately) of one forward pass over `samples`.
-    public func flops(forSamples samples: Int) -> Double {
-        var length = samples, inChannels = 1, total = 0.0
+    public func flops(forSamples samples: Int) -> Double { stageFlops(forSamples: samples).total }
+
+    /// The same operations per stage of ``StageProfile``, each split by the number format its products run in when
+    /// the model is loaded with `precision` on this machine (`asr bench` divides them by the measured peaks).
+    package func stageFlops(forSamples samples: Int, precision: Precision = .fp32) -> StageFlops {
+        var stages = StageFlops()
+        var length = samples, inChannels = 1
         let conformer = family == .conformer || family == .wav2vec2Bert
+        // The formats the layers actually run in (see ConvFeatureEncoder and GroupedTimeConvolution).
+        let convPrecision = ConvFeatureEncoder.precision(for: precision)
+        let positionalPrecision = GroupedTimeConvolution.precision(for: precision)
         if family == .wav2vec2Bert {
             // The filterbank (FFTs, mel products) is a few MFLOP per second of audio: left out.
-            guard let frames = filterbankFrames(forSamples: samples) else { return 0 }
+            guard let frames = filterbankFrames(forSamples: samples) else { return StageFlops() }
             length = frames.stacked
             inChannels = featureProjectionInputDim
         }
         for i in convDim.indices where family != .wav2vec2Bert {
-            guard length >= convKernel[i] else { return 0 }
+            guard length >= convKernel[i] else { return StageFlops() }
             length = (length - convKernel[i]) / convStride[i] + 1
-            total += 2 * Double(length) * Double(convDim[i]) * Double(inChannels * convKernel[i])
+            // The first layer (one input channel) always runs in fp32.
+            stages.featureEncoder[i == 0 ? .fp32 : convPrecision, default: 0]
+                += 2 * Double(length) * Double(convDim[i]) * Double(inChannels * convKernel[i])
             inChannels = convDim[i]
         }
         let t = Double(length), h = Double(hiddenSize)
-        total += 2 * t * Double(inChannels) * h                                                 // projection
+        stages.featureProjection[precision] = 2 * t * Double(inChannels) * h
         if !conformer {
             let positional = family == .data2vecAudio ? Double(numConvPosEmbeddings * convPosKernelSize) : Double(numConvPosEmbeddings)
-            total += 2 * t * h * (h / Double(numConvPosEmbeddingGroups)) * positional           // positional conv
+            stages.positionalConvolution[positionalPrecision] = 2 * t * h * (h / Double(numConvPosEmbeddingGroups)) * positional
         }
-        let attention = 2 * t * h * 4 * h + 2 * 2 * t * t * h                                  // projections, scores, ·V
+        let layers = Double(numHiddenLayers)
         let feedForward = 2 * 2 * t * h * Double(intermediateSize)
-        var perLayer = attention + feedForward
+        // Projections in the model's precision; scores and their product with V in fp32 (the fused kernel).
+        stages.attention[precision, default: 0] += layers * 2 * t * h * 4 * h
+        stages.attention[.fp32, default: 0] += layers * 2 * 2 * t * t * h
+        stages.feedForward[precision, default: 0] += layers * feedForward
         if conformer {
-            // a second feed-forward; the convolution module: pointwise h → 2h, depthwise, pointwise h → h
-            perLayer += feedForward + 2 * t * h * 3 * h + 2 * t * h * Double(convDepthwiseKernelSize)
-            if conformerPositions == .relative { perLayer += 2 * (2 * t) * h * h + 2 * t * (2 * t) * h }
+            // a second feed-forward; the convolution module (profiled with the feed-forwards): pointwise h → 2h and
+            // h → h in the model's precision, the depthwise convolution in fp32
+            stages.feedForward[precision, default: 0] += layers * (feedForward + 2 * t * h * 3 * h)
+            stages.feedForward[.fp32, default: 0] += layers * 2 * t * h * Double(convDepthwiseKernelSize)
+            if conformerPositions == .relative {
+                stages.attention[precision, default: 0] += layers * 2 * (2 * t) * h * h
+                stages.attention[.fp32, default: 0] += layers * 2 * t * (2 * t) * h
+            }
         }
-        total += Double(numHiddenLayers) * perLayer
         var width = h, frames = t
         if family == .wav2vec2Bert {
-            if useIntermediateFfnBeforeAdapter { total += feedForward }
+            if useIntermediateFfnBeforeAdapter { stages.feedForward[precision, default: 0] += feedForward }
             if adapterLayerCount > 0 {
                 let a = Double(adapterWidth), k = Double(adapterKernelSize)
-                if adapterWidth != hiddenSize { total += 2 * t * h * a }
+                if adapterWidth != hiddenSize { stages.attention[precision, default: 0] += 2 * t * h * a }
                 var length = Int(t)
                 for _ in 0..<adapterLayerCount {
                     length = adapterFrames(length)
                     let n = Double(length)
-                    // two strided convolutions a → 2a, attention, a feed-forward
-                    total += 2 * 2 * n * (k * a) * (2 * a) + 2 * n * a * 4 * a + 2 * 2 * n * n * a
+                    // two strided convolutions a → 2a, attention, a feed-forward (all profiled as attention)
+                    stages.attention[precision, default: 0] += 2 * 2 * n * (k * a) * (2 * a) + 2 * n * a * 4 * a
                         + 2 * 2 * n * a * Double(intermediateSize)
+                    stages.attention[.fp32, default: 0] += 2 * 2 * n * n * a
                 }
                 width = a
                 frames = Double(length)
             }
         }
-        total += 2 * frames * width * Double(vocabSize)                                         // LM head
-        return total
+        stages.head[.fp32, default: 0] += 2 * frames * width * Double(vocabSize)                 // LM head
+        return stages
     }
+}
+
+/// Floating-point operations of one forward pass per stage of ``StageProfile``, each split by the number format its
+/// products run in.
+package struct StageFlops: Sendable {
+    package var featureEncoder: [Precision: Double] = [:]
+    package var featureProjection: [Precision: Double] = [:]
+    package var positionalConvolution: [Precision: Double] = [:]
+    package var attention: [Precision: Double] = [:]
+    package var feedForward: [Precision: Double] = [:]
+    package var head: [Precision: Double] = [:]
+
+    /// The stages in ``StageProfile/stages``' order (layer norms do no products: empty).
+    package var stages: [[Precision: Double]] {
+        [featureEncoder, featureProjection, positionalConvolution, attention, feedForward, [:], head]
+    }
+
+    /// All operations of the pass.
+    package var total: Double { stages.reduce(0) { $0 + $1.values.reduce(0, +) } }
 }
 
 /// What the feature extractor does to raw audio (`preprocessor_config.json`).

@@ -38,6 +38,10 @@ void asr_bf16_to_f32(size_t count, const uint16_t *in, float *out);
 /// in [-max_q, max_q]; row_sum[r] = Σ q[r, :] (for the activations' zero-point correction).
 void asr_quantize_weights_s8(int n, int k, const float *w, int max_q, int8_t *q, float *scale, int32_t *row_sum);
 
+/// Copies stored int8 codes (n × k) into `q` and sets row_sum[r] = Σ q[r, :] and row_largest[r] = max |q[r, :]|
+/// (128 for a -128, which callers refuse).
+void asr_copy_weights_s8(int n, int k, const int8_t *codes, int8_t *q, int32_t *row_sum, int32_t *row_largest);
+
 /// Asymmetric per-row quantization of activations (m × k, rows lda apart) to u8: the range [min(x, 0), max(x, 0)]
 /// maps onto 0…255, zero[r] is the code of 0.0 (exactly representable), x ≈ scale[r] · (q − zero[r]).
 void asr_quantize_rows_u8(int m, int k, const float *a, int lda, uint8_t *q, float *scale, int32_t *zero);
@@ -51,8 +55,14 @@ int asr_gemm_int8(int m, int n, int k, const float *a, int lda, const int8_t *w,
 /// oneDNN status on failure.
 int asr_gemm_bf16(int m, int n, int k, const float *a, int lda, const uint16_t *w, float *c, int ldc, int accumulate);
 
+/// One core's measured peak in operations per second (multiply and add counted apart) for `format` (0 fp32, 1 bf16,
+/// 2 int8), from about `seconds` of 12 independent chains of the widest instruction this CPU has for it (named in
+/// `isa`); 0 where the CPU has none (bf16 without AVX512_BF16, or not x86-64).
+double asr_peak_ops_per_second(int format, double seconds, const char **isa);
+
 #ifdef __cplusplus
 }
 #endif
 
 #endif
+
