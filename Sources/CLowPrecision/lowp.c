@@ -214,10 +214,13 @@ void asr_quantize_rows_u8(int m, int k, const float *a, int lda, uint8_t *q, flo
 
 // MARK: int8 products
 
-// x ≈ sa·(qa − za) and w ≈ sw·qw, so x·w ≈ sa·sw·(Σ qa·qw − za·Σ qw): the zero point is folded in here.
+// x ≈ sa·(qa − za) and w ≈ sw·qw, so x·w ≈ sa·sw·(Σ qa·qw − za·Σ qw): the zero point is folded in here, and the
+// bias added in the same pass (bias + v and v + bias are the same float, so this equals filling C with the bias
+// and accumulating, bit for bit).
 LOWP_CLONES
 static void scale_back(int m, int n, const int32_t *products, const float *a_scale, const int32_t *a_zero,
-                       const float *w_scale, const int32_t *w_row_sum, float *c, int ldc, int accumulate) {
+                       const float *w_scale, const int32_t *w_row_sum, const float *bias, float *c, int ldc,
+                       int accumulate) {
     for (int i = 0; i < m; i++) {
         const int32_t *p = products + (size_t)i * n;
         float *out = c + (size_t)i * ldc;
@@ -225,13 +228,16 @@ static void scale_back(int m, int n, const int32_t *products, const float *a_sca
         int32_t za = a_zero[i];
         if (accumulate) {
             for (int j = 0; j < n; j++) out[j] += sa * w_scale[j] * (float)(p[j] - za * w_row_sum[j]);
+        } else if (bias) {
+            for (int j = 0; j < n; j++) out[j] = sa * w_scale[j] * (float)(p[j] - za * w_row_sum[j]) + bias[j];
         } else {
             for (int j = 0; j < n; j++) out[j] = sa * w_scale[j] * (float)(p[j] - za * w_row_sum[j]);
         }
+        if (accumulate && bias) for (int j = 0; j < n; j++) out[j] += bias[j];
     }
 }
 
-int asr_gemm_int8(int m, int n, int k, const float *a, int lda, const int8_t *w, const float *w_scale,
+int asr_gemm_int8(int m, int n, int k, const float *a, int lda, const int8_t *w, const float *w_scale, const float *bias,
                   const int32_t *w_row_sum, float *c, int ldc, int accumulate) {
     if (m <= 0 || n <= 0) return 0;
     thread_state *s = state();
@@ -252,7 +258,7 @@ int asr_gemm_int8(int m, int n, int k, const float *a, int lda, const int8_t *w,
     dnnl_status_t status = dnnl_gemm_u8s8s32('N', 'T', 'F', m, n, k, 1.0f, qa, k, 0, w, k, 0, 0.0f, products, n,
                                              &no_offset);
     if (status != dnnl_success) return status;
-    scale_back(m, n, products, a_scale, a_zero, w_scale, w_row_sum, c, ldc, accumulate);
+    scale_back(m, n, products, a_scale, a_zero, w_scale, w_row_sum, bias, c, ldc, accumulate);
     return 0;
 }
 
@@ -357,21 +363,26 @@ done:
     return status;
 }
 
-// The product went to scratch (its row count is the bucket's, not m); copy or add the m real rows into C.
+// The product went to scratch (its row count is the bucket's, not m); copy or add the m real rows into C, with the
+// bias (same float as filling C with it first and accumulating).
 LOWP_CLONES
-static void copy_rows(int m, int n, const float *product, float *c, int ldc, int accumulate) {
+static void copy_rows(int m, int n, const float *product, const float *bias, float *c, int ldc, int accumulate) {
     for (int i = 0; i < m; i++) {
         const float *p = product + (size_t)i * n;
         float *dst = c + (size_t)i * ldc;
         if (accumulate) {
             for (int j = 0; j < n; j++) dst[j] += p[j];
+            if (bias) for (int j = 0; j < n; j++) dst[j] += bias[j];
+        } else if (bias) {
+            for (int j = 0; j < n; j++) dst[j] = p[j] + bias[j];
         } else {
             memcpy(dst, p, (size_t)n * 4);
         }
     }
 }
 
-int asr_gemm_bf16(int m, int n, int k, const float *a, int lda, const uint16_t *w, float *c, int ldc, int accumulate) {
+int asr_gemm_bf16(int m, int n, int k, const float *a, int lda, const uint16_t *w, const float *bias, float *c, int ldc,
+                  int accumulate) {
     if (m <= 0 || n <= 0) return 0;
     pthread_once(&engine_once, create_engine);
     if (engine_status != dnnl_success) return engine_status;
@@ -399,7 +410,7 @@ int asr_gemm_bf16(int m, int n, int k, const float *a, int lda, const uint16_t *
     status = run_bf16(rows, n, k, a16, w, out, pad_bytes ? base + a_bytes + out_bytes : NULL, primitive, s);
     if (owned) dnnl_primitive_destroy(primitive);
     if (status != dnnl_success) return status;
-    copy_rows(m, n, out, c, ldc, accumulate);
+    copy_rows(m, n, out, bias, c, ldc, accumulate);
     return 0;
 }
 

@@ -113,20 +113,43 @@ struct WeightMatrix: Sendable {
     /// into their own scratch, so a convolution's overlapping windows can be read in place; BLAS needs lda ≥ k.
     var readsOverlappingRows: Bool { precision != .fp32 }
 
-    /// C (m × n, rows `ldc` apart) = A (m × k, rows `lda` apart) · Wᵀ, plus C's previous contents when `accumulate`.
-    /// Rows are split across `BLAS.threads` threads unless `split` is false (callers already running in parallel).
+    /// C (m × n, rows `ldc` apart) = A (m × k, rows `lda` apart) · Wᵀ, plus C's previous contents when `accumulate`,
+    /// plus `bias` (n) when given, then `activation` in place. Rows are split across `BLAS.threads` threads unless
+    /// `split` is false (callers already running in parallel); each thread adds the bias and applies the activation
+    /// to its own rows right after its product, while they are in cache (the bias in the same pass as the scaling for
+    /// bf16 and int8). The result is the same float for float as filling C with the bias, multiplying with
+    /// `accumulate`, then applying the activation over all of C.
     func multiply(m: Int, a: UnsafePointer<Float>, lda: Int, into c: UnsafeMutablePointer<Float>, ldc: Int,
-                  accumulate: Bool, split: Bool = true) {
+                  accumulate: Bool, bias: UnsafePointer<Float>? = nil, activation: Activation? = nil, split: Bool = true) {
+        let (n, k) = (self.n, self.k)
+        let shared = bias.map { SharedPointer(base: UnsafeMutablePointer(mutating: $0)) }
+        // The activation on rows [0, rows) of a block of C.
+        @Sendable func finish(_ rows: Int, _ c: UnsafeMutablePointer<Float>) {
+            guard let activation, activation != .identity else { return }
+            if ldc == n { return activation.apply(UnsafeMutableBufferPointer(start: c, count: rows * n)) }
+            for r in 0..<rows { activation.apply(UnsafeMutableBufferPointer(start: c + r * ldc, count: n)) }
+        }
         switch storage {
         case .fp32(let w):
-            BLAS.gemm(m: m, n: n, k: k, a: a, lda: lda, b: w.pointer, ldb: k, transposeB: true,
-                      c: c, ldc: ldc, beta: accumulate ? 1 : 0, split: split)
+            let weights = SharedPointer(base: UnsafeMutablePointer(mutating: w.pointer))
+            rowParts(m: m, a: a, lda: lda, c: c, ldc: ldc, split: split) { rows, a, c in
+                if let bias = shared?.base, !accumulate {
+                    for r in 0..<rows { (c + r * ldc).update(from: bias, count: n) }
+                }
+                BLAS.gemm(m: rows, n: n, k: k, a: a, lda: lda, b: weights.base, ldb: k, transposeB: true,
+                          c: c, ldc: ldc, beta: accumulate || shared != nil ? 1 : 0, split: false)
+                if let bias = shared?.base, accumulate {
+                    for r in 0..<rows { for j in 0..<n { c[r * ldc + j] += bias[j] } }
+                }
+                finish(rows, c)
+            }
         case .bf16(let w):
             let weights = SharedPointer(base: w.pointer)
             rowParts(m: m, a: a, lda: lda, c: c, ldc: ldc, split: split) { rows, a, c in
-                let status = asr_gemm_bf16(Int32(rows), Int32(n), Int32(k), a, Int32(lda), weights.base, c, Int32(ldc),
-                                           accumulate ? 1 : 0)
+                let status = asr_gemm_bf16(Int32(rows), Int32(n), Int32(k), a, Int32(lda), weights.base, shared?.base, c,
+                                           Int32(ldc), accumulate ? 1 : 0)
                 precondition(status == 0, "oneDNN bf16 product (\(rows)×\(n)×\(k)) failed with status \(status)")
+                finish(rows, c)
             }
         case .int8(let w, let scales, let sums):
             let codes = SharedPointer(base: w.pointer)
@@ -136,8 +159,9 @@ struct WeightMatrix: Sendable {
                                   SharedPointer(base: UnsafeMutablePointer(mutating: sums.baseAddress!)))
                     rowParts(m: m, a: a, lda: lda, c: c, ldc: ldc, split: split) { rows, a, c in
                         let status = asr_gemm_int8(Int32(rows), Int32(n), Int32(k), a, Int32(lda), codes.base, s.base,
-                                                   r.base, c, Int32(ldc), accumulate ? 1 : 0)
+                                                   shared?.base, r.base, c, Int32(ldc), accumulate ? 1 : 0)
                         precondition(status == 0, "oneDNN int8 product (\(rows)×\(n)×\(k)) failed with status \(status)")
+                        finish(rows, c)
                     }
                 }
             }

@@ -90,24 +90,33 @@ struct Linear: Sendable {
         self.bias = bias
     }
 
-    /// y (rows × out) = x (rows × in) · Wᵀ + b
-    func callAsFunction(_ x: Matrix) -> Matrix {
+    /// y (rows × out) = activation(x (rows × in) · Wᵀ + b)
+    func callAsFunction(_ x: Matrix, activation: Activation? = nil) -> Matrix {
         precondition(x.cols == inFeatures)
         var y = Matrix(uninitializedRows: x.rows, cols: outFeatures)  // apply writes every element
-        y.storage.withUnsafeMutableBufferPointer { apply(x, into: $0.baseAddress!, ldc: outFeatures) }
+        y.storage.withUnsafeMutableBufferPointer { apply(x, into: $0.baseAddress!, ldc: outFeatures, activation: activation) }
         return y
     }
 
-    /// Writes x · Wᵀ + b into `out`, a (rows × out) block of a matrix whose rows are `ldc` floats apart (so several
-    /// projections can fill side-by-side columns of one matrix).
-    func apply(_ x: Matrix, into out: UnsafeMutablePointer<Float>, ldc: Int) {
+    /// Writes activation(x · Wᵀ + b) into `out`, a (rows × out) block of a matrix whose rows are `ldc` floats apart
+    /// (so several projections can fill side-by-side columns of one matrix). The bias and the activation are applied
+    /// by each thread to its rows as its product ends (see `WeightMatrix.multiply`).
+    func apply(_ x: Matrix, into out: UnsafeMutablePointer<Float>, ldc: Int, activation: Activation? = nil) {
         precondition(x.cols == inFeatures && ldc >= outFeatures)
         let rows = x.rows
-        if let bias { out.fillRows(rows, stride: ldc, with: bias) }
         x.storage.withUnsafeBufferPointer { input in
-            weight.multiply(m: rows, a: input.baseAddress!, lda: inFeatures, into: out, ldc: ldc, accumulate: bias != nil)
+            withPointer(to: bias) { bias in
+                weight.multiply(m: rows, a: input.baseAddress!, lda: inFeatures, into: out, ldc: ldc, accumulate: false,
+                                bias: bias, activation: activation)
+            }
         }
     }
+}
+
+/// `body` with a pointer to the elements of `values`, or nil when there are none.
+func withPointer<T, R>(to values: [T]?, _ body: (UnsafePointer<T>?) throws -> R) rethrows -> R {
+    guard let values else { return try body(nil) }
+    return try values.withUnsafeBufferPointer { try body($0.baseAddress) }
 }
 
 /// Affine parameters of a LayerNorm or GroupNorm.

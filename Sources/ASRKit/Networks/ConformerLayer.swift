@@ -27,9 +27,8 @@ struct ConformerLayer: Sendable {
         }
 
         func callAsFunction(_ x: Matrix) -> Matrix {
-            var inner = intermediate(x)   // (t, intermediate)
-            inner.apply(activation)
-            return output(inner)          // (t, width)
+            let inner = intermediate(x, activation: activation)   // (t, intermediate)
+            return output(inner)                                  // (t, width)
         }
     }
 

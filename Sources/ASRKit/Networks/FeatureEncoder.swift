@@ -81,7 +81,11 @@ struct ConvFeatureEncoder: Sendable {
             }
             var x = Matrix(rows: upper - lower, cols: 1, storage: Array(samples[lower..<upper]))
             for (i, layer) in layers.enumerated() {
-                x = convolve(x, layer)
+                // Without a norm after it (group mode, past the first layer) the activation is applied by each
+                // thread to its rows as its product ends.
+                let fused = layer.norm == nil
+                x = convolve(x, layer, activation: fused ? activation : nil)
+                if fused { continue }
                 if i == 0, let (scale, shift) = firstLayerNorm {
                     x.scaleAndShiftColumns(scale: scale, shift: shift)
                 } else if let norm = layer.norm {
@@ -156,22 +160,21 @@ struct ConvFeatureEncoder: Sendable {
         return (scale, shift)
     }
 
-    /// One feature-encoder convolution: Conv1d (no padding) with its bias. (t_in, c_in) → (t_out, c_out).
-    private func convolve(_ x: Matrix, _ layer: Layer) -> Matrix {
+    /// One feature-encoder convolution: Conv1d (no padding) with its bias, then `activation` when given.
+    /// (t_in, c_in) → (t_out, c_out).
+    private func convolve(_ x: Matrix, _ layer: Layer, activation: Activation? = nil) -> Matrix {
         let tOut = (x.rows - layer.kernel) / layer.stride + 1
         guard tOut > 0 else { return Matrix(rows: 0, cols: layer.outChannels) }
         let window = layer.kernel * layer.inChannels   // one output frame reads this many contiguous floats
         let rowStep = layer.stride * layer.inChannels
-        var y = Matrix(uninitializedRows: tOut, cols: layer.outChannels)  // bias fill or beta-0 GEMM writes it all
+        var y = Matrix(uninitializedRows: tOut, cols: layer.outChannels)  // every element written by the product
         x.storage.withUnsafeBufferPointer { input in
-            y.storage.withUnsafeMutableBufferPointer { out in
-                if let bias = layer.bias { out.baseAddress!.fillRows(tOut, stride: layer.outChannels, with: bias) }
-                let accumulate = layer.bias != nil
+            y.storage.withUnsafeMutableBufferPointer { out in withPointer(to: layer.bias) { bias in
                 if rowStep >= window || layer.weight.readsOverlappingRows {
                     // Windows don't overlap, or the product converts its rows itself (bf16, int8) and so can read
                     // overlapping windows in place: one product over strided rows, no im2col copy.
                     layer.weight.multiply(m: tOut, a: input.baseAddress!, lda: rowStep, into: out.baseAddress!,
-                                          ldc: layer.outChannels, accumulate: accumulate)
+                                          ldc: layer.outChannels, accumulate: false, bias: bias, activation: activation)
                     return
                 }
                 // Overlapping windows: copy a block of them (im2col, the copy split across threads), bounded to
@@ -191,11 +194,11 @@ struct ConvFeatureEncoder: Sendable {
                         }
                         layer.weight.multiply(m: rows, a: cols.baseAddress!, lda: window,
                                               into: out.baseAddress! + t0 * layer.outChannels, ldc: layer.outChannels,
-                                              accumulate: accumulate)
+                                              accumulate: false, bias: bias, activation: activation)
                         t0 += rows
                     }
                 }
-            }
+            } }
         }
         return y
     }

@@ -96,9 +96,8 @@ struct TransformerLayer: Sendable {
     }
 
     func feedForward(_ x: Matrix) -> Matrix {
-        var inner = intermediate(x)      // (t, intermediate)
-        inner.apply(activation)
-        return output(inner)             // (t, hidden)
+        let inner = intermediate(x, activation: activation)   // (t, intermediate), activation applied per row block
+        return output(inner)                                  // (t, hidden)
     }
 
     /// Post-LN layer (base): x = LN(x + Attn(x)); x = FinalLN(x + FFN(x)).
@@ -151,8 +150,7 @@ struct AttentionAdapter: Sendable {
     func callAsFunction(_ x: Matrix) -> Matrix {
         var y = x
         norm.layerNorm(&y)
-        var inner = down(y)            // (frames, adapter_attn_dim)
-        inner.apply(.relu)
+        let inner = down(y, activation: .relu)   // (frames, adapter_attn_dim)
         return up(inner)
     }
 }
