@@ -190,3 +190,178 @@ int asr_attention_is_fast(void) {
     return 0;
 #endif
 }
+
+// MARK: bf16 scores (models loaded with --precision bf16 or int8, on CPUs with AVX512_BF16)
+//
+// The same algorithm with both products on VDPBF16PS: each instruction multiplies pairs of bf16 values and adds both
+// products to one fp32 lane, so a step consumes two values of the reduction dimension and does twice the work of an
+// FMA step. Operands are packed as pairs along that dimension: K and the scaled Q as (dim 2p, dim 2p+1), Vᵀ and the
+// probabilities as (key 2p, key 2p+1). Rounded to bf16 (nearest even) as they are packed: q·scale, k, v and the
+// probabilities, as transformers' bf16 autocast rounds its matmul inputs; the scores, the running softmax, its sums
+// and the output accumulate in fp32.
+#if defined(__x86_64__) && defined(__clang__)
+#include <immintrin.h>
+
+#define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16")))
+
+typedef uint32_t v16u __attribute__((vector_size(64)));
+
+// bf16 bits of x, rounded to nearest even; a NaN stays a NaN.
+static inline uint32_t bf16_bits(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;
+    return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+}
+
+// Two values as one 32-bit pair: `first` in the low half (the lower address), `second` in the high half.
+static inline uint32_t bf16_pair(float first, float second) { return bf16_bits(first) | (bf16_bits(second) << 16); }
+
+// c[MR][NR] (row stride ldc) = Σ_p pairs x[p][i] · w[p][j] (each a dot product of two bf16), plus c's old value
+// scaled per column by carry[j] when `carry` is given. x is packed [pair][MR] (32-bit pairs, broadcast), w [pair][NR]
+// pairs (two vectors of 16 pairs).
+BF16_TARGET static inline __attribute__((always_inline)) void tile_product_bf16(size_t pairs, const uint32_t *restrict x,
+                                                                               const uint32_t *restrict w,
+                                                                               float *restrict c, size_t ldc,
+                                                                               const float *restrict carry) {
+    __m512 lo[MR], hi[MR];
+    if (carry) {
+        __m512 scale_lo = _mm512_loadu_ps(carry), scale_hi = _mm512_loadu_ps(carry + 16);
+        for (int i = 0; i < MR; i++) {
+            lo[i] = _mm512_mul_ps(_mm512_loadu_ps(c + i * ldc), scale_lo);
+            hi[i] = _mm512_mul_ps(_mm512_loadu_ps(c + i * ldc + 16), scale_hi);
+        }
+    } else {
+        for (int i = 0; i < MR; i++) lo[i] = hi[i] = _mm512_setzero_ps();
+    }
+    for (size_t p = 0; p < pairs; p++) {
+        __m512bh w0 = (__m512bh)_mm512_loadu_si512(w), w1 = (__m512bh)_mm512_loadu_si512(w + 16);
+#pragma clang loop unroll(full)
+        for (int i = 0; i < MR; i++) {
+            __m512bh xi = (__m512bh)_mm512_set1_epi32((int)x[i]);
+            lo[i] = _mm512_dpbf16_ps(lo[i], xi, w0);
+            hi[i] = _mm512_dpbf16_ps(hi[i], xi, w1);
+        }
+        x += MR;
+        w += NR;
+    }
+    for (int i = 0; i < MR; i++) {
+        _mm512_storeu_ps(c + i * ldc, lo[i]);
+        _mm512_storeu_ps(c + i * ldc + 16, hi[i]);
+    }
+}
+
+size_t asr_attention_workspace_bf16(size_t t, size_t d) {
+    size_t keys = round_up(t, MR), dims = round_up(d, MR), dim_pairs = (d + 1) / 2, key_pairs = (t + 1) / 2;
+    // packed K, packed Vᵀ (32-bit pairs), score chunk (fp32), probability pairs, packed Q pairs, outᵀ accumulators.
+    return keys * dim_pairs + dims * key_pairs + KEY_CHUNK * NR + KEY_CHUNK / 2 * NR + dim_pairs * NR + dims * NR + 6 * 16;
+}
+
+static uint32_t *aligned_pairs(float **cursor, size_t count) { return (uint32_t *)aligned_region(cursor, count); }
+
+BF16_TARGET void asr_attention_head_bf16(size_t t, size_t d, const float *q, const float *k, const float *v, size_t ld,
+                                         float scale, float *out, size_t ldo, float *workspace) {
+    if (t == 0 || d == 0) return;
+    size_t keys = round_up(t, MR), dims = round_up(d, MR), dim_pairs = (d + 1) / 2, key_pairs = (t + 1) / 2;
+    float *cursor = workspace;
+    uint32_t *packed_k = aligned_pairs(&cursor, keys * dim_pairs);       // [key panel][dim pair][MR keys]
+    uint32_t *packed_vt = aligned_pairs(&cursor, dims * key_pairs);      // [dim panel][key pair][MR dims]
+    float *scores_t = aligned_region(&cursor, KEY_CHUNK * NR);           // Sᵀ of one key chunk: [key][NR queries]
+    uint32_t *probabilities = aligned_pairs(&cursor, KEY_CHUNK / 2 * NR); // [key pair][NR queries]
+    uint32_t *packed_q = aligned_pairs(&cursor, dim_pairs * NR);         // [dim pair][NR queries], scaled
+    float *out_t = aligned_region(&cursor, dims * NR);                   // outᵀ accumulators: [dim][NR queries]
+
+    // K and Vᵀ, once per head; zeros pad keys past t and dims past d.
+    for (size_t k0 = 0; k0 < keys; k0 += MR) {
+        uint32_t *panel = packed_k + k0 * dim_pairs;
+        for (size_t i = 0; i < MR; i++) {
+            if (k0 + i + 2 * MR < t) prefetch_row(k + (k0 + i + 2 * MR) * ld, d);
+            const float *row = k0 + i < t ? k + (k0 + i) * ld : NULL;
+            for (size_t p = 0; p < dim_pairs; p++)
+                panel[p * MR + i] = row ? bf16_pair(row[2 * p], 2 * p + 1 < d ? row[2 * p + 1] : 0) : 0;
+        }
+    }
+    for (size_t p = 0; p < key_pairs; p++) {
+        if (2 * p + 16 < t) prefetch_row(v + (2 * p + 16) * ld, d), prefetch_row(v + (2 * p + 17 < t ? 2 * p + 17 : 2 * p + 16) * ld, d);
+        const float *first = v + 2 * p * ld, *second = 2 * p + 1 < t ? v + (2 * p + 1) * ld : NULL;
+        for (size_t d0 = 0; d0 < dims; d0 += MR) {
+            uint32_t *dst = packed_vt + d0 * key_pairs + p * MR;
+            for (size_t i = 0; i < MR; i++) {
+                size_t dim = d0 + i;
+                dst[i] = dim < d ? bf16_pair(first[dim], second ? second[dim] : 0) : 0;
+            }
+        }
+    }
+
+    for (size_t q0 = 0; q0 < t; q0 += NR) {
+        size_t queries = t - q0 < NR ? t - q0 : NR;
+        for (size_t j = 0; j < NR; j++) {
+            if (q0 + NR + j < t) prefetch_row(q + (q0 + NR + j) * ld, d);
+            const float *row = j < queries ? q + (q0 + j) * ld : NULL;
+            for (size_t p = 0; p < dim_pairs; p++)
+                packed_q[p * NR + j] = row ? bf16_pair(row[2 * p] * scale, 2 * p + 1 < d ? row[2 * p + 1] * scale : 0) : 0;
+        }
+        for (size_t j = 0; j < queries; j++)
+            for (size_t i = 0; i < d; i += 16) __builtin_prefetch(out + (q0 + j) * ldo + i, 1);
+
+        v16 largest_lo = SPLAT16(-__builtin_inff()), largest_hi = largest_lo;
+        v16 total_lo = (v16){}, total_hi = (v16){};
+        float carry[NR] __attribute__((aligned(64)));
+        for (size_t c0 = 0; c0 < t; c0 += KEY_CHUNK) {   // KEY_CHUNK is even: chunks start on a key pair
+            size_t chunk = t - c0 < KEY_CHUNK ? t - c0 : KEY_CHUNK;
+            for (size_t k0 = 0; k0 < chunk; k0 += MR)
+                tile_product_bf16(dim_pairs, packed_k + (c0 + k0) * dim_pairs, packed_q, scores_t + k0 * NR, NR, NULL);
+
+            v16 max_lo = largest_lo, max_hi = largest_hi;
+            for (size_t p = 0; p < chunk; p++) {
+                max_lo = __builtin_elementwise_max(max_lo, LOAD16(scores_t + p * NR));
+                max_hi = __builtin_elementwise_max(max_hi, LOAD16(scores_t + p * NR + 16));
+            }
+            v16 carry_lo = c0 == 0 ? (v16){} : EXP16(largest_lo - max_lo);
+            v16 carry_hi = c0 == 0 ? (v16){} : EXP16(largest_hi - max_hi);
+            largest_lo = max_lo, largest_hi = max_hi;
+            total_lo *= carry_lo, total_hi *= carry_hi;
+            STORE16(carry, carry_lo), STORE16(carry + 16, carry_hi);
+            // exp, summed in fp32, and stored as bf16 pairs of consecutive keys; an odd last key pairs with a zero.
+            size_t pairs = (chunk + 1) / 2;
+            for (size_t p = 0; p < pairs; p++) {
+                const float *first = scores_t + 2 * p * NR;
+                int has_second = 2 * p + 1 < chunk;
+                v16 a_lo = EXP16(LOAD16(first) - largest_lo), a_hi = EXP16(LOAD16(first + 16) - largest_hi);
+                v16 b_lo = has_second ? EXP16(LOAD16(first + NR) - largest_lo) : (v16){};
+                v16 b_hi = has_second ? EXP16(LOAD16(first + NR + 16) - largest_hi) : (v16){};
+                total_lo += a_lo + b_lo, total_hi += a_hi + b_hi;
+                // Probabilities are finite and non-negative: rounding to nearest even needs no NaN case.
+                v16u ua = (v16u)a_lo, ub = (v16u)b_lo;
+                v16u pair_lo = ((ua + 0x7fffu + ((ua >> 16) & 1u)) >> 16) | ((ub + 0x7fffu + ((ub >> 16) & 1u)) & 0xffff0000u);
+                ua = (v16u)a_hi, ub = (v16u)b_hi;
+                v16u pair_hi = ((ua + 0x7fffu + ((ua >> 16) & 1u)) >> 16) | ((ub + 0x7fffu + ((ub >> 16) & 1u)) & 0xffff0000u);
+                memcpy(probabilities + p * NR, &pair_lo, 64);
+                memcpy(probabilities + p * NR + 16, &pair_hi, 64);
+            }
+            for (size_t d0 = 0; d0 < dims; d0 += MR)
+                tile_product_bf16(pairs, packed_vt + d0 * key_pairs + c0 / 2 * MR, probabilities, out_t + d0 * NR, NR,
+                                  c0 == 0 ? NULL : carry);
+        }
+        float total[NR];
+        STORE16(total, total_lo), STORE16(total + 16, total_hi);
+        for (size_t j = 0; j < queries; j++) {
+            float inverse = 1.0f / total[j];
+            float *dst = out + (q0 + j) * ldo;
+            for (size_t i = 0; i < d; i++) dst[i] = out_t[i * NR + j] * inverse;
+        }
+    }
+}
+
+int asr_attention_bf16_available(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw");
+}
+#else
+size_t asr_attention_workspace_bf16(size_t t, size_t d) { (void)t, (void)d; return 0; }
+void asr_attention_head_bf16(size_t t, size_t d, const float *q, const float *k, const float *v, size_t ld,
+                             float scale, float *out, size_t ldo, float *workspace) {
+    (void)t, (void)d, (void)q, (void)k, (void)v, (void)ld, (void)scale, (void)out, (void)ldo, (void)workspace;
+}
+int asr_attention_bf16_available(void) { return 0; }
+#endif

@@ -1,4 +1,5 @@
 import CKernels
+import CLowPrecision
 import Foundation
 import Testing
 @testable import ASRKit
@@ -30,6 +31,36 @@ import Testing
         #expect(worst < 1e-4, "max |Δ| \(worst)")
     }
 
+    /// The bf16 kernel (reduced-precision models on AVX512_BF16) against the definition with q·scale, k and v rounded
+    /// to bf16 as the kernel rounds them, computed in Double: what is left is the probabilities' own rounding to bf16
+    /// (relative 2⁻⁹ each), so the output is within a few thousandths of |v|. Odd head sizes and odd frame counts
+    /// exercise the zero padding of the last dim pair and key pair. Elsewhere the kernel is not run.
+    @Test(arguments: [(1, 64), (13, 64), (33, 7), (145, 80), (193, 64), (300, 64), (500, 12)])
+    func bf16HeadMatchesTheDefinitionOnRoundedInputs(frames t: Int, headSize d: Int) throws {
+        guard asr_attention_bf16_available() != 0 else { return }
+        let (q, k, v, ld) = interleavedHead(frames: t, headSize: d, magnitude: 1.5)
+        let scale = 1 / Float(d).squareRoot()
+        let ldo = d + 3
+        var out = [Float](repeating: .nan, count: t * ldo)
+        var workspace = [Float](repeating: .nan, count: asr_attention_workspace_bf16(t, d))
+        asr_attention_head_bf16(t, d, q, k, v, ld, scale, &out, ldo, &workspace)
+        #expect((0..<t).allSatisfy { row in out[(row * ldo + d)..<(row * ldo + ldo)].allSatisfy(\.isNaN) })
+        let result = (0..<t).flatMap { row in out[(row * ldo)..<(row * ldo + d)] }
+        func bf16(_ x: Float) -> Float {
+            var bits: [UInt16] = [0]
+            asr_f32_to_bf16(1, [x], &bits)
+            return Float(bitPattern: UInt32(bits[0]) << 16)
+        }
+        // The kernel scales q before rounding, as transformers scales q before its product.
+        let rq = q.map { bf16($0 * scale) }, rk = k.map(bf16), rv = v.map(bf16)
+        let reference = referenceAttention(t: t, d: d, q: rq, k: rk, v: rv, ld: ld, scale: 1)
+        let worst = zip(result, reference).map { abs(Double($0) - $1) }.max()!
+        #expect(worst < 6e-3, "t \(t), d \(d): max |Δ| \(worst)")
+        // And it is not the fp32 kernel: the rounding shows.
+        let exact = runKernel(t: t, d: d, q: q, k: k, v: v, ld: ld)
+        #expect(zip(result, exact).contains { $0 != $1 })
+    }
+
     /// q, k and v for one head as slices of a (t × 3·ld/3) matrix, like the model's fused projection output, with
     /// a deterministic pseudo-random fill; `ld` is wider than 3·d so reading past a head's slice would show.
     private func interleavedHead(frames t: Int, headSize d: Int, magnitude: Float)
@@ -55,8 +86,8 @@ import Testing
         return (0..<t).flatMap { row in out[(row * ldo)..<(row * ldo + d)] }
     }
 
-    private func referenceAttention(t: Int, d: Int, q: [Float], k: [Float], v: [Float], ld: Int) -> [Double] {
-        let scale = 1 / Double(d).squareRoot()
+    private func referenceAttention(t: Int, d: Int, q: [Float], k: [Float], v: [Float], ld: Int, scale: Double? = nil) -> [Double] {
+        let scale = scale ?? 1 / Double(d).squareRoot()
         var result = [Double]()
         for i in 0..<t {
             let scores = (0..<t).map { j in (0..<d).reduce(0.0) { $0 + Double(q[i * ld + $1]) * Double(k[j * ld + $1]) } * scale }

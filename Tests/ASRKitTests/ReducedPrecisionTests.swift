@@ -85,9 +85,13 @@ import Testing
             #expect(stages.stages.count == StageProfile().stages.count)
             let formats = Set(stages.stages.flatMap(\.keys))
             if precision == .fp32 { #expect(formats == [.fp32]) } else { #expect(formats.contains(precision)) }
-            // The feed-forward products run in the precision asked for; attention scores and the CTC head in fp32.
+            // The feed-forward products run in the precision asked for, the CTC head in fp32, attention scores in
+            // fp32 or (reduced precision, bf16 dot products, the fused kernel's families) bf16.
             #expect((stages.feedForward[precision] ?? 0) > 0)
-            #expect((stages.attention[.fp32] ?? 0) > 0 && Set(stages.head.keys) == [.fp32])
+            #expect(Set(stages.head.keys) == [.fp32])
+            let fusedFamily = c.family != .conformer && c.family != .wav2vec2Bert && c.family != .wavLM
+            let scores: Precision = precision != .fp32 && ReducedPrecisionKernels.bf16Attention && fusedFamily ? .bf16 : .fp32
+            #expect((stages.attention[scores] ?? 0) > 0)
             if c.family != .wav2vec2Bert {
                 #expect((stages.featureEncoder[.fp32] ?? 0) > 0, "the first conv layer is fp32")
                 let conv = ConvFeatureEncoder.precision(for: precision)

@@ -1,3 +1,4 @@
+import CKernels
 import CLowPrecision
 import Foundation
 
@@ -33,13 +34,21 @@ public enum ReducedPrecisionKernels {
     /// cannot saturate.
     public static var int8VNNI: Bool { asr_lowp_int8_vnni() != 0 }
 
+    /// Models loaded in bf16 or int8 compute their attention scores and the product with V on AVX512_BF16 dot
+    /// products (`asr_attention_head_bf16`) where oneDNN runs bf16 natively and the CPU has the instructions; fp32
+    /// elsewhere (and always for fp32 models).
+    public static var bf16Attention: Bool { bf16AttentionProbe }
+    private static let bf16AttentionProbe = asr_lowp_bf16_native() != 0 && asr_attention_bf16_available() != 0
+
     /// One line for `asr info`: which kernel each precision runs on here.
     public static var summary: String {
         let bf16 = bf16Available
             ? (bf16Native ? "oneDNN matmul on AVX512_BF16" : "oneDNN matmul, bf16 emulated (no AVX512_BF16)")
             : "not available on this CPU (falls back to fp32)"
         let int8 = int8VNNI ? "oneDNN u8s8s32 on VNNI" : "oneDNN u8s8s32 without VNNI (7-bit weights)"
-        return "fp32: OpenBLAS \(BLAS.kernel); bf16: \(bf16); int8: \(int8); oneDNN ISA \(instructionSet)"
+        let scores = bf16Attention ? "bf16 (AVX512_BF16)" : "fp32"
+        return "fp32: OpenBLAS \(BLAS.kernel); bf16: \(bf16); int8: \(int8); attention scores of bf16 and int8 models: "
+            + "\(scores); oneDNN ISA \(instructionSet)"
     }
 
     /// The precision a load with `requested` actually runs, and a warning when it differs.

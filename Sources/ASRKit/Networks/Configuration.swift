@@ -560,9 +560,13 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
         }
         let layers = Double(numHiddenLayers)
         let feedForward = 2 * 2 * t * h * Double(intermediateSize)
-        // Projections in the model's precision; scores and their product with V in fp32 (the fused kernel).
+        // Projections in the model's precision; scores and their product with V in the fused kernel: bf16 for a
+        // reduced-precision model where the CPU has bf16 dot products, else fp32 (Conformers and WavLM's biased
+        // scores: fp32).
+        let scores: Precision = precision != .fp32 && ReducedPrecisionKernels.bf16Attention && !conformer && family != .wavLM
+            ? .bf16 : .fp32
         stages.attention[precision, default: 0] += layers * 2 * t * h * 4 * h
-        stages.attention[.fp32, default: 0] += layers * 2 * 2 * t * t * h
+        stages.attention[scores, default: 0] += layers * 2 * 2 * t * t * h
         stages.feedForward[precision, default: 0] += layers * feedForward
         if conformer {
             // a second feed-forward; the convolution module (profiled with the feed-forwards): pointwise h → 2h and

@@ -63,7 +63,9 @@ struct TransformerLayer: Sendable {
         // Heads run in parallel, each worker with its own scratch: the fused kernel's packed operands, or a (t, t)
         // score matrix for the BLAS path.
         let workers = max(1, min(BLAS.threads, heads))
-        let perWorker = fused ? asr_attention_workspace(t, d) : t * t
+        // A reduced-precision model takes its scores in bf16 too where the CPU has bf16 dot products.
+        let bf16Scores = fused && q.weight.precision != .fp32 && ReducedPrecisionKernels.bf16Attention
+        let perWorker = fused ? (bf16Scores ? asr_attention_workspace_bf16(t, d) : asr_attention_workspace(t, d)) : t * t
         var scratch = [Float](unsafeUninitializedCapacity: workers * perWorker) { _, count in count = workers * perWorker }
         qkv.storage.withUnsafeBufferPointer { qkvData in
             context.storage.withUnsafeMutableBufferPointer { ctx in
@@ -76,7 +78,11 @@ struct TransformerLayer: Sendable {
                             let q = input.base + head * d, k = q + h, v = q + 2 * h, out = output.base + head * d
                             if fused {
                                 // context[:, head] (t, d) = softmax(scale · Q_h · K_hᵀ) · V_h, scores kept per query block
-                                asr_attention_head(t, d, q, k, v, 3 * h, scale, out, h, s)
+                                if bf16Scores {
+                                    asr_attention_head_bf16(t, d, q, k, v, 3 * h, scale, out, h, s)
+                                } else {
+                                    asr_attention_head(t, d, q, k, v, 3 * h, scale, out, h, s)
+                                }
                                 continue
                             }
                             // scores (t, t) = scale · Q_h · K_hᵀ

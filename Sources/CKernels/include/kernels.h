@@ -25,6 +25,15 @@ size_t asr_attention_workspace(size_t t, size_t d);
 void asr_attention_head(size_t t, size_t d, const float *q, const float *k, const float *v, size_t ld, float scale,
                         float *out, size_t ldo, float *workspace);
 
+/// asr_attention_head with both products on AVX512_BF16 dot products: q·scale, k, v and the probabilities rounded to
+/// bf16, scores, softmax and sums in fp32. Only where asr_attention_bf16_available(); workspace holds
+/// asr_attention_workspace_bf16(t, d) floats.
+void asr_attention_head_bf16(size_t t, size_t d, const float *q, const float *k, const float *v, size_t ld, float scale,
+                             float *out, size_t ldo, float *workspace);
+size_t asr_attention_workspace_bf16(size_t t, size_t d);
+/// 1 when this CPU has the instructions asr_attention_head_bf16 runs on (AVX512_BF16).
+int asr_attention_bf16_available(void);
+
 /// 1 when this CPU runs asr_attention_head at full speed (AVX-512); elsewhere it is correct but slower than BLAS.
 int asr_attention_is_fast(void);
 
