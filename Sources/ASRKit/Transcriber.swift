@@ -223,7 +223,7 @@ public final class Transcriber: Sendable {
         if let language { logger.debug("language", metadata: ["language": "\(language)", "available": "\(languages.count)"]) }
         logger.debug("loaded model", metadata: [
             "location": "\(location)", "parameters": "\(model.parameterCount)", "precision": "\(precision)",
-            "weights": "\(weightTypes.joined(separator: ","))",
+            "kernels": "\(ReducedPrecisionKernels.kernels(for: precision))", "weights": "\(weightTypes.joined(separator: ","))",
         ])
         for warning in self.warnings { logger.warning("\(warning)", metadata: ["model": "\(location)"]) }
     }

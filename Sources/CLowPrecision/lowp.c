@@ -262,6 +262,19 @@ int asr_gemm_int8(int m, int n, int k, const float *a, int lda, const int8_t *w,
     return 0;
 }
 
+// MARK: fp32 products on oneDNN
+
+int asr_lowp_sgemm_preferred(void) {
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    return (isa & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core;
+}
+
+int asr_sgemm_onednn(int m, int n, int k, const float *a, int lda, const float *w, float *c, int ldc, float beta) {
+    omp_set_num_threads(1);
+    // Row-major C (m × n) = A (m × k) · Wᵀ + beta · C, W stored n × k.
+    return dnnl_sgemm('N', 'T', m, n, k, 1.0f, a, lda, w, k, beta, c, ldc);
+}
+
 // MARK: bf16 products
 
 // Matmul primitives for (rows, n, k), rows rounded up to a multiple of 16 so that chunks of varying length reuse a

@@ -13,6 +13,8 @@ package enum ReducedPrecisionCheck {
         var failures: [String] = []
         failures += checkBF16Rounding()
         for (m, n, k) in shapes {
+            for accumulate in [false, true] { failures += checkFP32(m: m, n: n, k: k, accumulate: accumulate) }
+            failures += checkEpilogue(m: m, n: n, k: k)
             for accumulate in [false, true] {
                 // Rows apart by more than k (padding between them), and overlapping rows (a convolution's windows
                 // read in place: lda < k).
@@ -154,6 +156,80 @@ package enum ReducedPrecisionCheck {
             return ["bf16 \(m)×\(n)×\(k): wrote outside C's rows"]
         } }
         return []
+    }
+}
+
+extension ReducedPrecisionCheck {
+    /// fp32 weight products, on whichever library runs them here (oneDNN's sgemm or OpenBLAS): within the bound of
+    /// fp32 accumulation, against a Double reference.
+    static func checkFP32(m: Int, n: Int, k: Int, accumulate: Bool) -> [String] {
+        let (a, lda, w, c0, ldc) = inputs(m: m, n: n, k: k)
+        let weight = WeightMatrix(FloatStorage(copying: w), n: n, k: k, precision: .fp32)
+        var c = c0
+        a.withUnsafeBufferPointer { a in
+            c.withUnsafeMutableBufferPointer { c in
+                weight.multiply(m: m, a: a.baseAddress!, lda: lda, into: c.baseAddress!, ldc: ldc, accumulate: accumulate, split: false)
+            }
+        }
+        let library = ReducedPrecisionKernels.fp32OnOneDNN ? "oneDNN sgemm" : "OpenBLAS"
+        for i in 0..<m {
+            for j in 0..<n {
+                var exact = 0.0, magnitude = 0.0
+                for p in 0..<k {
+                    let term = Double(a[i * lda + p]) * Double(w[j * k + p])
+                    exact += term
+                    magnitude += abs(term)
+                }
+                let expected = accumulate ? Double(c0[i * ldc + j]) + exact : exact
+                let bound = Double(k + 2) * 0x1p-24 * (magnitude + abs(Double(c0[i * ldc + j]))) + 1e-30
+                if abs(Double(c[i * ldc + j]) - expected) > bound {
+                    return ["fp32 (\(library)) \(m)×\(n)×\(k)\(accumulate ? " +C" : ""): C[\(i),\(j)] = \(c[i * ldc + j]), expected \(expected) ± \(bound)"]
+                }
+            }
+        }
+        for i in 0..<m { for j in n..<ldc where c[i * ldc + j] != c0[i * ldc + j] {
+            return ["fp32 (\(library)) \(m)×\(n)×\(k): wrote outside C's rows"]
+        } }
+        return []
+    }
+
+    /// The bias and activation a product adds per row block as it ends (`multiply(bias:activation:)`) give, bit for
+    /// bit, what filling C with the bias, accumulating the product and applying the activation afterwards gives, in
+    /// every precision this machine runs, with the rows split across threads.
+    static func checkEpilogue(m: Int, n: Int, k: Int) -> [String] {
+        let (a, lda, w, _, ldc) = inputs(m: m, n: n, k: k)
+        let bias = values(n, seed: 7, scale: 0.5)
+        var failures: [String] = []
+        let precisions: [Precision] = ReducedPrecisionKernels.bf16Available ? [.fp32, .bf16, .int8] : [.fp32, .int8]
+        for precision in precisions {
+            let weight = WeightMatrix(FloatStorage(copying: w), n: n, k: k, precision: precision)
+            var fused = [Float](repeating: .nan, count: m * ldc), separate = fused
+            a.withUnsafeBufferPointer { a in
+                bias.withUnsafeBufferPointer { b in
+                    fused.withUnsafeMutableBufferPointer { c in
+                        weight.multiply(m: m, a: a.baseAddress!, lda: lda, into: c.baseAddress!, ldc: ldc, accumulate: false,
+                                        bias: b.baseAddress!, activation: .gelu)
+                    }
+                    separate.withUnsafeMutableBufferPointer { c in
+                        c.baseAddress!.fillRows(m, stride: ldc, with: bias)
+                        weight.multiply(m: m, a: a.baseAddress!, lda: lda, into: c.baseAddress!, ldc: ldc, accumulate: true)
+                        for i in 0..<m { Activation.gelu.apply(UnsafeMutableBufferPointer(start: c.baseAddress! + i * ldc, count: n)) }
+                    }
+                }
+            }
+            for i in 0..<m {
+                for j in 0..<n where fused[i * ldc + j].bitPattern != separate[i * ldc + j].bitPattern {
+                    failures.append("\(precision.rawValue) \(m)×\(n)×\(k) with bias and GELU: C[\(i),\(j)] = \(fused[i * ldc + j]), "
+                                    + "separately \(separate[i * ldc + j])")
+                    break
+                }
+                if !failures.isEmpty { break }
+                if (n..<ldc).contains(where: { !fused[i * ldc + $0].isNaN }) {
+                    failures.append("\(precision.rawValue) \(m)×\(n)×\(k) with bias: wrote outside C's rows"); break
+                }
+            }
+        }
+        return failures
     }
 }
 

@@ -57,6 +57,12 @@ int asr_gemm_int8(int m, int n, int k, const float *a, int lda, const int8_t *w,
 int asr_gemm_bf16(int m, int n, int k, const float *a, int lda, const uint16_t *w, const float *bias, float *c, int ldc,
                   int accumulate);
 
+/// 1 where oneDNN runs AVX-512 (the fp32 weight products then use asr_sgemm_onednn).
+int asr_lowp_sgemm_preferred(void);
+
+/// C = A · Wᵀ + beta · C in fp32 on oneDNN's sgemm (single-threaded on the caller's thread); W stored n × k.
+int asr_sgemm_onednn(int m, int n, int k, const float *a, int lda, const float *w, float *c, int ldc, float beta);
+
 /// One core's measured peak in operations per second (multiply and add counted apart) for `format` (0 fp32, 1 bf16,
 /// 2 int8), from about `seconds` of 12 independent chains of the widest instruction this CPU has for it (named in
 /// `isa`); 0 where the CPU has none (bf16 without AVX512_BF16, or not x86-64).
