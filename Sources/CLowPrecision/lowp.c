@@ -154,12 +154,12 @@ LOWP_CLONES
 void asr_copy_weights_s8(int n, int k, const int8_t *codes, int8_t *q, int32_t *row_sum, int32_t *row_largest) {
     for (int r = 0; r < n; r++) {
         const int8_t *row = codes + (size_t)r * k;
-        int8_t *out = q + (size_t)r * k;
+        int8_t *out = q ? q + (size_t)r * k : NULL;
         int32_t sum = 0;
         int largest = 0;
         for (int j = 0; j < k; j++) {
             int v = row[j];
-            out[j] = (int8_t)v;
+            if (out) out[j] = (int8_t)v;
             sum += v;
             int a = v < 0 ? -v : v;
             largest = a > largest ? a : largest;

@@ -217,6 +217,10 @@ import Testing
         #expect(quantized.model.firstIntermediate.precision == .int8)
         #expect(quantized.model.head.weight.precision == .fp32)
         #expect(quantized.weightTypes.contains("I8"))
+        // The codes are read in place from the mapped file (an int8 load costs what an fp32 load does), except where
+        // they had to be requantized to 7 bits (no VNNI); a load of the F32 source quantizes into its own memory.
+        #expect(quantized.model.firstIntermediate.readsMappedCodes == ReducedPrecisionKernels.int8VNNI)
+        #expect(!source.model.firstIntermediate.readsMappedCodes)
     }
 
     @Test(arguments: [Precision.fp32, .bf16])

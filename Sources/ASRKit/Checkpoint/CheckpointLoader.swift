@@ -25,6 +25,9 @@ struct RawTensor {
     let dtype: SafeTensorsDType
     let shape: [Int]
     let bytes: UnsafeRawBufferPointer
+    /// The mapping `bytes` lie in, when they are a memory-mapped file's: holding it keeps them valid, so they can
+    /// be used in place (an int8 checkpoint's codes) rather than copied.
+    var mapping: MappedFile? = nil
 }
 
 extension TensorSource {
@@ -46,7 +49,7 @@ extension SafeTensorsFile: TensorSource {
     func raw(_ name: String) -> RawTensor? {
         #if _endian(little)
         guard let info = tensors[name] else { return nil }
-        return RawTensor(dtype: info.dtype, shape: info.shape, bytes: rawBytes(info))
+        return RawTensor(dtype: info.dtype, shape: info.shape, bytes: rawBytes(info), mapping: mapping)
         #else
         return nil
         #endif
@@ -143,8 +146,13 @@ struct CheckpointLoader {
                 throw ASRError.invalidQuantizedTensor(name: scaleName, reason: "scale \(scales[bad]) of row \(bad) is not a positive finite number")
             }
             auxiliary.insert(scaleName)
+            if precision == .int8 {
+                let weight = try WeightMatrix.int8(codes: raw.bytes, mapping: raw.mapping, scales: scales, n: n, k: k, name: name)
+                // Codes read in place keep their pages; copied ones let them go.
+                if !weight.readsMappedCodes { source.release(name) }
+                return weight
+            }
             defer { source.release(name) }
-            if precision == .int8 { return try WeightMatrix.int8(codes: raw.bytes, scales: scales, n: n, k: k, name: name) }
             if !warnedDequantized {
                 warnedDequantized = true
                 warnings.append("the checkpoint's weights are quantized to int8 (\(Int8Checkpoint.quantMethod)); they are "

@@ -117,6 +117,8 @@ public final class SafeTensorsFile: Sendable {
     /// The header's `__metadata__` (empty when it has none).
     public let metadata: [String: String]
     private let file: MappedFile
+    /// The mapping the tensors are read from (kept alive by whoever reads them in place).
+    var mapping: MappedFile { file }
 
     /// The reference implementation's cap on the header size.
     static let maxHeaderBytes = 100_000_000

@@ -89,13 +89,23 @@ public enum ReducedPrecisionKernels {
 final class OwnedBuffer<Element>: @unchecked Sendable {  // immutable after init
     let pointer: UnsafeMutablePointer<Element>
     let count: Int
+    /// The mapped file whose bytes `pointer` reads (never written), or nil when the memory is this buffer's own.
+    let mapping: MappedFile?
 
     init(count: Int) {
         pointer = .allocate(capacity: max(1, count))
         self.count = count
+        mapping = nil
     }
 
-    deinit { pointer.deallocate() }
+    /// `count` elements read in place inside `mapping`, which this keeps alive; they are only ever read.
+    init(mapped pointer: UnsafePointer<Element>, count: Int, mapping: MappedFile) {
+        self.pointer = UnsafeMutablePointer(mutating: pointer)
+        self.count = count
+        self.mapping = mapping
+    }
+
+    deinit { if mapping == nil { pointer.deallocate() } }
 }
 
 /// A weight matrix W (n × k, PyTorch's layout: one row per output channel) in the precision the model was loaded

@@ -86,15 +86,23 @@ extension WeightMatrix {
         self.init(n: n, k: k, storage: .bf16(bits))
     }
 
-    /// int8 codes as an `asr_int8` checkpoint stores them (n × k, ±127) with one scale per row: copied as they are,
-    /// with the row sums the products need computed here; no trip through Float.
-    static func int8(codes bytes: UnsafeRawBufferPointer, scales: [Float], n: Int, k: Int, name: String) throws -> WeightMatrix {
+    /// int8 codes as an `asr_int8` checkpoint stores them (n × k, ±127) with one scale per row, with the row sums
+    /// the products need computed here; no trip through Float. Codes in a memory-mapped file (`mapping`) are read
+    /// in place, as fp32 weights are, so an int8 load costs what an fp32 load does; others are copied.
+    static func int8(codes bytes: UnsafeRawBufferPointer, mapping: MappedFile? = nil, scales: [Float], n: Int, k: Int,
+                     name: String) throws -> WeightMatrix {
         precondition(bytes.count == n * k && scales.count == n)
         let source = bytes.assumingMemoryBound(to: Int8.self)
-        let codes = OwnedBuffer<Int8>(count: n * k)
         var sums = [Int32](repeating: 0, count: n)
         var rowLargest = [Int32](repeating: 0, count: n)
-        asr_copy_weights_s8(Int32(n), Int32(k), source.baseAddress!, codes.pointer, &sums, &rowLargest)
+        let codes: OwnedBuffer<Int8>
+        if let mapping {
+            codes = OwnedBuffer(mapped: source.baseAddress!, count: n * k, mapping: mapping)
+            asr_copy_weights_s8(Int32(n), Int32(k), source.baseAddress!, nil, &sums, &rowLargest)
+        } else {
+            codes = OwnedBuffer<Int8>(count: n * k)
+            asr_copy_weights_s8(Int32(n), Int32(k), source.baseAddress!, codes.pointer, &sums, &rowLargest)
+        }
         let largest = rowLargest.max() ?? 0
         if largest > Int8Checkpoint.maxCode {
             throw ASRError.invalidQuantizedTensor(name: name, reason: "holds code -128; codes must lie within ±127")
@@ -109,6 +117,12 @@ extension WeightMatrix {
             return WeightMatrix(FloatStorage(copying: values), n: n, k: k, precision: .int8)
         }
         return WeightMatrix(n: n, k: k, storage: .int8(codes, scales: scales, rowSums: sums))
+    }
+
+    /// Whether the int8 codes are read in place from a mapped checkpoint (its pages must then stay).
+    var readsMappedCodes: Bool {
+        if case .int8(let codes, _, _) = storage { return codes.mapping != nil }
+        return false
     }
 
     private init(n: Int, k: Int, storage: Storage) {

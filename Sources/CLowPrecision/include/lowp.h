@@ -38,7 +38,7 @@ void asr_bf16_to_f32(size_t count, const uint16_t *in, float *out);
 /// in [-max_q, max_q]; row_sum[r] = Σ q[r, :] (for the activations' zero-point correction).
 void asr_quantize_weights_s8(int n, int k, const float *w, int max_q, int8_t *q, float *scale, int32_t *row_sum);
 
-/// Copies stored int8 codes (n × k) into `q` and sets row_sum[r] = Σ q[r, :] and row_largest[r] = max |q[r, :]|
+/// Copies stored int8 codes (n × k) into `q` (unless q is NULL: codes read in place) and sets row_sum[r] = Σ q[r, :] and row_largest[r] = max |q[r, :]|
 /// (128 for a -128, which callers refuse).
 void asr_copy_weights_s8(int n, int k, const int8_t *codes, int8_t *q, int32_t *row_sum, int32_t *row_largest);
 
