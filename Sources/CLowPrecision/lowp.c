@@ -486,15 +486,40 @@ __attribute__((target("avx512f,avx512vnni"))) static float int8_vnni(long rounds
 #define DPBUSD(v) _mm512_dpbusd_epi32(v, a, b)
     PEAK_LOOP(__m512i, _mm512_set1_epi32(x), DPBUSD, _mm512_add_epi32)
 }
+// Without VNNI: VPMADDUBSW + VPMADDWD + VPADDD per 64 (AVX-512) or 32 (AVX2) byte products. Each chain's u8 operand
+// passes through an empty asm statement every step, so the compiler can neither hoist the products out of the loop
+// (their operands would be constants) nor merge the chains' identical products; the accumulators stay the only
+// dependency, so the loop is bound by throughput, not by the three instructions' latency.
 __attribute__((target("avx512f,avx512bw"))) static float int8_avx512bw(long rounds, int x) {
-    __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(-2), ones = _mm512_set1_epi16(1);
-#define MADD512(v) _mm512_add_epi32(v, _mm512_madd_epi16(_mm512_maddubs_epi16(a, b), ones))
-    PEAK_LOOP(__m512i, _mm512_set1_epi32(x), MADD512, _mm512_add_epi32)
+    __m512i b = _mm512_set1_epi8(-2), ones = _mm512_set1_epi16(1), operand[12], acc[12];
+    for (int i = 0; i < 12; i++) operand[i] = _mm512_set1_epi8((char)(3 + i)), acc[i] = _mm512_set1_epi32(x);
+    for (long r = 0; r < rounds; r++) {
+#pragma clang loop unroll(full)
+        for (int i = 0; i < 12; i++) {
+            __asm__ volatile("" : "+v"(operand[i]));
+            acc[i] = _mm512_add_epi32(acc[i], _mm512_madd_epi16(_mm512_maddubs_epi16(operand[i], b), ones));
+        }
+    }
+    for (int i = 1; i < 12; i++) acc[0] = _mm512_add_epi32(acc[0], acc[i]);
+    float first;
+    memcpy(&first, &acc[0], sizeof first);
+    return first;
 }
 __attribute__((target("avx2"))) static float int8_avx2(long rounds, int x) {
-    __m256i a = _mm256_set1_epi8(3), b = _mm256_set1_epi8(-2), ones = _mm256_set1_epi16(1);
-#define MADD256(v) _mm256_add_epi32(v, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones))
-    PEAK_LOOP(__m256i, _mm256_set1_epi32(x), MADD256, _mm256_add_epi32)
+    // 6 chains: AVX2 has 16 registers for the operands and accumulators.
+    __m256i b = _mm256_set1_epi8(-2), ones = _mm256_set1_epi16(1), operand[6], acc[6];
+    for (int i = 0; i < 6; i++) operand[i] = _mm256_set1_epi8((char)(3 + i)), acc[i] = _mm256_set1_epi32(x);
+    for (long r = 0; r < rounds; r++) {
+#pragma clang loop unroll(full)
+        for (int i = 0; i < 6; i++) {
+            __asm__ volatile("" : "+x"(operand[i]));
+            acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(_mm256_maddubs_epi16(operand[i], b), ones));
+        }
+    }
+    for (int i = 1; i < 6; i++) acc[0] = _mm256_add_epi32(acc[0], acc[i]);
+    float first;
+    memcpy(&first, &acc[0], sizeof first);
+    return first;
 }
 
 static volatile float peak_sink_f;
@@ -526,7 +551,7 @@ static int peak_kernel(int format, long rounds, double *ops, const char **isa) {
             *ops = 12.0 * 64 * 2 * rounds, *isa = "AVX-512BW VPMADDUBSW";
             if (rounds) peak_sink_i = (int)int8_avx512bw(rounds, 1);
         } else if ((onednn & dnnl_cpu_isa_avx2) == dnnl_cpu_isa_avx2) {
-            *ops = 12.0 * 32 * 2 * rounds, *isa = "AVX2 VPMADDUBSW";
+            *ops = 6.0 * 32 * 2 * rounds, *isa = "AVX2 VPMADDUBSW";
             if (rounds) peak_sink_i = (int)int8_avx2(rounds, 1);
         } else return 0;
     }
