@@ -11,8 +11,9 @@ import Foundation
 ///   uint8), products summed in int32 (VNNI where the CPU has it) and scaled back to fp32.
 ///
 /// Either reduced precision applies to the feature encoder's convolutions after the first, the feature projection,
-/// the positional convolution and the transformer's projections and feed-forward layers. Layer norms, group norm,
-/// softmax, attention scores, the first convolution (one input channel) and the CTC head stay fp32. Their error
+/// the positional convolution and the transformer's projections and feed-forward layers, and (on AVX512_BF16, see
+/// ``ReducedPrecisionKernels/bf16Attention``) to the attention scores in bf16. Layer norms, group norm, softmax, the
+/// first convolution (one input channel) and the CTC head stay fp32. Their error
 /// against fp32 is measured by `tools/precision/accuracy.py` and the parity tests (see the README).
 public enum Precision: String, Sendable, CaseIterable, Codable {
     case fp32, bf16, int8
