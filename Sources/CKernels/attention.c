@@ -89,6 +89,47 @@ static float *aligned_region(float **cursor, size_t count) {
     return start;
 }
 
+// Running softmax over key chunks (as in FlashAttention) for one block of NR queries, on 2 × 16 lanes: per query the
+// largest score so far and the sum of exp(score − largest); the output accumulated with the same shift is rescaled by
+// exp(old − new) when a chunk raises the largest score. Shared by the fp32 and bf16 kernels. The helpers take the
+// state by pointer and are always inlined: passing 16-float vectors by value is an ABI error in the clones without
+// AVX-512.
+typedef struct { v16 largest_lo, largest_hi, total_lo, total_hi; } running_softmax;
+
+static inline __attribute__((always_inline)) void softmax_start(running_softmax *s) {
+    s->largest_lo = s->largest_hi = SPLAT16(-__builtin_inff());
+    s->total_lo = s->total_hi = (v16){};
+}
+
+// Raises the largest scores to those of a chunk (Sᵀ: `chunk` rows of NR), rescales the sums, and writes to carry[NR]
+// the factor the accumulated output must be multiplied by (the first chunk has nothing to carry: its accumulators
+// are not read). The chunk's exponentials, exp(score − s->largest_*), are then the caller's to take and add.
+static inline __attribute__((always_inline)) void softmax_raise(running_softmax *s, const float *scores_t, size_t chunk,
+                                                                int first, float *carry) {
+    v16 max_lo = s->largest_lo, max_hi = s->largest_hi;
+    for (size_t p = 0; p < chunk; p++) {
+        max_lo = __builtin_elementwise_max(max_lo, LOAD16(scores_t + p * NR));
+        max_hi = __builtin_elementwise_max(max_hi, LOAD16(scores_t + p * NR + 16));
+    }
+    v16 carry_lo = first ? (v16){} : EXP16(s->largest_lo - max_lo);
+    v16 carry_hi = first ? (v16){} : EXP16(s->largest_hi - max_hi);
+    s->largest_lo = max_lo, s->largest_hi = max_hi;
+    s->total_lo *= carry_lo, s->total_hi *= carry_hi;
+    STORE16(carry, carry_lo), STORE16(carry + 16, carry_hi);
+}
+
+// out[query][dim] = outᵀ[dim][query] / Σ exp for the block's `queries` queries, written back transposed.
+static inline __attribute__((always_inline)) void softmax_write(const running_softmax *s, const float *out_t,
+                                                                size_t queries, size_t d, float *out, size_t ldo) {
+    float total[NR];
+    STORE16(total, s->total_lo), STORE16(total + 16, s->total_hi);
+    for (size_t j = 0; j < queries; j++) {
+        float inverse = 1.0f / total[j];
+        float *dst = out + j * ldo;
+        for (size_t i = 0; i < d; i++) dst[i] = out_t[i * NR + j] * inverse;
+    }
+}
+
 ASR_CLONES
 void asr_attention_head(size_t t, size_t d, const float *q, const float *k, const float *v, size_t ld, float scale,
                         float *out, size_t ldo, float *workspace) {
@@ -135,11 +176,8 @@ void asr_attention_head(size_t t, size_t d, const float *q, const float *k, cons
         for (size_t j = 0; j < queries; j++)
             for (size_t i = 0; i < d; i += 16) __builtin_prefetch(out + (q0 + j) * ldo + i, 1);
 
-        // Running softmax over key chunks (as in FlashAttention): per query the largest score so far, the sum of
-        // exp(score − largest), and outᵀ accumulated with the same shift; when a chunk raises the largest score,
-        // what was accumulated is rescaled by exp(old − new).
-        v16 largest_lo = SPLAT16(-__builtin_inff()), largest_hi = largest_lo;
-        v16 total_lo = (v16){}, total_hi = (v16){};
+        running_softmax softmax;
+        softmax_start(&softmax);
         float carry[NR] __attribute__((aligned(64)));
         for (size_t c0 = 0; c0 < t; c0 += KEY_CHUNK) {
             size_t chunk = t - c0 < KEY_CHUNK ? t - c0 : KEY_CHUNK;
@@ -147,37 +185,19 @@ void asr_attention_head(size_t t, size_t d, const float *q, const float *k, cons
             for (size_t k0 = 0; k0 < chunk; k0 += MR)
                 tile_product(d, packed_k + (c0 + k0) * d, packed_q, scores_t + k0 * NR, NR, NULL);
 
-            // Softmax step on 2 × 16 lanes (NR = 32 queries).
-            v16 max_lo = largest_lo, max_hi = largest_hi;
+            softmax_raise(&softmax, scores_t, chunk, c0 == 0, carry);
             for (size_t p = 0; p < chunk; p++) {
-                max_lo = __builtin_elementwise_max(max_lo, LOAD16(scores_t + p * NR));
-                max_hi = __builtin_elementwise_max(max_hi, LOAD16(scores_t + p * NR + 16));
-            }
-            // The first chunk has nothing to carry (the accumulators are not read).
-            v16 carry_lo = c0 == 0 ? (v16){} : EXP16(largest_lo - max_lo);
-            v16 carry_hi = c0 == 0 ? (v16){} : EXP16(largest_hi - max_hi);
-            largest_lo = max_lo, largest_hi = max_hi;
-            total_lo *= carry_lo, total_hi *= carry_hi;
-            STORE16(carry, carry_lo), STORE16(carry + 16, carry_hi);
-            for (size_t p = 0; p < chunk; p++) {
-                v16 e_lo = EXP16(LOAD16(scores_t + p * NR) - largest_lo);
-                v16 e_hi = EXP16(LOAD16(scores_t + p * NR + 16) - largest_hi);
+                v16 e_lo = EXP16(LOAD16(scores_t + p * NR) - softmax.largest_lo);
+                v16 e_hi = EXP16(LOAD16(scores_t + p * NR + 16) - softmax.largest_hi);
                 STORE16(scores_t + p * NR, e_lo), STORE16(scores_t + p * NR + 16, e_hi);
-                total_lo += e_lo, total_hi += e_hi;
+                softmax.total_lo += e_lo, softmax.total_hi += e_hi;
             }
             // outᵀ (dims × NR) = carry ⊙ outᵀ + Vᵀ_chunk · P_chunkᵀ, one MR-dim panel at a time.
             for (size_t d0 = 0; d0 < dims; d0 += MR)
                 tile_product(chunk, packed_vt + d0 * t + c0 * MR, scores_t, out_t + d0 * NR, NR,
                              c0 == 0 ? NULL : carry);
         }
-        // out[query][dim] = outᵀ[dim][query] / Σ exp, written back transposed.
-        float total[NR];
-        STORE16(total, total_lo), STORE16(total + 16, total_hi);
-        for (size_t j = 0; j < queries; j++) {
-            float inverse = 1.0f / total[j];
-            float *dst = out + (q0 + j) * ldo;
-            for (size_t i = 0; i < d; i++) dst[i] = out_t[i * NR + j] * inverse;
-        }
+        softmax_write(&softmax, out_t, queries, d, out + q0 * ldo, ldo);
     }
 }
 
@@ -304,33 +324,24 @@ BF16_TARGET void asr_attention_head_bf16(size_t t, size_t d, const float *q, con
         for (size_t j = 0; j < queries; j++)
             for (size_t i = 0; i < d; i += 16) __builtin_prefetch(out + (q0 + j) * ldo + i, 1);
 
-        v16 largest_lo = SPLAT16(-__builtin_inff()), largest_hi = largest_lo;
-        v16 total_lo = (v16){}, total_hi = (v16){};
+        running_softmax softmax;
+        softmax_start(&softmax);
         float carry[NR] __attribute__((aligned(64)));
         for (size_t c0 = 0; c0 < t; c0 += KEY_CHUNK) {   // KEY_CHUNK is even: chunks start on a key pair
             size_t chunk = t - c0 < KEY_CHUNK ? t - c0 : KEY_CHUNK;
             for (size_t k0 = 0; k0 < chunk; k0 += MR)
                 tile_product_bf16(dim_pairs, packed_k + (c0 + k0) * dim_pairs, packed_q, scores_t + k0 * NR, NR, NULL);
 
-            v16 max_lo = largest_lo, max_hi = largest_hi;
-            for (size_t p = 0; p < chunk; p++) {
-                max_lo = __builtin_elementwise_max(max_lo, LOAD16(scores_t + p * NR));
-                max_hi = __builtin_elementwise_max(max_hi, LOAD16(scores_t + p * NR + 16));
-            }
-            v16 carry_lo = c0 == 0 ? (v16){} : EXP16(largest_lo - max_lo);
-            v16 carry_hi = c0 == 0 ? (v16){} : EXP16(largest_hi - max_hi);
-            largest_lo = max_lo, largest_hi = max_hi;
-            total_lo *= carry_lo, total_hi *= carry_hi;
-            STORE16(carry, carry_lo), STORE16(carry + 16, carry_hi);
+            softmax_raise(&softmax, scores_t, chunk, c0 == 0, carry);
             // exp, summed in fp32, and stored as bf16 pairs of consecutive keys; an odd last key pairs with a zero.
             size_t pairs = (chunk + 1) / 2;
             for (size_t p = 0; p < pairs; p++) {
                 const float *first = scores_t + 2 * p * NR;
                 int has_second = 2 * p + 1 < chunk;
-                v16 a_lo = EXP16(LOAD16(first) - largest_lo), a_hi = EXP16(LOAD16(first + 16) - largest_hi);
-                v16 b_lo = has_second ? EXP16(LOAD16(first + NR) - largest_lo) : (v16){};
-                v16 b_hi = has_second ? EXP16(LOAD16(first + NR + 16) - largest_hi) : (v16){};
-                total_lo += a_lo + b_lo, total_hi += a_hi + b_hi;
+                v16 a_lo = EXP16(LOAD16(first) - softmax.largest_lo), a_hi = EXP16(LOAD16(first + 16) - softmax.largest_hi);
+                v16 b_lo = has_second ? EXP16(LOAD16(first + NR) - softmax.largest_lo) : (v16){};
+                v16 b_hi = has_second ? EXP16(LOAD16(first + NR + 16) - softmax.largest_hi) : (v16){};
+                softmax.total_lo += a_lo + b_lo, softmax.total_hi += a_hi + b_hi;
                 // Probabilities are finite and non-negative: rounding to nearest even needs no NaN case.
                 v16u ua = (v16u)a_lo, ub = (v16u)b_lo;
                 v16u pair_lo = ((ua + 0x7fffu + ((ua >> 16) & 1u)) >> 16) | ((ub + 0x7fffu + ((ub >> 16) & 1u)) & 0xffff0000u);
@@ -343,13 +354,7 @@ BF16_TARGET void asr_attention_head_bf16(size_t t, size_t d, const float *q, con
                 tile_product_bf16(pairs, packed_vt + d0 * key_pairs + c0 / 2 * MR, probabilities, out_t + d0 * NR, NR,
                                   c0 == 0 ? NULL : carry);
         }
-        float total[NR];
-        STORE16(total, total_lo), STORE16(total + 16, total_hi);
-        for (size_t j = 0; j < queries; j++) {
-            float inverse = 1.0f / total[j];
-            float *dst = out + (q0 + j) * ldo;
-            for (size_t i = 0; i < d; i++) dst[i] = out_t[i * NR + j] * inverse;
-        }
+        softmax_write(&softmax, out_t, queries, d, out + q0 * ldo, ldo);
     }
 }
 

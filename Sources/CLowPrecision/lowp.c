@@ -233,7 +233,6 @@ static void scale_back(int m, int n, const int32_t *products, const float *a_sca
         } else {
             for (int j = 0; j < n; j++) out[j] = sa * w_scale[j] * (float)(p[j] - za * w_row_sum[j]);
         }
-        if (accumulate && bias) for (int j = 0; j < n; j++) out[j] += bias[j];
     }
 }
 
@@ -385,7 +384,6 @@ static void copy_rows(int m, int n, const float *product, const float *bias, flo
         float *dst = c + (size_t)i * ldc;
         if (accumulate) {
             for (int j = 0; j < n; j++) dst[j] += p[j];
-            if (bias) for (int j = 0; j < n; j++) dst[j] += bias[j];
         } else if (bias) {
             for (int j = 0; j < n; j++) dst[j] = p[j] + bias[j];
         } else {

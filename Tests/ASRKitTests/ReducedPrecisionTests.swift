@@ -90,7 +90,7 @@ import Testing
             #expect((stages.feedForward[precision] ?? 0) > 0)
             #expect(Set(stages.head.keys) == [.fp32])
             let fusedFamily = c.family != .conformer && c.family != .wav2vec2Bert && c.family != .wavLM
-            let scores: Precision = precision != .fp32 && ReducedPrecisionKernels.bf16Attention && fusedFamily ? .bf16 : .fp32
+            let scores = fusedFamily ? ReducedPrecisionKernels.attentionScores(for: precision) : .fp32
             #expect((stages.attention[scores] ?? 0) > 0)
             if c.family != .wav2vec2Bert {
                 #expect((stages.featureEncoder[.fp32] ?? 0) > 0, "the first conv layer is fp32")

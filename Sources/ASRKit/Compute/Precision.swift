@@ -48,6 +48,11 @@ public enum ReducedPrecisionKernels {
     public static var bf16Attention: Bool { bf16AttentionProbe }
     private static let bf16AttentionProbe = asr_lowp_bf16_native() != 0 && asr_attention_bf16_available() != 0
 
+    /// The format the fused attention kernel computes scores in for a model loaded in `precision`.
+    static func attentionScores(for precision: Precision) -> Precision {
+        precision != .fp32 && bf16Attention ? .bf16 : .fp32
+    }
+
     /// One line for `asr info`: which kernel each precision runs on here.
     public static var summary: String {
         let bf16 = bf16Available
@@ -63,7 +68,7 @@ public enum ReducedPrecisionKernels {
     /// What a model loaded in `precision` runs on here, stage by stage (for `--verbose`): the product kernels, the
     /// format of the conv front end, the positional convolution and the attention scores.
     public static func kernels(for precision: Precision) -> String {
-        let scores = precision != .fp32 && bf16Attention ? "bf16" : "fp32"
+        let scores = attentionScores(for: precision).rawValue
         switch precision {
         case .fp32:
             return (fp32OnOneDNN ? "oneDNN sgemm (AVX-512)" : "OpenBLAS \(BLAS.kernel) sgemm") + "; attention scores fp32"
@@ -158,14 +163,15 @@ struct WeightMatrix: Sendable {
     /// into their own scratch, so a convolution's overlapping windows can be read in place; BLAS needs lda ≥ k.
     var readsOverlappingRows: Bool { precision != .fp32 }
 
-    /// C (m × n, rows `ldc` apart) = A (m × k, rows `lda` apart) · Wᵀ, plus C's previous contents when `accumulate`,
-    /// plus `bias` (n) when given, then `activation` in place. Rows are split across `BLAS.threads` threads unless
+    /// C (m × n, rows `ldc` apart) = A (m × k, rows `lda` apart) · Wᵀ, plus C's previous contents when `accumulate`
+    /// or else `bias` (n) when given, then `activation` in place. Rows are split across `BLAS.threads` threads unless
     /// `split` is false (callers already running in parallel); each thread adds the bias and applies the activation
     /// to its own rows right after its product, while they are in cache (the bias in the same pass as the scaling for
     /// bf16 and int8). The result is the same float for float as filling C with the bias, multiplying with
     /// `accumulate`, then applying the activation over all of C.
     func multiply(m: Int, a: UnsafePointer<Float>, lda: Int, into c: UnsafeMutablePointer<Float>, ldc: Int,
                   accumulate: Bool, bias: UnsafePointer<Float>? = nil, activation: Activation? = nil, split: Bool = true) {
+        precondition(bias == nil || !accumulate, "a bias is added to a fresh product, not accumulated")
         let (n, k) = (self.n, self.k)
         let shared = bias.map { SharedPointer(base: UnsafeMutablePointer(mutating: $0)) }
         // The activation on rows [0, rows) of a block of C.
@@ -178,9 +184,7 @@ struct WeightMatrix: Sendable {
         case .fp32(let w):
             let weights = SharedPointer(base: UnsafeMutablePointer(mutating: w.pointer))
             rowParts(m: m, a: a, lda: lda, c: c, ldc: ldc, split: split) { rows, a, c in
-                if let bias = shared?.base, !accumulate {
-                    for r in 0..<rows { (c + r * ldc).update(from: bias, count: n) }
-                }
+                if let bias = shared?.base { c.fillRows(rows, stride: ldc, with: bias, count: n) }
                 let beta: Float = accumulate || shared != nil ? 1 : 0
                 if ReducedPrecisionKernels.fp32OnOneDNN {
                     let status = asr_sgemm_onednn(Int32(rows), Int32(n), Int32(k), a, Int32(lda), weights.base, c,
@@ -189,9 +193,6 @@ struct WeightMatrix: Sendable {
                 } else {
                     BLAS.gemm(m: rows, n: n, k: k, a: a, lda: lda, b: weights.base, ldb: k, transposeB: true,
                               c: c, ldc: ldc, beta: beta, split: false)
-                }
-                if let bias = shared?.base, accumulate {
-                    for r in 0..<rows { for j in 0..<n { c[r * ldc + j] += bias[j] } }
                 }
                 finish(rows, c)
             }

@@ -13,15 +13,16 @@ package enum ReducedPrecisionCheck {
         var failures: [String] = []
         failures += checkBF16Rounding()
         for (m, n, k) in shapes {
-            for accumulate in [false, true] { failures += checkFP32(m: m, n: n, k: k, accumulate: accumulate) }
             failures += checkEpilogue(m: m, n: n, k: k)
             for accumulate in [false, true] {
+                // fp32 products need rows apart by at least k (BLAS), on whichever library runs them here.
+                failures += checkAgainstDouble(.fp32, m: m, n: n, k: k, accumulate: accumulate, overlapping: false)
                 // Rows apart by more than k (padding between them), and overlapping rows (a convolution's windows
                 // read in place: lda < k).
                 for overlapping in [false, true] {
                     failures += checkInt8(m: m, n: n, k: k, accumulate: accumulate, overlapping: overlapping)
                     if ReducedPrecisionKernels.bf16Available {
-                        failures += checkBF16(m: m, n: n, k: k, accumulate: accumulate, overlapping: overlapping)
+                        failures += checkAgainstDouble(.bf16, m: m, n: n, k: k, accumulate: accumulate, overlapping: overlapping)
                     }
                 }
             }
@@ -126,10 +127,16 @@ package enum ReducedPrecisionCheck {
         return nanBack.isNaN ? [] : ["bf16 rounding: NaN became \(nanBack)"]
     }
 
-    /// bf16: within the bound of fp32 accumulation of exactly rounded bf16 inputs, against a Double reference.
-    static func checkBF16(m: Int, n: Int, k: Int, accumulate: Bool, overlapping: Bool) -> [String] {
+    /// fp32 and bf16 products: within the bound of fp32 accumulation of the inputs as the product sees them (exactly
+    /// rounded to bf16, or as they are), against a Double reference.
+    static func checkAgainstDouble(_ precision: Precision, m: Int, n: Int, k: Int, accumulate: Bool, overlapping: Bool) -> [String] {
+        precondition(precision != .int8, "int8 is checked bit for bit by checkInt8")
         let (a, lda, wf, c0, ldc) = inputs(m: m, n: n, k: k, overlapping: overlapping)
-        let weight = WeightMatrix(FloatStorage(copying: wf), n: n, k: k, precision: .bf16)
+        let weight = WeightMatrix(FloatStorage(copying: wf), n: n, k: k, precision: precision)
+        // The inputs as the product sees them: rounded to bf16, or as they are.
+        func seen(_ x: Float) -> Float { precision == .bf16 ? bf16(x) : x }
+        let label = precision == .bf16 ? "bf16 (ISA \(ReducedPrecisionKernels.instructionSet))"
+            : "fp32 (\(ReducedPrecisionKernels.fp32OnOneDNN ? "oneDNN sgemm" : "OpenBLAS"))"
         var c = c0
         a.withUnsafeBufferPointer { a in
             c.withUnsafeMutableBufferPointer { c in
@@ -140,7 +147,7 @@ package enum ReducedPrecisionCheck {
             for j in 0..<n {
                 var exact = 0.0, magnitude = 0.0
                 for p in 0..<k {
-                    let term = Double(bf16(a[i * lda + p])) * Double(bf16(wf[j * k + p]))
+                    let term = Double(seen(a[i * lda + p])) * Double(seen(wf[j * k + p]))
                     exact += term
                     magnitude += abs(term)
                 }
@@ -148,51 +155,18 @@ package enum ReducedPrecisionCheck {
                 // fp32 sums of k products: error at most ~k·2⁻²⁴·Σ|terms| (a generous form of the classical bound).
                 let bound = Double(k + 2) * 0x1p-24 * (magnitude + abs(Double(c0[i * ldc + j]))) + 1e-30
                 if abs(Double(c[i * ldc + j]) - expected) > bound {
-                    return ["bf16 \(m)×\(n)×\(k)\(accumulate ? " +C" : ""): C[\(i),\(j)] = \(c[i * ldc + j]), expected \(expected) ± \(bound) (ISA \(ReducedPrecisionKernels.instructionSet))"]
+                    return ["\(label) \(m)×\(n)×\(k)\(accumulate ? " +C" : ""): C[\(i),\(j)] = \(c[i * ldc + j]), expected \(expected) ± \(bound)"]
                 }
             }
         }
         for i in 0..<m { for j in n..<ldc where c[i * ldc + j] != c0[i * ldc + j] {
-            return ["bf16 \(m)×\(n)×\(k): wrote outside C's rows"]
+            return ["\(label) \(m)×\(n)×\(k): wrote outside C's rows"]
         } }
         return []
     }
 }
 
 extension ReducedPrecisionCheck {
-    /// fp32 weight products, on whichever library runs them here (oneDNN's sgemm or OpenBLAS): within the bound of
-    /// fp32 accumulation, against a Double reference.
-    static func checkFP32(m: Int, n: Int, k: Int, accumulate: Bool) -> [String] {
-        let (a, lda, w, c0, ldc) = inputs(m: m, n: n, k: k)
-        let weight = WeightMatrix(FloatStorage(copying: w), n: n, k: k, precision: .fp32)
-        var c = c0
-        a.withUnsafeBufferPointer { a in
-            c.withUnsafeMutableBufferPointer { c in
-                weight.multiply(m: m, a: a.baseAddress!, lda: lda, into: c.baseAddress!, ldc: ldc, accumulate: accumulate, split: false)
-            }
-        }
-        let library = ReducedPrecisionKernels.fp32OnOneDNN ? "oneDNN sgemm" : "OpenBLAS"
-        for i in 0..<m {
-            for j in 0..<n {
-                var exact = 0.0, magnitude = 0.0
-                for p in 0..<k {
-                    let term = Double(a[i * lda + p]) * Double(w[j * k + p])
-                    exact += term
-                    magnitude += abs(term)
-                }
-                let expected = accumulate ? Double(c0[i * ldc + j]) + exact : exact
-                let bound = Double(k + 2) * 0x1p-24 * (magnitude + abs(Double(c0[i * ldc + j]))) + 1e-30
-                if abs(Double(c[i * ldc + j]) - expected) > bound {
-                    return ["fp32 (\(library)) \(m)×\(n)×\(k)\(accumulate ? " +C" : ""): C[\(i),\(j)] = \(c[i * ldc + j]), expected \(expected) ± \(bound)"]
-                }
-            }
-        }
-        for i in 0..<m { for j in n..<ldc where c[i * ldc + j] != c0[i * ldc + j] {
-            return ["fp32 (\(library)) \(m)×\(n)×\(k): wrote outside C's rows"]
-        } }
-        return []
-    }
-
     /// The bias and activation a product adds per row block as it ends (`multiply(bias:activation:)`) give, bit for
     /// bit, what filling C with the bias, accumulating the product and applying the activation afterwards gives, in
     /// every precision this machine runs, with the rows split across threads.

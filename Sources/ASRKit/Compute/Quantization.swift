@@ -95,14 +95,9 @@ extension WeightMatrix {
         let source = bytes.assumingMemoryBound(to: Int8.self)
         var sums = [Int32](repeating: 0, count: n)
         var rowLargest = [Int32](repeating: 0, count: n)
-        let codes: OwnedBuffer<Int8>
-        if let mapping {
-            codes = OwnedBuffer(mapped: source.baseAddress!, count: n * k, mapping: mapping)
-            asr_copy_weights_s8(Int32(n), Int32(k), source.baseAddress!, nil, &sums, &rowLargest)
-        } else {
-            codes = OwnedBuffer<Int8>(count: n * k)
-            asr_copy_weights_s8(Int32(n), Int32(k), source.baseAddress!, codes.pointer, &sums, &rowLargest)
-        }
+        let codes = mapping.map { OwnedBuffer(mapped: source.baseAddress!, count: n * k, mapping: $0) } ?? OwnedBuffer(count: n * k)
+        // Mapped codes are only read (for the sums); others are copied on the way.
+        asr_copy_weights_s8(Int32(n), Int32(k), source.baseAddress!, mapping == nil ? codes.pointer : nil, &sums, &rowLargest)
         let largest = rowLargest.max() ?? 0
         if largest > Int8Checkpoint.maxCode {
             throw ASRError.invalidQuantizedTensor(name: name, reason: "holds code -128; codes must lie within ±127")

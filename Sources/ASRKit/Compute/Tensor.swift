@@ -196,9 +196,12 @@ extension Matrix {
 extension UnsafeMutablePointer where Pointee == Float {
     /// Each of `rows` rows, `stride` floats apart, starts with a copy of `values` (a bias before a beta-1 product).
     func fillRows(_ rows: Int, stride: Int, with values: [Float]) {
-        values.withUnsafeBufferPointer { v in
-            for r in 0..<rows { (self + r * stride).update(from: v.baseAddress!, count: v.count) }
-        }
+        values.withUnsafeBufferPointer { v in fillRows(rows, stride: stride, with: v.baseAddress!, count: v.count) }
+    }
+
+    /// The same, from `count` floats at `values`.
+    func fillRows(_ rows: Int, stride: Int, with values: UnsafePointer<Float>, count: Int) {
+        for r in 0..<rows { (self + r * stride).update(from: values, count: count) }
     }
 
     /// im2col: row r of this (rows × window) block is the `window` floats at source + r · rowStep (windows that may

@@ -563,8 +563,7 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
         // Projections in the model's precision; scores and their product with V in the fused kernel: bf16 for a
         // reduced-precision model where the CPU has bf16 dot products, else fp32 (Conformers and WavLM's biased
         // scores: fp32).
-        let scores: Precision = precision != .fp32 && ReducedPrecisionKernels.bf16Attention && !conformer && family != .wavLM
-            ? .bf16 : .fp32
+        let scores = conformer || family == .wavLM ? .fp32 : ReducedPrecisionKernels.attentionScores(for: precision)
         stages.attention[precision, default: 0] += layers * 2 * t * h * 4 * h
         stages.attention[scores, default: 0] += layers * 2 * 2 * t * t * h
         stages.feedForward[precision, default: 0] += layers * feedForward

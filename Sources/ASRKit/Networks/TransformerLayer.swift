@@ -64,7 +64,7 @@ struct TransformerLayer: Sendable {
         // score matrix for the BLAS path.
         let workers = max(1, min(BLAS.threads, heads))
         // A reduced-precision model takes its scores in bf16 too where the CPU has bf16 dot products.
-        let bf16Scores = fused && q.weight.precision != .fp32 && ReducedPrecisionKernels.bf16Attention
+        let bf16Scores = fused && ReducedPrecisionKernels.attentionScores(for: q.weight.precision) == .bf16
         let perWorker = fused ? (bf16Scores ? asr_attention_workspace_bf16(t, d) : asr_attention_workspace(t, d)) : t * t
         var scratch = [Float](unsafeUninitializedCapacity: workers * perWorker) { _, count in count = workers * perWorker }
         qkv.storage.withUnsafeBufferPointer { qkvData in

@@ -46,13 +46,13 @@ void asr_copy_weights_s8(int n, int k, const int8_t *codes, int8_t *q, int32_t *
 /// maps onto 0…255, zero[r] is the code of 0.0 (exactly representable), x ≈ scale[r] · (q − zero[r]).
 void asr_quantize_rows_u8(int m, int k, const float *a, int lda, uint8_t *q, float *scale, int32_t *zero);
 
-/// C = A · Wᵀ (+ bias[j] when bias is not NULL; + C when accumulate) with A quantized per row to u8 and W per output
+/// C = A · Wᵀ (+ C when accumulate, else + bias[j] when bias is not NULL) with A quantized per row to u8 and W per output
 /// channel to s8 (int32 sums, then C[i, j] = sa[i] · sw[j] · (Σ qa·qw − za[i] · Σ qw)). Returns 0, or a oneDNN status
 /// on failure.
 int asr_gemm_int8(int m, int n, int k, const float *a, int lda, const int8_t *w, const float *w_scale, const float *bias,
                   const int32_t *w_row_sum, float *c, int ldc, int accumulate);
 
-/// C = A · Wᵀ (+ bias[j] when bias is not NULL; + C when accumulate), A rounded to bf16, W bf16, fp32 accumulation
+/// C = A · Wᵀ (+ C when accumulate, else + bias[j] when bias is not NULL), A rounded to bf16, W bf16, fp32 accumulation
 /// and output. Returns 0, or a oneDNN status on failure.
 int asr_gemm_bf16(int m, int n, int k, const float *a, int lda, const uint16_t *w, const float *bias, float *c, int ldc,
                   int accumulate);
