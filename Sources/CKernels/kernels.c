@@ -122,27 +122,31 @@ size_t asr_count_nonfinite(const float *x, size_t count) {
     return nonfinite;
 }
 
-// GroupNorm statistics of the first conv layer, per channel over time, in double (see channelNormalization in
-// Wav2Vec2Model.swift). Each channel is summed over rows in row order, exactly as the scalar loop did; only the
-// channels run side by side in vector lanes, so the results are bit-identical to it.
+// GroupNorm statistics of the first conv layer come from its input windows, not from its output (see
+// firstLayerFolded in FeatureEncoder.swift): every output channel is a dot product with one window, so its mean and
+// variance over time follow from the windows' mean and covariance (window × window, 10 × 10 for wav2vec2), and the
+// layer runs once instead of twice. Two passes in double (mean, then centred products) as a two-pass variance is.
 ASR_CLONES
-void asr_column_sums_f64(const float *x, size_t rows, size_t stride, size_t c0, size_t c1, double *sums) {
+void asr_window_moments_f64(const float *x, size_t rows, size_t row_step, size_t window, double *mean,
+                            double *covariance, double *scratch) {
+    for (size_t j = 0; j < window; j++) mean[j] = 0;
+    for (size_t j = 0; j < window * window; j++) covariance[j] = 0;
+    if (rows == 0) return;
     for (size_t r = 0; r < rows; r++) {
-        const float *row = x + r * stride;
-        for (size_t j = c0; j < c1; j++) sums[j] += (double)row[j];
+        const float *w = x + r * row_step;
+        for (size_t j = 0; j < window; j++) mean[j] += (double)w[j];
     }
-}
-
-ASR_CLONES
-void asr_column_squared_deviations_f64(const float *x, size_t rows, size_t stride, size_t c0, size_t c1,
-                                       const double *means, double *squares) {
+    for (size_t j = 0; j < window; j++) mean[j] /= (double)rows;
     for (size_t r = 0; r < rows; r++) {
-        const float *row = x + r * stride;
-        for (size_t j = c0; j < c1; j++) {
-            double d = (double)row[j] - means[j];
-            squares[j] += d * d;
+        const float *w = x + r * row_step;
+        for (size_t j = 0; j < window; j++) scratch[j] = (double)w[j] - mean[j];
+        for (size_t j = 0; j < window; j++) {
+            double dj = scratch[j];
+            double *row = covariance + j * window;
+            for (size_t k = 0; k < window; k++) row[k] += dj * scratch[k];
         }
     }
+    for (size_t j = 0; j < window * window; j++) covariance[j] /= (double)rows;
 }
 
 void asr_keep_freed_memory(void) {

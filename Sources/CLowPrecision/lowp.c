@@ -274,15 +274,26 @@ int asr_sgemm_onednn(int m, int n, int k, const float *a, int lda, const float *
     return dnnl_sgemm('N', 'T', m, n, k, 1.0f, a, lda, w, k, beta, c, ldc);
 }
 
-// MARK: bf16 products
+// MARK: bf16 and packed products (oneDNN's matmul primitive)
 
-// Matmul primitives for (rows, n, k), rows rounded up to a multiple of 16 so that chunks of varying length reuse a
-// few primitives (creating one JIT-compiles kernels: ~0.5 ms). Entries are never removed, so a primitive is never
+// Matmul primitives by shape and layout, rows rounded up to a multiple of 16 so that chunks of varying length reuse
+// a few primitives (creating one JIT-compiles kernels: ~0.5 ms). Entries are never removed, so a primitive is never
 // destroyed while another thread runs it; past the table's size a call makes and destroys its own.
 #define CACHE_SIZE 1024
 #define ROW_BUCKET 16
+
+// What a product reads: bf16 activations against plain bf16 weights (W n × k as stored), or against weights packed
+// once into the matmul's own blocked layout for this CPU (bf16 or fp32), which spares every call oneDNN's
+// per-call packing of W.
+enum { PLAIN_BF16 = 0, PACKED_BF16 = 1, PACKED_F32 = 2 };
+
 typedef struct {
-    int rows, n, k;
+    int rows, n, k, lda, ldc;
+    int kind, bias, accumulate;
+} matmul_spec;
+
+typedef struct {
+    matmul_spec spec;
     dnnl_primitive_t primitive;
     size_t scratchpad_bytes;
 } cached_matmul;
@@ -291,25 +302,72 @@ static cached_matmul cache[CACHE_SIZE];
 static int cache_count;
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static dnnl_status_t create_matmul(int rows, int n, int k, dnnl_primitive_t *primitive, size_t *scratchpad_bytes) {
+static dnnl_data_type_t input_type(int kind) { return kind == PACKED_F32 ? dnnl_f32 : dnnl_bf16; }
+
+// The blocked layout oneDNN's matmul picks for W (k × n, read as Wᵀ) on this CPU; it depends on n, k, the type and
+// the instruction set, not on the row count (checked for 16 to 8224 rows), so one packing serves every call.
+static dnnl_status_t packed_layout(int kind, int n, int k, dnnl_memory_desc_t *layout, const char **impl) {
+    pthread_once(&engine_once, create_engine);
+    if (engine_status != dnnl_success) return engine_status;
     dnnl_memory_desc_t src, weights, dst;
-    dnnl_dims_t src_dims = {rows, k}, src_strides = {k, 1};
-    dnnl_dims_t weight_dims = {k, n}, weight_strides = {1, k};  // W (n × k) row-major read as Wᵀ (k × n)
-    dnnl_dims_t dst_dims = {rows, n}, dst_strides = {n, 1};
+    dnnl_dims_t src_dims = {256, k}, weight_dims = {k, n}, dst_dims = {256, n};
     dnnl_status_t status;
-    if ((status = dnnl_memory_desc_init_by_strides(&src, 2, src_dims, dnnl_bf16, src_strides))) return status;
-    if ((status = dnnl_memory_desc_init_by_strides(&weights, 2, weight_dims, dnnl_bf16, weight_strides))) return status;
-    if ((status = dnnl_memory_desc_init_by_strides(&dst, 2, dst_dims, dnnl_f32, dst_strides))) return status;
+    if ((status = dnnl_memory_desc_init_by_tag(&src, 2, src_dims, input_type(kind), dnnl_ab))) return status;
+    if ((status = dnnl_memory_desc_init_by_tag(&weights, 2, weight_dims, input_type(kind), dnnl_format_tag_any))) return status;
+    if ((status = dnnl_memory_desc_init_by_tag(&dst, 2, dst_dims, dnnl_f32, dnnl_ab))) return status;
     dnnl_matmul_desc_t desc;
     if ((status = dnnl_matmul_desc_init(&desc, &src, &weights, NULL, &dst))) return status;
+    dnnl_primitive_desc_t pd;
+    if ((status = dnnl_primitive_desc_create(&pd, &desc, NULL, engine, NULL))) return status;
+    *layout = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    if (impl) dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, impl);
+    dnnl_primitive_desc_destroy(pd);
+    return dnnl_success;
+}
+
+static dnnl_status_t weights_desc(int kind, int n, int k, dnnl_memory_desc_t *md) {
+    if (kind != PLAIN_BF16) return packed_layout(kind, n, k, md, NULL);
+    dnnl_dims_t dims = {k, n}, strides = {1, k};  // W (n × k) row-major read as Wᵀ (k × n)
+    return dnnl_memory_desc_init_by_strides(md, 2, dims, dnnl_bf16, strides);
+}
+
+static dnnl_status_t create_matmul(matmul_spec spec, dnnl_primitive_t *primitive, size_t *scratchpad_bytes) {
+    dnnl_memory_desc_t src, weights, dst, bias;
+    dnnl_dims_t src_dims = {spec.rows, spec.k}, src_strides = {spec.lda, 1};
+    dnnl_dims_t dst_dims = {spec.rows, spec.n}, dst_strides = {spec.ldc, 1}, bias_dims = {1, spec.n};
+    dnnl_status_t status;
+    if ((status = dnnl_memory_desc_init_by_strides(&src, 2, src_dims, input_type(spec.kind), src_strides))) return status;
+    if ((status = weights_desc(spec.kind, spec.n, spec.k, &weights))) return status;
+    if ((status = dnnl_memory_desc_init_by_strides(&dst, 2, dst_dims, dnnl_f32, dst_strides))) return status;
+    if ((status = dnnl_memory_desc_init_by_tag(&bias, 2, bias_dims, dnnl_f32, dnnl_ab))) return status;
+    dnnl_matmul_desc_t desc;
+    if ((status = dnnl_matmul_desc_init(&desc, &src, &weights, spec.bias ? &bias : NULL, &dst))) return status;
     dnnl_primitive_attr_t attr;
     if ((status = dnnl_primitive_attr_create(&attr))) return status;
     // The caller's scratch, not a library-wide one: the same primitive runs on several threads at once.
     dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    dnnl_post_ops_t post_ops = NULL;
+    if (spec.accumulate) {  // C += product: the sum post-op adds C's previous contents
+        if (!(status = dnnl_post_ops_create(&post_ops)) && !(status = dnnl_post_ops_append_sum(post_ops, 1.0f)))
+            status = dnnl_primitive_attr_set_post_ops(attr, post_ops);
+        if (post_ops) dnnl_post_ops_destroy(post_ops);
+        if (status) {
+            dnnl_primitive_attr_destroy(attr);
+            return status;
+        }
+    }
     dnnl_primitive_desc_t pd;
     status = dnnl_primitive_desc_create(&pd, &desc, attr, engine, NULL);
     dnnl_primitive_attr_destroy(attr);
     if (status) return status;
+    const char *impl = NULL;
+    dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+    if (spec.kind != PLAIN_BF16 && (!impl || strncmp(impl, "brg", 3) != 0)) {
+        // Packed weights are only made where brgemm runs (asr_packed_weights_bytes); anything else here would be
+        // oneDNN's reference loop. Refused rather than run ~1000 times slower.
+        dnnl_primitive_desc_destroy(pd);
+        return dnnl_unimplemented;
+    }
     const dnnl_memory_desc_t *pad = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     *scratchpad_bytes = pad ? dnnl_memory_desc_get_size(pad) : 0;
     status = dnnl_primitive_create(primitive, pd);
@@ -317,10 +375,10 @@ static dnnl_status_t create_matmul(int rows, int n, int k, dnnl_primitive_t *pri
     return status;
 }
 
-static dnnl_status_t matmul(int rows, int n, int k, dnnl_primitive_t *primitive, size_t *scratchpad_bytes, int *owned) {
+static dnnl_status_t matmul(matmul_spec spec, dnnl_primitive_t *primitive, size_t *scratchpad_bytes, int *owned) {
     pthread_mutex_lock(&cache_lock);
     for (int i = 0; i < cache_count; i++) {
-        if (cache[i].rows == rows && cache[i].n == n && cache[i].k == k) {
+        if (!memcmp(&cache[i].spec, &spec, sizeof spec)) {
             *primitive = cache[i].primitive;
             *scratchpad_bytes = cache[i].scratchpad_bytes;
             *owned = 0;
@@ -329,9 +387,9 @@ static dnnl_status_t matmul(int rows, int n, int k, dnnl_primitive_t *primitive,
         }
     }
     // Created under the lock: two threads asking for the same new shape compile it once.
-    dnnl_status_t status = create_matmul(rows, n, k, primitive, scratchpad_bytes);
+    dnnl_status_t status = create_matmul(spec, primitive, scratchpad_bytes);
     if (status == dnnl_success && cache_count < CACHE_SIZE) {
-        cache[cache_count++] = (cached_matmul){rows, n, k, *primitive, *scratchpad_bytes};
+        cache[cache_count++] = (cached_matmul){spec, *primitive, *scratchpad_bytes};
         *owned = 0;
     } else {
         *owned = 1;
@@ -340,38 +398,31 @@ static dnnl_status_t matmul(int rows, int n, int k, dnnl_primitive_t *primitive,
     return status;
 }
 
-static dnnl_status_t run_bf16(int rows, int n, int k, uint16_t *a, const uint16_t *w, float *out, void *pad,
-                              dnnl_primitive_t primitive, thread_state *s) {
+static dnnl_status_t run_matmul(matmul_spec spec, const void *a, const void *w, const float *bias, float *out, void *pad,
+                                dnnl_primitive_t primitive, thread_state *s) {
     dnnl_status_t status;
     if (!s->stream && (status = dnnl_stream_create(&s->stream, engine, dnnl_stream_default_flags))) return status;
-    dnnl_memory_desc_t src, weights, dst, pad_md;
-    dnnl_dims_t src_dims = {rows, k}, src_strides = {k, 1};
-    dnnl_dims_t weight_dims = {k, n}, weight_strides = {1, k};
-    dnnl_dims_t dst_dims = {rows, n}, dst_strides = {n, 1};
-    dnnl_memory_desc_init_by_strides(&src, 2, src_dims, dnnl_bf16, src_strides);
-    dnnl_memory_desc_init_by_strides(&weights, 2, weight_dims, dnnl_bf16, weight_strides);
-    dnnl_memory_desc_init_by_strides(&dst, 2, dst_dims, dnnl_f32, dst_strides);
-    dnnl_memory_t memories[4] = {0};
-    dnnl_exec_arg_t args[4];
-    int count = 3;
-    if ((status = dnnl_memory_create(&memories[0], &src, engine, a))) goto done;
-    if ((status = dnnl_memory_create(&memories[1], &weights, engine, (void *)w))) goto done;
-    if ((status = dnnl_memory_create(&memories[2], &dst, engine, out))) goto done;
-    args[0] = (dnnl_exec_arg_t){DNNL_ARG_SRC, memories[0]};
-    args[1] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, memories[1]};
-    args[2] = (dnnl_exec_arg_t){DNNL_ARG_DST, memories[2]};
-    if (pad) {
-        const_dnnl_primitive_desc_t pd;
-        if ((status = dnnl_primitive_get_primitive_desc(primitive, &pd))) goto done;
-        pad_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-        if ((status = dnnl_memory_create(&memories[3], &pad_md, engine, pad))) goto done;
-        args[3] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, memories[3]};
-        count = 4;
+    const_dnnl_primitive_desc_t pd;
+    if ((status = dnnl_primitive_get_primitive_desc(primitive, &pd))) return status;
+    const int arg_kinds[5] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS, DNNL_ARG_SCRATCHPAD};
+    const dnnl_query_t queries[5] = {dnnl_query_src_md, dnnl_query_weights_md, dnnl_query_dst_md, dnnl_query_weights_md,
+                                     dnnl_query_scratchpad_md};
+    void *handles[5] = {(void *)a, (void *)w, out, (void *)bias, pad};
+    dnnl_memory_t memories[5] = {0};
+    dnnl_exec_arg_t args[5];
+    int count = 0;
+    for (int i = 0; i < 5; i++) {
+        if (!handles[i]) continue;
+        // The bias is the primitive's second weights-like input (index 1 of the weights query).
+        const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, queries[i], i == 3 ? 1 : 0);
+        if (!md) { status = dnnl_invalid_arguments; goto done; }
+        if ((status = dnnl_memory_create(&memories[i], md, engine, handles[i]))) goto done;
+        args[count++] = (dnnl_exec_arg_t){arg_kinds[i], memories[i]};
     }
     if ((status = dnnl_primitive_execute(primitive, s->stream, count, args))) goto done;
     status = dnnl_stream_wait(s->stream);
 done:
-    for (int i = 0; i < 4; i++) if (memories[i]) dnnl_memory_destroy(memories[i]);
+    for (int i = 0; i < 5; i++) if (memories[i]) dnnl_memory_destroy(memories[i]);
     return status;
 }
 
@@ -392,8 +443,12 @@ static void copy_rows(int m, int n, const float *product, const float *bias, flo
     }
 }
 
-int asr_gemm_bf16(int m, int n, int k, const float *a, int lda, const uint16_t *w, const float *bias, float *c, int ldc,
-                  int accumulate) {
+// C (m × n) = A · Wᵀ on a matmul primitive of `kind`. A whole bucket of rows (m a multiple of 16) is written straight
+// into C when C's rows are dense, the bias or C's previous contents added by the primitive, and read in place when
+// A's rows are dense fp32; otherwise the rows are copied (bf16: rounded) into scratch padded with zero rows, the product
+// goes to scratch and copy_rows moves the m real rows.
+static int gemm_matmul(int kind, int m, int n, int k, const float *a, int lda, const void *w, const float *bias, float *c,
+                       int ldc, int accumulate) {
     if (m <= 0 || n <= 0) return 0;
     pthread_once(&engine_once, create_engine);
     if (engine_status != dnnl_success) return engine_status;
@@ -401,28 +456,99 @@ int asr_gemm_bf16(int m, int n, int k, const float *a, int lda, const uint16_t *
     if (!s) return dnnl_out_of_memory;
     omp_set_num_threads(1);
     int rows = (m + ROW_BUCKET - 1) / ROW_BUCKET * ROW_BUCKET;
+    // Only dense rows: with a row stride of its own (a slice of a wider matrix) oneDNN 2.6 leaves its brgemm kernels
+    // for a reference loop hundreds of times slower.
+    int in_place = kind == PACKED_F32 && rows == m && lda == k;
+    // Plain bf16 runs wherever bf16 does, emulated too, and there oneDNN adds a bias inside its sums (one ulp away
+    // from adding it after them): its output always goes through copy_rows. On packed weights (brgemm) the bias and
+    // the sum post-op come after the sums, bit for bit what copy_rows does (ReducedPrecisionCheck.checkEpilogue).
+    int direct = kind != PLAIN_BF16 && rows == m && ldc == n;
+    matmul_spec spec = {rows, n, k, in_place ? lda : k, direct ? ldc : n, kind, direct && bias != NULL,
+                        direct && accumulate};
     dnnl_primitive_t primitive;
     size_t pad_bytes;
     int owned;
-    dnnl_status_t status = matmul(rows, n, k, &primitive, &pad_bytes, &owned);
+    dnnl_status_t status = matmul(spec, &primitive, &pad_bytes, &owned);
     if (status != dnnl_success) return status;
 
-    size_t a_bytes = align64((size_t)rows * k * 2), out_bytes = align64((size_t)rows * n * 4);
+    size_t element = kind == PACKED_F32 ? 4 : 2;
+    size_t a_bytes = in_place ? 0 : align64((size_t)rows * k * element);
+    size_t out_bytes = direct ? 0 : align64((size_t)rows * n * 4);
     char *base = scratch(s, a_bytes + out_bytes + align64(pad_bytes));
     if (!base) {
         if (owned) dnnl_primitive_destroy(primitive);
         return dnnl_out_of_memory;
     }
-    uint16_t *a16 = (uint16_t *)base;
-    float *out = (float *)(base + a_bytes);
-    for (int i = 0; i < m; i++) asr_f32_to_bf16((size_t)k, a + (size_t)i * lda, a16 + (size_t)i * k);
-    // Padding rows: zeros, so their (discarded) products are finite.
-    memset(a16 + (size_t)m * k, 0, (size_t)(rows - m) * k * 2);
-    status = run_bf16(rows, n, k, a16, w, out, pad_bytes ? base + a_bytes + out_bytes : NULL, primitive, s);
+    const void *input = a;
+    if (!in_place) {
+        if (kind == PACKED_F32) {
+            float *a32 = (float *)base;
+            for (int i = 0; i < m; i++) memcpy(a32 + (size_t)i * k, a + (size_t)i * lda, (size_t)k * 4);
+        } else {
+            uint16_t *a16 = (uint16_t *)base;
+            for (int i = 0; i < m; i++) asr_f32_to_bf16((size_t)k, a + (size_t)i * lda, a16 + (size_t)i * k);
+        }
+        // Padding rows: zeros, so their (discarded) products are finite.
+        memset(base + (size_t)m * k * element, 0, (size_t)(rows - m) * k * element);
+        input = base;
+    }
+    float *out = direct ? c : (float *)(base + a_bytes);
+    status = run_matmul(spec, input, w, spec.bias ? bias : NULL, out, pad_bytes ? base + a_bytes + out_bytes : NULL,
+                        primitive, s);
     if (owned) dnnl_primitive_destroy(primitive);
     if (status != dnnl_success) return status;
-    copy_rows(m, n, out, bias, c, ldc, accumulate);
+    if (!direct) copy_rows(m, n, out, bias, c, ldc, accumulate);
     return 0;
+}
+
+int asr_gemm_bf16(int m, int n, int k, const float *a, int lda, const uint16_t *w, const float *bias, float *c, int ldc,
+                  int accumulate) {
+    return gemm_matmul(PLAIN_BF16, m, n, k, a, lda, w, bias, c, ldc, accumulate);
+}
+
+size_t asr_packed_weights_bytes(int bf16, int n, int k) {
+    dnnl_memory_desc_t layout;
+    const char *impl = NULL;
+    if (packed_layout(bf16 ? PACKED_BF16 : PACKED_F32, n, k, &layout, &impl) != dnnl_success) return 0;
+    // Only where the matmul runs on oneDNN's brgemm kernels (AVX-512); elsewhere the plain products stay.
+    if (!impl || strncmp(impl, "brg", 3) != 0) return 0;
+    return dnnl_memory_desc_get_size(&layout);
+}
+
+int asr_pack_weights(int bf16, int n, int k, const void *w, void *packed) {
+    pthread_once(&engine_once, create_engine);
+    if (engine_status != dnnl_success) return engine_status;
+    thread_state *s = state();
+    if (!s) return dnnl_out_of_memory;
+    int kind = bf16 ? PACKED_BF16 : PACKED_F32;
+    dnnl_memory_desc_t plain, layout;
+    dnnl_dims_t dims = {k, n}, strides = {1, k};
+    dnnl_status_t status;
+    if ((status = dnnl_memory_desc_init_by_strides(&plain, 2, dims, input_type(kind), strides))) return status;
+    if ((status = packed_layout(kind, n, k, &layout, NULL))) return status;
+    if (!s->stream && (status = dnnl_stream_create(&s->stream, engine, dnnl_stream_default_flags))) return status;
+    dnnl_primitive_desc_t pd;
+    if ((status = dnnl_reorder_primitive_desc_create(&pd, &plain, engine, &layout, engine, NULL))) return status;
+    dnnl_primitive_t reorder;
+    status = dnnl_primitive_create(&reorder, pd);
+    dnnl_primitive_desc_destroy(pd);
+    if (status) return status;
+    dnnl_memory_t from = NULL, to = NULL;
+    if (!(status = dnnl_memory_create(&from, &plain, engine, (void *)w)) &&
+        !(status = dnnl_memory_create(&to, &layout, engine, packed))) {
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+        omp_set_num_threads(1);
+        if (!(status = dnnl_primitive_execute(reorder, s->stream, 2, args))) status = dnnl_stream_wait(s->stream);
+    }
+    if (from) dnnl_memory_destroy(from);
+    if (to) dnnl_memory_destroy(to);
+    dnnl_primitive_destroy(reorder);
+    return status;
+}
+
+int asr_gemm_packed(int bf16, int m, int n, int k, const float *a, int lda, const void *packed, const float *bias, float *c,
+                    int ldc, int accumulate) {
+    return gemm_matmul(bf16 ? PACKED_BF16 : PACKED_F32, m, n, k, a, lda, packed, bias, c, ldc, accumulate);
 }
 
 int asr_lowp_bf16_available(void) {
@@ -431,7 +557,8 @@ int asr_lowp_bf16_available(void) {
     dnnl_primitive_t primitive;
     size_t pad;
     int owned;
-    if (matmul(ROW_BUCKET, 16, 32, &primitive, &pad, &owned) != dnnl_success) return 0;
+    matmul_spec spec = {ROW_BUCKET, 16, 32, 32, 16, PLAIN_BF16, 0, 0};
+    if (matmul(spec, &primitive, &pad, &owned) != dnnl_success) return 0;
     if (owned) dnnl_primitive_destroy(primitive);
     return 1;
 }

@@ -103,6 +103,7 @@ extension WeightMatrix {
         switch (storage, other.storage) {
         case (.fp32(let a), .fp32(let b)): a === b
         case (.bf16(let a), .bf16(let b)): a === b
+        case (.packed(let a, _), .packed(let b, _)): a === b
         case (.int8(let a, _, _), .int8(let b, _, _)): a === b
         default: false
         }

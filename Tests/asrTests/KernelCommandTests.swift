@@ -28,8 +28,9 @@ import Testing
     @Test func infoNamesTheKernelsOfEachPrecision() throws {
         let result = try CLI.run(["info"])
         #expect(result.status == 0)
-        // fp32 weight products on oneDNN's sgemm where oneDNN runs AVX-512, else OpenBLAS (which also runs the rest).
-        #expect(result.stdout.contains(ReducedPrecisionKernels.fp32OnOneDNN ? "reduced-precision kernels: fp32: oneDNN sgemm (OpenBLAS"
+        // fp32 weight products on oneDNN's matmul (packed weights) where oneDNN runs AVX-512, else OpenBLAS (which also
+        // runs the rest).
+        #expect(result.stdout.contains(ReducedPrecisionKernels.fp32OnOneDNN ? "reduced-precision kernels: fp32: oneDNN matmul, weights packed at load (OpenBLAS"
                                                                           : "reduced-precision kernels: fp32: OpenBLAS"), "\(result.stdout)")
         #expect(result.stdout.contains("int8: oneDNN u8s8s32"))
     }

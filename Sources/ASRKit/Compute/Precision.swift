@@ -35,10 +35,12 @@ public enum ReducedPrecisionKernels {
     /// cannot saturate.
     public static var int8VNNI: Bool { asr_lowp_int8_vnni() != 0 }
 
-    /// The fp32 weight products (every Linear layer and convolution of an fp32 model) run on oneDNN's sgemm where
-    /// oneDNN runs AVX-512 (it dispatches on the CPU itself, so `OPENBLAS_CORETYPE` does not hold it back; measured
-    /// 4-5 % faster than OpenBLAS 0.3.21 on the whole base pass on an AVX-512 EPYC), and on OpenBLAS elsewhere, where
-    /// it was the measured choice. `ONEDNN_MAX_CPU_ISA=AVX2` selects OpenBLAS.
+    /// The fp32 weight products (every Linear layer and convolution of an fp32 model) run on oneDNN where oneDNN runs
+    /// AVX-512 (it dispatches on the CPU itself, so `OPENBLAS_CORETYPE` does not hold it back): on its matmul with the
+    /// weights packed once at load into its own layout (`WeightMatrix.Storage.packed`; 2-16 % faster than its sgemm,
+    /// which packs W on every call, on the model's shapes), or its sgemm for the few matrices made per call (the first
+    /// conv layer with its GroupNorm folded in). Elsewhere OpenBLAS, the measured choice there.
+    /// `ONEDNN_MAX_CPU_ISA=AVX2` selects OpenBLAS.
     public static var fp32OnOneDNN: Bool { fp32OnOneDNNProbe }
     private static let fp32OnOneDNNProbe = asr_lowp_sgemm_preferred() != 0
 
@@ -56,11 +58,12 @@ public enum ReducedPrecisionKernels {
     /// One line for `asr info`: which kernel each precision runs on here.
     public static var summary: String {
         let bf16 = bf16Available
-            ? (bf16Native ? "oneDNN matmul on AVX512_BF16" : "oneDNN matmul, bf16 emulated (no AVX512_BF16)")
+            ? (bf16Native ? "oneDNN matmul on AVX512_BF16, weights packed at load" : "oneDNN matmul, bf16 emulated (no AVX512_BF16)")
             : "not available on this CPU (falls back to fp32)"
         let int8 = int8VNNI ? "oneDNN u8s8s32 on VNNI" : "oneDNN u8s8s32 without VNNI (7-bit weights)"
         let scores = bf16Attention ? "bf16 (AVX512_BF16)" : "fp32"
-        let fp32 = fp32OnOneDNN ? "oneDNN sgemm (OpenBLAS \(BLAS.kernel) for the rest)" : "OpenBLAS \(BLAS.kernel)"
+        let fp32 = fp32OnOneDNN ? "oneDNN matmul, weights packed at load (OpenBLAS \(BLAS.kernel) for the rest)"
+            : "OpenBLAS \(BLAS.kernel)"
         return "fp32: \(fp32); bf16: \(bf16); int8: \(int8); attention scores of bf16 and int8 models: "
             + "\(scores); oneDNN ISA \(instructionSet)"
     }
@@ -71,9 +74,10 @@ public enum ReducedPrecisionKernels {
         let scores = attentionScores(for: precision).rawValue
         switch precision {
         case .fp32:
-            return (fp32OnOneDNN ? "oneDNN sgemm (AVX-512)" : "OpenBLAS \(BLAS.kernel) sgemm") + "; attention scores fp32"
+            return (fp32OnOneDNN ? "oneDNN matmul, packed weights (AVX-512)" : "OpenBLAS \(BLAS.kernel) sgemm")
+                + "; attention scores fp32"
         case .bf16:
-            return (bf16Native ? "oneDNN bf16 matmul (AVX512_BF16)" : "oneDNN bf16 matmul (emulated)")
+            return (bf16Native ? "oneDNN bf16 matmul, packed weights (AVX512_BF16)" : "oneDNN bf16 matmul (emulated)")
                 + "; attention scores \(scores)"
         case .int8:
             let conv = ConvFeatureEncoder.precision(for: .int8), positional = GroupedTimeConvolution.precision(for: .int8)
@@ -104,6 +108,14 @@ final class OwnedBuffer<Element>: @unchecked Sendable {  // immutable after init
         mapping = nil
     }
 
+    /// `count` uninitialized elements starting on a cache line (what oneDNN's packed weights prefer).
+    init(cacheAlignedCount count: Int) {
+        pointer = UnsafeMutableRawPointer.allocate(byteCount: max(1, count) * MemoryLayout<Element>.stride, alignment: 64)
+            .bindMemory(to: Element.self, capacity: max(1, count))
+        self.count = count
+        mapping = nil
+    }
+
     /// `count` elements read in place inside `mapping`, which this keeps alive; they are only ever read.
     init(mapped pointer: UnsafePointer<Element>, count: Int, mapping: MappedFile) {
         self.pointer = UnsafeMutablePointer(mutating: pointer)
@@ -111,7 +123,7 @@ final class OwnedBuffer<Element>: @unchecked Sendable {  // immutable after init
         self.mapping = mapping
     }
 
-    deinit { if mapping == nil { pointer.deallocate() } }
+    deinit { if mapping == nil { UnsafeMutableRawPointer(pointer).deallocate() } }
 }
 
 /// A weight matrix W (n × k, PyTorch's layout: one row per output channel) in the precision the model was loaded
@@ -120,6 +132,9 @@ struct WeightMatrix: Sendable {
     enum Storage: Sendable {
         case fp32(FloatStorage)
         case bf16(OwnedBuffer<UInt16>)
+        /// fp32 or bf16 weights packed once, at load, into the blocked layout oneDNN's matmul reads on this CPU
+        /// (`asr_pack_weights`), where that matmul runs its AVX-512 kernels: each call then skips packing W itself.
+        case packed(OwnedBuffer<UInt8>, bf16: Bool)
         /// int8 codes, per-row scales, per-row code sums (for the activations' zero point).
         case int8(OwnedBuffer<Int8>, scales: [Float], rowSums: [Int32])
     }
@@ -132,22 +147,25 @@ struct WeightMatrix: Sendable {
         switch storage {
         case .fp32: .fp32
         case .bf16: .bf16
+        case .packed(_, let bf16): bf16 ? .bf16 : .fp32
         case .int8: .int8
         }
     }
 
-    /// W converted once: rounded to bf16, or quantized per output channel to int8.
-    init(_ values: FloatStorage, n: Int, k: Int, precision: Precision) {
+    /// W converted once: rounded to bf16, or quantized per output channel to int8; fp32 and bf16 packed for oneDNN's
+    /// matmul where it runs AVX-512 kernels (fp32 only where `ReducedPrecisionKernels.fp32OnOneDNN`, bf16 only where
+    /// `bf16Native`) unless `pack` is false (a matrix made for one call, where packing would cost more than it saves).
+    init(_ values: FloatStorage, n: Int, k: Int, precision: Precision, pack: Bool = true) {
         precondition(values.count == n * k)
         self.n = n
         self.k = k
         switch precision {
         case .fp32:
-            storage = .fp32(values)
+            storage = pack && ReducedPrecisionKernels.fp32OnOneDNN ? Self.packed(values.pointer, bf16: false, n: n, k: k) ?? .fp32(values) : .fp32(values)
         case .bf16:
             let buffer = OwnedBuffer<UInt16>(count: n * k)
             asr_f32_to_bf16(n * k, values.pointer, buffer.pointer)
-            storage = .bf16(buffer)
+            storage = pack && ReducedPrecisionKernels.bf16Native ? Self.packed(buffer.pointer, bf16: true, n: n, k: k) ?? .bf16(buffer) : .bf16(buffer)
         case .int8:
             let codes = OwnedBuffer<Int8>(count: n * k)
             var scales = [Float](repeating: 0, count: n)
@@ -156,12 +174,26 @@ struct WeightMatrix: Sendable {
             asr_quantize_weights_s8(Int32(n), Int32(k), values.pointer, maxCode, codes.pointer, &scales, &sums)
             storage = .int8(codes, scales: scales, rowSums: sums)
         }
-        if precision != .fp32 { values.releaseMappedPages() }
+        if case .fp32 = storage {} else { values.releaseMappedPages() }
     }
 
-    /// Whether `multiply` accepts rows of A that overlap (lda < k): the bf16 and int8 products convert A row by row
-    /// into their own scratch, so a convolution's overlapping windows can be read in place; BLAS needs lda ≥ k.
-    var readsOverlappingRows: Bool { precision != .fp32 }
+    /// W (n × k, fp32 or bf16 bits) packed for oneDNN's matmul, or nil where it has no AVX-512 kernels for it here.
+    static func packed(_ w: UnsafeRawPointer, bf16: Bool, n: Int, k: Int) -> Storage? {
+        let bytes = asr_packed_weights_bytes(bf16 ? 1 : 0, Int32(n), Int32(k))
+        guard bytes > 0 else { return nil }
+        let buffer = OwnedBuffer<UInt8>(cacheAlignedCount: bytes)
+        let status = asr_pack_weights(bf16 ? 1 : 0, Int32(n), Int32(k), w, buffer.pointer)
+        precondition(status == 0, "oneDNN could not pack a \(n)×\(k) weight (status \(status))")
+        return .packed(buffer, bf16: bf16)
+    }
+
+    /// Whether `multiply` accepts rows of A that overlap (lda < k): the bf16, int8 and packed products copy or convert
+    /// A row by row into their own scratch, so a convolution's overlapping windows can be read in place; BLAS needs
+    /// lda ≥ k.
+    var readsOverlappingRows: Bool {
+        if case .fp32 = storage { return false }
+        return true
+    }
 
     /// C (m × n, rows `ldc` apart) = A (m × k, rows `lda` apart) · Wᵀ, plus C's previous contents when `accumulate`
     /// or else `bias` (n) when given, then `activation` in place. Rows are split across `BLAS.threads` threads unless
@@ -202,6 +234,14 @@ struct WeightMatrix: Sendable {
                 let status = asr_gemm_bf16(Int32(rows), Int32(n), Int32(k), a, Int32(lda), weights.base, shared?.base, c,
                                            Int32(ldc), accumulate ? 1 : 0)
                 precondition(status == 0, "oneDNN bf16 product (\(rows)×\(n)×\(k)) failed with status \(status)")
+                finish(rows, c)
+            }
+        case .packed(let w, let bf16):
+            let weights = SharedPointer(base: w.pointer)
+            rowParts(m: m, a: a, lda: lda, c: c, ldc: ldc, split: split) { rows, a, c in
+                let status = asr_gemm_packed(bf16 ? 1 : 0, Int32(rows), Int32(n), Int32(k), a, Int32(lda), weights.base,
+                                             shared?.base, c, Int32(ldc), accumulate ? 1 : 0)
+                precondition(status == 0, "oneDNN product on packed weights (\(rows)×\(n)×\(k)) failed with status \(status)")
                 finish(rows, c)
             }
         case .int8(let w, let scales, let sums):

@@ -6,23 +6,28 @@ import Foundation
 /// oneDNN can be limited to (`ONEDNN_MAX_CPU_ISA`), so that every kernel a machine may run is checked.
 package enum ReducedPrecisionCheck {
     /// (m, n, k) shapes: degenerate, odd, not multiples of any vector width, and one of the model's.
-    static let shapes = [(1, 1, 1), (3, 5, 7), (17, 33, 65), (40, 19, 131), (67, 96, 768), (130, 48, 517)]
+    /// Row counts that are multiples of 16 with dense rows take the packed products' direct path (read and written in
+    /// place, bias and accumulation inside oneDNN's matmul); the others go through its scratch.
+    static let shapes = [(1, 1, 1), (3, 5, 7), (17, 33, 65), (40, 19, 131), (67, 96, 768), (130, 48, 517), (32, 48, 96),
+                         (64, 100, 768), (16, 40, 3072)]
+
+    /// How A's and C's rows lie in memory: dense (lda = k, ldc = n), with padding between them, or A's overlapping
+    /// (a convolution's windows read in place: lda < k).
+    enum RowLayout: CaseIterable { case dense, padded, overlapping }
 
     /// Failures, one line each; empty when every check passed.
     package static func run() -> [String] {
         var failures: [String] = []
         failures += checkBF16Rounding()
         for (m, n, k) in shapes {
-            failures += checkEpilogue(m: m, n: n, k: k)
+            for layout in [RowLayout.dense, .padded] { failures += checkEpilogue(m: m, n: n, k: k, layout: layout) }
             for accumulate in [false, true] {
-                // fp32 products need rows apart by at least k (BLAS), on whichever library runs them here.
-                failures += checkAgainstDouble(.fp32, m: m, n: n, k: k, accumulate: accumulate, overlapping: false)
-                // Rows apart by more than k (padding between them), and overlapping rows (a convolution's windows
-                // read in place: lda < k).
-                for overlapping in [false, true] {
-                    failures += checkInt8(m: m, n: n, k: k, accumulate: accumulate, overlapping: overlapping)
+                for layout in RowLayout.allCases {
+                    // fp32 on BLAS needs rows apart by at least k; packed fp32 reads overlapping rows too.
+                    failures += checkAgainstDouble(.fp32, m: m, n: n, k: k, accumulate: accumulate, layout: layout)
+                    failures += checkInt8(m: m, n: n, k: k, accumulate: accumulate, layout: layout)
                     if ReducedPrecisionKernels.bf16Available {
-                        failures += checkAgainstDouble(.bf16, m: m, n: n, k: k, accumulate: accumulate, overlapping: overlapping)
+                        failures += checkAgainstDouble(.bf16, m: m, n: n, k: k, accumulate: accumulate, layout: layout)
                     }
                 }
             }
@@ -39,8 +44,14 @@ package enum ReducedPrecisionCheck {
         }
     }
 
-    static func inputs(m: Int, n: Int, k: Int, overlapping: Bool = false) -> (a: [Float], lda: Int, w: [Float], c: [Float], ldc: Int) {
-        let lda = overlapping ? max(1, k / 3) : k + 3, ldc = n + 5
+    static func inputs(m: Int, n: Int, k: Int, layout: RowLayout) -> (a: [Float], lda: Int, w: [Float], c: [Float], ldc: Int) {
+        let overlapping = layout == .overlapping
+        let lda = switch layout {
+        case .dense: k
+        case .padded: k + 3
+        case .overlapping: max(1, k / 3)
+        }
+        let ldc = layout == .padded ? n + 5 : n
         var a = values((m - 1) * lda + k, seed: UInt64(m * 7919 + k), scale: 2)
         if m > 2 && !overlapping { for j in 0..<k { a[lda + j] = 0 } }   // an all-zero row
         if m > 3 { a[2 * lda + k / 2] = 300 }                             // an outlier stretching some rows' range
@@ -51,8 +62,8 @@ package enum ReducedPrecisionCheck {
 
     /// int8: the kernel's result must equal, bit for bit, the same quantized codes multiplied with exact integer
     /// sums here and scaled the same way (a saturating int16 pair sum or a wrong zero-point fold shows up at once).
-    static func checkInt8(m: Int, n: Int, k: Int, accumulate: Bool, overlapping: Bool) -> [String] {
-        let (a, lda, wf, c0, ldc) = inputs(m: m, n: n, k: k, overlapping: overlapping)
+    static func checkInt8(m: Int, n: Int, k: Int, accumulate: Bool, layout: RowLayout) -> [String] {
+        let (a, lda, wf, c0, ldc) = inputs(m: m, n: n, k: k, layout: layout)
         let weight = WeightMatrix(FloatStorage(copying: wf), n: n, k: k, precision: .int8)
         guard case .int8(let codes, let scales, let sums) = weight.storage else { return ["int8: weights not quantized"] }
         var c = c0
@@ -129,14 +140,19 @@ package enum ReducedPrecisionCheck {
 
     /// fp32 and bf16 products: within the bound of fp32 accumulation of the inputs as the product sees them (exactly
     /// rounded to bf16, or as they are), against a Double reference.
-    static func checkAgainstDouble(_ precision: Precision, m: Int, n: Int, k: Int, accumulate: Bool, overlapping: Bool) -> [String] {
+    static func checkAgainstDouble(_ precision: Precision, m: Int, n: Int, k: Int, accumulate: Bool, layout: RowLayout) -> [String] {
         precondition(precision != .int8, "int8 is checked bit for bit by checkInt8")
-        let (a, lda, wf, c0, ldc) = inputs(m: m, n: n, k: k, overlapping: overlapping)
+        let (a, lda, wf, c0, ldc) = inputs(m: m, n: n, k: k, layout: layout)
         let weight = WeightMatrix(FloatStorage(copying: wf), n: n, k: k, precision: precision)
+        if layout == .overlapping && !weight.readsOverlappingRows { return [] }
         // The inputs as the product sees them: rounded to bf16, or as they are.
         func seen(_ x: Float) -> Float { precision == .bf16 ? bf16(x) : x }
-        let label = precision == .bf16 ? "bf16 (ISA \(ReducedPrecisionKernels.instructionSet))"
-            : "fp32 (\(ReducedPrecisionKernels.fp32OnOneDNN ? "oneDNN sgemm" : "OpenBLAS"))"
+        let library = switch weight.storage {
+        case .packed: "oneDNN matmul, packed weights"
+        case .fp32: ReducedPrecisionKernels.fp32OnOneDNN ? "oneDNN sgemm" : "OpenBLAS"
+        default: "oneDNN matmul"
+        }
+        let label = "\(precision.rawValue) (\(library), ISA \(ReducedPrecisionKernels.instructionSet), \(layout) rows)"
         var c = c0
         a.withUnsafeBufferPointer { a in
             c.withUnsafeMutableBufferPointer { c in
@@ -170,8 +186,8 @@ extension ReducedPrecisionCheck {
     /// The bias and activation a product adds per row block as it ends (`multiply(bias:activation:)`) give, bit for
     /// bit, what filling C with the bias, accumulating the product and applying the activation afterwards gives, in
     /// every precision this machine runs, with the rows split across threads.
-    static func checkEpilogue(m: Int, n: Int, k: Int) -> [String] {
-        let (a, lda, w, _, ldc) = inputs(m: m, n: n, k: k)
+    static func checkEpilogue(m: Int, n: Int, k: Int, layout: RowLayout) -> [String] {
+        let (a, lda, w, _, ldc) = inputs(m: m, n: n, k: k, layout: layout)
         let bias = values(n, seed: 7, scale: 0.5)
         var failures: [String] = []
         let precisions: [Precision] = ReducedPrecisionKernels.bf16Available ? [.fp32, .bf16, .int8] : [.fp32, .int8]

@@ -83,7 +83,8 @@ extension WeightMatrix {
     /// bf16 weights as stored (n × k bit patterns).
     init(bf16Bits bits: OwnedBuffer<UInt16>, n: Int, k: Int) {
         precondition(bits.count == n * k)
-        self.init(n: n, k: k, storage: .bf16(bits))
+        let packed = ReducedPrecisionKernels.bf16Native ? Self.packed(bits.pointer, bf16: true, n: n, k: k) : nil
+        self.init(n: n, k: k, storage: packed ?? .bf16(bits))
     }
 
     /// int8 codes as an `asr_int8` checkpoint stores them (n × k, ±127) with one scale per row, with the row sums

@@ -41,7 +41,7 @@ struct ConvFeatureEncoder: Sendable {
             let reordered = FloatStorage(copying: CheckpointLoader.reorderConvKernel(raw, out: out, in: inChannels, kernel: kernel))
             layers.append(Layer(
                 inChannels: inChannels, outChannels: out, kernel: kernel, stride: c.convStride[i],
-                weight: WeightMatrix(reordered, n: out, k: kernel * inChannels, precision: i == 0 ? .fp32 : Self.precision(for: precision)),
+                weight: WeightMatrix(reordered, n: out, k: kernel * inChannels, precision: i == 0 ? .fp32 : Self.precision(for: precision), pack: i != 0),
                 bias: bias, norm: parameters, normOverTime: norm == .group))
             inChannels = out
         }
@@ -63,12 +63,10 @@ struct ConvFeatureEncoder: Sendable {
     /// The conv feature encoder over blocks of output frames. Each block reads the sample range its frames depend
     /// on (the receptive field overlaps the next block's by kernel − stride per layer, recomputed) and runs the
     /// layers on it. The first layer's GroupNorm (group mode) normalises each channel over all of time, so its
-    /// statistics come from a first pass over the whole input; LayerNorm (layer mode) is per frame and blocks freely.
+    /// statistics come from the whole input first (`folded`); LayerNorm (layer mode) is per frame and blocks freely.
     func callAsFunction(_ samples: [Float], frames: Int, blockFrames: Int) -> Matrix {
-        var firstLayerNorm: (scale: [Float], shift: [Float])?
-        if layers[0].normOverTime, let norm = layers[0].norm {
-            firstLayerNorm = channelNormalization(samples, layers[0], norm)
-        }
+        var first = layers[0]
+        if first.normOverTime, let norm = first.norm { first = folded(first, norm, over: samples) }
         var out = Matrix(uninitializedRows: frames, cols: layers.last!.outChannels)  // every block copied in
         var f0 = 0
         while f0 < frames {
@@ -81,18 +79,16 @@ struct ConvFeatureEncoder: Sendable {
             }
             var x = Matrix(rows: upper - lower, cols: 1, storage: Array(samples[lower..<upper]))
             for (i, layer) in layers.enumerated() {
-                // Without a norm after it (group mode, past the first layer) the activation is applied by each
-                // thread to its rows as its product ends.
+                let layer = i == 0 ? first : layer
+                // Without a norm after it (group mode, past the first layer, and the first with its GroupNorm
+                // folded in) the activation is applied by each thread to its rows as its product ends.
                 let fused = layer.norm == nil
                 x = convolve(x, layer, activation: fused ? activation : nil)
-                if fused { continue }
-                if i == 0, let (scale, shift) = firstLayerNorm {
-                    x.scaleAndShiftColumns(scale: scale, shift: shift)
-                } else if let norm = layer.norm {
-                    // Only the first layer normalises over time (transformers' group mode); the rest is per frame.
-                    precondition(!layer.normOverTime, "GroupNorm beyond the first conv layer")
-                    norm.layerNorm(&x)
-                }
+                guard let norm = layer.norm else { continue }
+                // Only the first layer normalises over time (transformers' group mode), and it is folded; the rest
+                // is per frame.
+                precondition(!layer.normOverTime, "GroupNorm beyond the first conv layer")
+                norm.layerNorm(&x)
                 x.apply(activation)
             }
             precondition(x.rows == f1 - f0)
@@ -106,58 +102,39 @@ struct ConvFeatureEncoder: Sendable {
         return out
     }
 
-    /// GroupNorm of the first conv layer (one channel per group, over all of time) as a per-channel scale and shift.
-    /// The conv output is produced block by block; block means and squared deviations are merged pairwise (Chan et
-    /// al.) in Double, which equals the two-pass result over the whole output to rounding.
-    private func channelNormalization(_ samples: [Float], _ layer: Layer, _ norm: NormParameters) -> (scale: [Float], shift: [Float]) {
-        let total = (samples.count - layer.kernel) / layer.stride + 1
+    /// The first conv layer with its GroupNorm (one channel per group, over all of time) folded into its weights and
+    /// bias, for this input: normalised channel c is (W_c·x + b_c − μ_c) · s_c + β_c with s_c = γ_c / √(σ²_c + ε), that
+    /// is (s_c W_c)·x + (β_c − s_c W_c·m), where m and Σ are the mean and covariance of the layer's input windows
+    /// (10 × 10 for wav2vec2), μ_c = W_c·m + b_c and σ²_c = W_c Σ W_cᵀ. transformers computes the same statistics
+    /// from the conv output; here they come from its input, in Double, so the layer runs once instead of twice (once
+    /// for statistics over the whole input, once per block), and its norm and activation need no pass of their own.
+    private func folded(_ layer: Layer, _ norm: NormParameters, over samples: [Float]) -> Layer {
+        guard case .fp32(let weights) = layer.weight.storage else { preconditionFailure("the first conv layer runs in fp32") }
+        let window = layer.kernel * layer.inChannels, rowStep = layer.stride * layer.inChannels
+        let windows = samples.count >= window ? (samples.count - window) / rowStep + 1 : 0
+        var mean = [Double](repeating: 0, count: window)
+        var covariance = [Double](repeating: 0, count: window * window)
+        var scratch = [Double](repeating: 0, count: window)
+        asr_window_moments_f64(samples, windows, rowStep, window, &mean, &covariance, &scratch)
         let channels = layer.outChannels
-        var count = 0.0
-        var mean = [Double](repeating: 0, count: channels)
-        var deviations = [Double](repeating: 0, count: channels)
-        let blockRows = 16384
-        var r0 = 0
-        while r0 < total {
-            let r1 = min(total, r0 + blockRows)
-            let lower = r0 * layer.stride, upper = (r1 - 1) * layer.stride + layer.kernel
-            let y = convolve(Matrix(rows: upper - lower, cols: 1, storage: Array(samples[lower..<upper])), layer)
-            let n = Double(y.rows)
-            var blockMean = [Double](repeating: 0, count: channels)
-            var blockDeviations = [Double](repeating: 0, count: channels)
-            // Channel ranges in parallel: each thread sums its own channels over every row.
-            y.storage.withUnsafeBufferPointer { data in
-                blockMean.withUnsafeMutableBufferPointer { meanBuffer in
-                    blockDeviations.withUnsafeMutableBufferPointer { deviationBuffer in
-                        let (values, means, squares) = (SharedPointer(base: UnsafeMutablePointer(mutating: data.baseAddress!)),
-                                                        SharedPointer(base: meanBuffer.baseAddress!),
-                                                        SharedPointer(base: deviationBuffer.baseAddress!))
-                        let rows = y.rows
-                        Parallel.ranges(channels, minimumPerPart: 64, alignment: 16) { part in
-                            asr_column_sums_f64(values.base, rows, channels, part.lowerBound, part.upperBound, means.base)
-                            for j in part { means.base[j] /= n }
-                            asr_column_squared_deviations_f64(values.base, rows, channels, part.lowerBound, part.upperBound,
-                                                              means.base, squares.base)
-                        }
-                    }
-                }
-            }
-            let merged = count + n
-            for j in 0..<channels {
-                let delta = blockMean[j] - mean[j]
-                mean[j] += delta * n / merged
-                deviations[j] += blockDeviations[j] + delta * delta * count * n / merged
-            }
-            count = merged
-            r0 = r1
-        }
-        var scale = [Float](repeating: 0, count: channels)
+        var scaled = [Float](repeating: 0, count: channels * window)
         var shift = [Float](repeating: 0, count: channels)
-        for j in 0..<channels {
-            let inverseStd = 1 / (deviations[j] / count + Double(norm.eps)).squareRoot()
-            scale[j] = Float(inverseStd * Double(norm.weight[j]))
-            shift[j] = Float(Double(norm.bias[j]) - mean[j] * inverseStd * Double(norm.weight[j]))
+        for c in 0..<channels {
+            let w = weights.pointer + c * window
+            var centre = 0.0, variance = 0.0
+            for j in 0..<window {
+                var covarianceTimesW = 0.0
+                for k in 0..<window { covarianceTimesW += covariance[j * window + k] * Double(w[k]) }
+                centre += Double(w[j]) * mean[j]
+                variance += Double(w[j]) * covarianceTimesW
+            }
+            let scale = Double(norm.weight[c]) / (max(variance, 0) + Double(norm.eps)).squareRoot()
+            for j in 0..<window { scaled[c * window + j] = Float(Double(w[j]) * scale) }
+            shift[c] = Float(Double(norm.bias[c]) - centre * scale)  // the conv bias cancels against μ_c
         }
-        return (scale, shift)
+        return Layer(inChannels: layer.inChannels, outChannels: channels, kernel: layer.kernel, stride: layer.stride,
+                     weight: WeightMatrix(FloatStorage(copying: scaled), n: channels, k: window, precision: .fp32, pack: false),
+                     bias: shift, norm: nil, normOverTime: false)
     }
 
     /// One feature-encoder convolution: Conv1d (no padding) with its bias, then `activation` when given.

@@ -53,11 +53,13 @@ struct TransformerLayer: Sendable {
         let scale = 1 / Float(d).squareRoot()
         let bias = positionGate.flatMap { gate in positions.map { AttentionBias(gates: gate.gates(x), table: $0) } }
         let fused = requestedFused && bias == nil
-        var qkv = Matrix(uninitializedRows: t, cols: 3 * h)   // (t, 3h): [q | k | v], every element written below
+        // Q, K and V one after the other, each (t, h) with dense rows, every element written below. (Side by side in
+        // rows of 3h, each product would write rows with a stride of their own, which packed products copy out.)
+        var qkv = Matrix(uninitializedRows: 3 * t, cols: h)
         qkv.storage.withUnsafeMutableBufferPointer { out in
-            q.apply(x, into: out.baseAddress!, ldc: 3 * h)
-            k.apply(x, into: out.baseAddress! + h, ldc: 3 * h)
-            v.apply(x, into: out.baseAddress! + 2 * h, ldc: 3 * h)
+            q.apply(x, into: out.baseAddress!, ldc: h)
+            k.apply(x, into: out.baseAddress! + t * h, ldc: h)
+            v.apply(x, into: out.baseAddress! + 2 * t * h, ldc: h)
         }
         var context = Matrix(uninitializedRows: t, cols: h)   // (t, h): heads side by side, each written once
         // Heads run in parallel, each worker with its own scratch: the fused kernel's packed operands, or a (t, t)
@@ -75,23 +77,23 @@ struct TransformerLayer: Sendable {
                     DispatchQueue.concurrentPerform(iterations: workers) { worker in
                         let s = scratchBase.base + worker * perWorker
                         for head in stride(from: worker, to: heads, by: workers) {
-                            let q = input.base + head * d, k = q + h, v = q + 2 * h, out = output.base + head * d
+                            let q = input.base + head * d, k = q + t * h, v = q + 2 * t * h, out = output.base + head * d
                             if fused {
                                 // context[:, head] (t, d) = softmax(scale · Q_h · K_hᵀ) · V_h, scores kept per query block
                                 if bf16Scores {
-                                    asr_attention_head_bf16(t, d, q, k, v, 3 * h, scale, out, h, s)
+                                    asr_attention_head_bf16(t, d, q, k, v, h, scale, out, h, s)
                                 } else {
-                                    asr_attention_head(t, d, q, k, v, 3 * h, scale, out, h, s)
+                                    asr_attention_head(t, d, q, k, v, h, scale, out, h, s)
                                 }
                                 continue
                             }
                             // scores (t, t) = scale · Q_h · K_hᵀ
-                            BLAS.gemm(m: t, n: t, k: d, a: q, lda: 3 * h, b: k, ldb: 3 * h, transposeB: true,
+                            BLAS.gemm(m: t, n: t, k: d, a: q, lda: h, b: k, ldb: h, transposeB: true,
                                       c: s, ldc: t, alpha: scale, split: false)
                             bias?.add(head: head, to: s, frames: t)
                             VectorMath.softmaxRows(UnsafeMutableBufferPointer(start: s, count: t * t), rows: t, cols: t)
                             // context[:, head] (t, d) = P · V_h
-                            BLAS.gemm(m: t, n: d, k: t, a: s, lda: t, b: v, ldb: 3 * h, transposeB: false,
+                            BLAS.gemm(m: t, n: d, k: t, a: s, lda: t, b: v, ldb: h, transposeB: false,
                                       c: out, ldc: h, split: false)
                         }
                     }

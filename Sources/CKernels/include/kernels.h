@@ -37,11 +37,10 @@ int asr_attention_bf16_available(void);
 /// 1 when this CPU runs asr_attention_head at full speed (AVX-512); elsewhere it is correct but slower than BLAS.
 int asr_attention_is_fast(void);
 
-/// Adds Σ over rows of x[r, j] to sums[j] for channels j in [c0, c1) (rows `stride` floats apart), in row order.
-void asr_column_sums_f64(const float *x, size_t rows, size_t stride, size_t c0, size_t c1, double *sums);
-/// Adds Σ over rows of (x[r, j] − means[j])² to squares[j] for j in [c0, c1), in row order.
-void asr_column_squared_deviations_f64(const float *x, size_t rows, size_t stride, size_t c0, size_t c1,
-                                       const double *means, double *squares);
+/// Mean (`window`) and covariance (`window` × `window`, divided by `rows`) of `rows` windows of `window` floats that
+/// start `row_step` floats apart, in double; `scratch` holds `window` doubles.
+void asr_window_moments_f64(const float *x, size_t rows, size_t row_step, size_t window, double *mean,
+                            double *covariance, double *scratch);
 
 /// One frame of CTC forced alignment's Viterbi (CTCViterbi.Lattice.step) over states [first, end), first >= 2: each
 /// state takes the best of staying (previous[s]), advancing (previous[s − 1]) and, where skip_allowed[s], skipping

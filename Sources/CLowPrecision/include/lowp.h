@@ -57,6 +57,17 @@ int asr_gemm_int8(int m, int n, int k, const float *a, int lda, const int8_t *w,
 int asr_gemm_bf16(int m, int n, int k, const float *a, int lda, const uint16_t *w, const float *bias, float *c, int ldc,
                   int accumulate);
 
+/// Bytes of W (n × k, fp32, or bf16 when `bf16`) packed once into the layout oneDNN's matmul reads on this CPU; 0 where
+/// it does not run its brgemm (AVX-512) kernels here, and products should use the plain paths.
+size_t asr_packed_weights_bytes(int bf16, int n, int k);
+/// Packs W (n × k row-major: fp32, or bf16 bits when `bf16`) into `packed` (asr_packed_weights_bytes bytes).
+int asr_pack_weights(int bf16, int n, int k, const void *w, void *packed);
+/// C = A · Wᵀ (+ C when accumulate, else + bias[j] when bias is not NULL) against weights packed by
+/// asr_pack_weights; A fp32 (rounded to bf16 as it is read when `bf16`), fp32 accumulation and output. Rows of A may
+/// overlap (lda < k). Single-threaded on the caller's thread. Returns 0 or a dnnl_status_t.
+int asr_gemm_packed(int bf16, int m, int n, int k, const float *a, int lda, const void *packed, const float *bias, float *c,
+                    int ldc, int accumulate);
+
 /// 1 where oneDNN runs AVX-512 (the fp32 weight products then use asr_sgemm_onednn).
 int asr_lowp_sgemm_preferred(void);
 
