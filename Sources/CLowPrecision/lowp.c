@@ -212,55 +212,6 @@ void asr_quantize_rows_u8(int m, int k, const float *a, int lda, uint8_t *q, flo
     }
 }
 
-// MARK: int8 products
-
-// x ≈ sa·(qa − za) and w ≈ sw·qw, so x·w ≈ sa·sw·(Σ qa·qw − za·Σ qw): the zero point is folded in here, and the
-// bias added in the same pass (bias + v and v + bias are the same float, so this equals filling C with the bias
-// and accumulating, bit for bit).
-LOWP_CLONES
-static void scale_back(int m, int n, const int32_t *products, const float *a_scale, const int32_t *a_zero,
-                       const float *w_scale, const int32_t *w_row_sum, const float *bias, float *c, int ldc,
-                       int accumulate) {
-    for (int i = 0; i < m; i++) {
-        const int32_t *p = products + (size_t)i * n;
-        float *out = c + (size_t)i * ldc;
-        float sa = a_scale[i];
-        int32_t za = a_zero[i];
-        if (accumulate) {
-            for (int j = 0; j < n; j++) out[j] += sa * w_scale[j] * (float)(p[j] - za * w_row_sum[j]);
-        } else if (bias) {
-            for (int j = 0; j < n; j++) out[j] = sa * w_scale[j] * (float)(p[j] - za * w_row_sum[j]) + bias[j];
-        } else {
-            for (int j = 0; j < n; j++) out[j] = sa * w_scale[j] * (float)(p[j] - za * w_row_sum[j]);
-        }
-    }
-}
-
-int asr_gemm_int8(int m, int n, int k, const float *a, int lda, const int8_t *w, const float *w_scale, const float *bias,
-                  const int32_t *w_row_sum, float *c, int ldc, int accumulate) {
-    if (m <= 0 || n <= 0) return 0;
-    thread_state *s = state();
-    if (!s) return dnnl_out_of_memory;
-    size_t qa_bytes = align64((size_t)m * k), products_bytes = align64((size_t)m * n * 4);
-    size_t row_bytes = align64((size_t)m * 4);
-    char *base = scratch(s, qa_bytes + products_bytes + 2 * row_bytes);
-    if (!base) return dnnl_out_of_memory;
-    uint8_t *qa = (uint8_t *)base;
-    int32_t *products = (int32_t *)(base + qa_bytes);
-    float *a_scale = (float *)(base + qa_bytes + products_bytes);
-    int32_t *a_zero = (int32_t *)(base + qa_bytes + products_bytes + row_bytes);
-
-    asr_quantize_rows_u8(m, k, a, lda, qa, a_scale, a_zero);
-    omp_set_num_threads(1);
-    const int32_t no_offset = 0;
-    // Row-major: products (m × n) = qa (m × k) · qwᵀ, qw stored n × k.
-    dnnl_status_t status = dnnl_gemm_u8s8s32('N', 'T', 'F', m, n, k, 1.0f, qa, k, 0, w, k, 0, 0.0f, products, n,
-                                             &no_offset);
-    if (status != dnnl_success) return status;
-    scale_back(m, n, products, a_scale, a_zero, w_scale, w_row_sum, bias, c, ldc, accumulate);
-    return 0;
-}
-
 // MARK: fp32 products on oneDNN
 
 int asr_lowp_sgemm_preferred(void) {
@@ -283,9 +234,9 @@ int asr_sgemm_onednn(int m, int n, int k, const float *a, int lda, const float *
 #define ROW_BUCKET 16
 
 // What a product reads: bf16 activations against plain bf16 weights (W n × k as stored), or against weights packed
-// once into the matmul's own blocked layout for this CPU (bf16 or fp32), which spares every call oneDNN's
-// per-call packing of W.
-enum { PLAIN_BF16 = 0, PACKED_BF16 = 1, PACKED_F32 = 2 };
+// once into the matmul's own blocked layout for this CPU (bf16, fp32, or int8 codes against u8 activations with int32
+// sums), which spares every call the packing of W that oneDNN's sgemm and gemm_u8s8s32 do each time.
+enum { PLAIN_BF16 = 0, PACKED_BF16 = 1, PACKED_F32 = 2, PACKED_S8 = 3 };
 
 typedef struct {
     int rows, n, k, lda, ldc;
@@ -302,7 +253,11 @@ static cached_matmul cache[CACHE_SIZE];
 static int cache_count;
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static dnnl_data_type_t input_type(int kind) { return kind == PACKED_F32 ? dnnl_f32 : dnnl_bf16; }
+static dnnl_data_type_t input_type(int kind) {
+    return kind == PACKED_F32 ? dnnl_f32 : (kind == PACKED_S8 ? dnnl_u8 : dnnl_bf16);
+}
+static dnnl_data_type_t weight_type(int kind) { return kind == PACKED_S8 ? dnnl_s8 : input_type(kind); }
+static dnnl_data_type_t output_type(int kind) { return kind == PACKED_S8 ? dnnl_s32 : dnnl_f32; }
 
 // The blocked layout oneDNN's matmul picks for W (k × n, read as Wᵀ) on this CPU; it depends on n, k, the type and
 // the instruction set, not on the row count (checked for 16 to 8224 rows), so one packing serves every call.
@@ -313,8 +268,8 @@ static dnnl_status_t packed_layout(int kind, int n, int k, dnnl_memory_desc_t *l
     dnnl_dims_t src_dims = {256, k}, weight_dims = {k, n}, dst_dims = {256, n};
     dnnl_status_t status;
     if ((status = dnnl_memory_desc_init_by_tag(&src, 2, src_dims, input_type(kind), dnnl_ab))) return status;
-    if ((status = dnnl_memory_desc_init_by_tag(&weights, 2, weight_dims, input_type(kind), dnnl_format_tag_any))) return status;
-    if ((status = dnnl_memory_desc_init_by_tag(&dst, 2, dst_dims, dnnl_f32, dnnl_ab))) return status;
+    if ((status = dnnl_memory_desc_init_by_tag(&weights, 2, weight_dims, weight_type(kind), dnnl_format_tag_any))) return status;
+    if ((status = dnnl_memory_desc_init_by_tag(&dst, 2, dst_dims, output_type(kind), dnnl_ab))) return status;
     dnnl_matmul_desc_t desc;
     if ((status = dnnl_matmul_desc_init(&desc, &src, &weights, NULL, &dst))) return status;
     dnnl_primitive_desc_t pd;
@@ -338,7 +293,7 @@ static dnnl_status_t create_matmul(matmul_spec spec, dnnl_primitive_t *primitive
     dnnl_status_t status;
     if ((status = dnnl_memory_desc_init_by_strides(&src, 2, src_dims, input_type(spec.kind), src_strides))) return status;
     if ((status = weights_desc(spec.kind, spec.n, spec.k, &weights))) return status;
-    if ((status = dnnl_memory_desc_init_by_strides(&dst, 2, dst_dims, dnnl_f32, dst_strides))) return status;
+    if ((status = dnnl_memory_desc_init_by_strides(&dst, 2, dst_dims, output_type(spec.kind), dst_strides))) return status;
     if ((status = dnnl_memory_desc_init_by_tag(&bias, 2, bias_dims, dnnl_f32, dnnl_ab))) return status;
     dnnl_matmul_desc_t desc;
     if ((status = dnnl_matmul_desc_init(&desc, &src, &weights, spec.bias ? &bias : NULL, &dst))) return status;
@@ -506,25 +461,27 @@ int asr_gemm_bf16(int m, int n, int k, const float *a, int lda, const uint16_t *
     return gemm_matmul(PLAIN_BF16, m, n, k, a, lda, w, bias, c, ldc, accumulate);
 }
 
-size_t asr_packed_weights_bytes(int bf16, int n, int k) {
+static int packed_kind(int format) { return format == 2 ? PACKED_S8 : (format == 1 ? PACKED_BF16 : PACKED_F32); }
+
+size_t asr_packed_weights_bytes(int format, int n, int k) {
     dnnl_memory_desc_t layout;
     const char *impl = NULL;
-    if (packed_layout(bf16 ? PACKED_BF16 : PACKED_F32, n, k, &layout, &impl) != dnnl_success) return 0;
+    if (packed_layout(packed_kind(format), n, k, &layout, &impl) != dnnl_success) return 0;
     // Only where the matmul runs on oneDNN's brgemm kernels (AVX-512); elsewhere the plain products stay.
     if (!impl || strncmp(impl, "brg", 3) != 0) return 0;
     return dnnl_memory_desc_get_size(&layout);
 }
 
-int asr_pack_weights(int bf16, int n, int k, const void *w, void *packed) {
+int asr_pack_weights(int format, int n, int k, const void *w, void *packed) {
     pthread_once(&engine_once, create_engine);
     if (engine_status != dnnl_success) return engine_status;
     thread_state *s = state();
     if (!s) return dnnl_out_of_memory;
-    int kind = bf16 ? PACKED_BF16 : PACKED_F32;
+    int kind = packed_kind(format);
     dnnl_memory_desc_t plain, layout;
     dnnl_dims_t dims = {k, n}, strides = {1, k};
     dnnl_status_t status;
-    if ((status = dnnl_memory_desc_init_by_strides(&plain, 2, dims, input_type(kind), strides))) return status;
+    if ((status = dnnl_memory_desc_init_by_strides(&plain, 2, dims, weight_type(kind), strides))) return status;
     if ((status = packed_layout(kind, n, k, &layout, NULL))) return status;
     if (!s->stream && (status = dnnl_stream_create(&s->stream, engine, dnnl_stream_default_flags))) return status;
     dnnl_primitive_desc_t pd;
@@ -549,6 +506,76 @@ int asr_pack_weights(int bf16, int n, int k, const void *w, void *packed) {
 int asr_gemm_packed(int bf16, int m, int n, int k, const float *a, int lda, const void *packed, const float *bias, float *c,
                     int ldc, int accumulate) {
     return gemm_matmul(bf16 ? PACKED_BF16 : PACKED_F32, m, n, k, a, lda, packed, bias, c, ldc, accumulate);
+}
+
+// MARK: int8 products
+
+// x ≈ sa·(qa − za) and w ≈ sw·qw, so x·w ≈ sa·sw·(Σ qa·qw − za·Σ qw): the zero point is folded in here, and the
+// bias added in the same pass (bias + v and v + bias are the same float, so this equals filling C with the bias
+// and accumulating, bit for bit).
+LOWP_CLONES
+static void scale_back(int m, int n, const int32_t *products, const float *a_scale, const int32_t *a_zero,
+                       const float *w_scale, const int32_t *w_row_sum, const float *bias, float *c, int ldc,
+                       int accumulate) {
+    for (int i = 0; i < m; i++) {
+        const int32_t *p = products + (size_t)i * n;
+        float *out = c + (size_t)i * ldc;
+        float sa = a_scale[i];
+        int32_t za = a_zero[i];
+        if (accumulate) {
+            for (int j = 0; j < n; j++) out[j] += sa * w_scale[j] * (float)(p[j] - za * w_row_sum[j]);
+        } else if (bias) {
+            for (int j = 0; j < n; j++) out[j] = sa * w_scale[j] * (float)(p[j] - za * w_row_sum[j]) + bias[j];
+        } else {
+            for (int j = 0; j < n; j++) out[j] = sa * w_scale[j] * (float)(p[j] - za * w_row_sum[j]);
+        }
+    }
+}
+
+int asr_gemm_int8(int m, int n, int k, const float *a, int lda, const int8_t *w, const void *packed, const float *w_scale,
+                  const float *bias, const int32_t *w_row_sum, float *c, int ldc, int accumulate) {
+    if (m <= 0 || n <= 0) return 0;
+    thread_state *s = state();
+    if (!s) return dnnl_out_of_memory;
+    // Packed weights: the matmul primitive on a bucket of rows (zero rows padding qa), as for bf16.
+    int rows = packed ? (m + ROW_BUCKET - 1) / ROW_BUCKET * ROW_BUCKET : m;
+    dnnl_primitive_t primitive = NULL;
+    size_t pad_bytes = 0;
+    int owned = 0;
+    matmul_spec spec = {rows, n, k, k, n, PACKED_S8, 0, 0};
+    dnnl_status_t status;
+    if (packed) {
+        pthread_once(&engine_once, create_engine);
+        if (engine_status != dnnl_success) return engine_status;
+        if ((status = matmul(spec, &primitive, &pad_bytes, &owned)) != dnnl_success) return status;
+    }
+    size_t qa_bytes = align64((size_t)rows * k), products_bytes = align64((size_t)rows * n * 4);
+    size_t row_bytes = align64((size_t)m * 4);
+    char *base = scratch(s, qa_bytes + products_bytes + 2 * row_bytes + align64(pad_bytes));
+    if (!base) {
+        if (owned) dnnl_primitive_destroy(primitive);
+        return dnnl_out_of_memory;
+    }
+    uint8_t *qa = (uint8_t *)base;
+    int32_t *products = (int32_t *)(base + qa_bytes);
+    float *a_scale = (float *)(base + qa_bytes + products_bytes);
+    int32_t *a_zero = (int32_t *)(base + qa_bytes + products_bytes + row_bytes);
+
+    asr_quantize_rows_u8(m, k, a, lda, qa, a_scale, a_zero);
+    omp_set_num_threads(1);
+    if (packed) {
+        memset(qa + (size_t)m * k, 0, (size_t)(rows - m) * k);
+        void *pad = pad_bytes ? base + qa_bytes + products_bytes + 2 * row_bytes : NULL;
+        status = run_matmul(spec, qa, packed, NULL, products, pad, primitive, s);
+        if (owned) dnnl_primitive_destroy(primitive);
+    } else {
+        const int32_t no_offset = 0;
+        // Row-major: products (m × n) = qa (m × k) · qwᵀ, qw stored n × k.
+        status = dnnl_gemm_u8s8s32('N', 'T', 'F', m, n, k, 1.0f, qa, k, 0, w, k, 0, 0.0f, products, n, &no_offset);
+    }
+    if (status != dnnl_success) return status;
+    scale_back(m, n, products, a_scale, a_zero, w_scale, w_row_sum, bias, c, ldc, accumulate);
+    return 0;
 }
 
 int asr_lowp_bf16_available(void) {

@@ -105,6 +105,7 @@ extension WeightMatrix {
         case (.bf16(let a), .bf16(let b)): a === b
         case (.packed(let a, _), .packed(let b, _)): a === b
         case (.int8(let a, _, _), .int8(let b, _, _)): a === b
+        case (.int8Packed(let a, _, _), .int8Packed(let b, _, _)): a === b
         default: false
         }
     }

@@ -137,6 +137,8 @@ struct WeightMatrix: Sendable {
         case packed(OwnedBuffer<UInt8>, bf16: Bool)
         /// int8 codes, per-row scales, per-row code sums (for the activations' zero point).
         case int8(OwnedBuffer<Int8>, scales: [Float], rowSums: [Int32])
+        /// The same, the codes packed once for oneDNN's int8 matmul (where VNNI and its brgemm kernels run).
+        case int8Packed(OwnedBuffer<UInt8>, scales: [Float], rowSums: [Int32])
     }
 
     /// Output channels (rows of W) and input features (columns).
@@ -148,7 +150,7 @@ struct WeightMatrix: Sendable {
         case .fp32: .fp32
         case .bf16: .bf16
         case .packed(_, let bf16): bf16 ? .bf16 : .fp32
-        case .int8: .int8
+        case .int8, .int8Packed: .int8
         }
     }
 
@@ -172,19 +174,31 @@ struct WeightMatrix: Sendable {
             var sums = [Int32](repeating: 0, count: n)
             let maxCode: Int32 = ReducedPrecisionKernels.int8VNNI ? 127 : 63
             asr_quantize_weights_s8(Int32(n), Int32(k), values.pointer, maxCode, codes.pointer, &scales, &sums)
-            storage = .int8(codes, scales: scales, rowSums: sums)
+            storage = pack ? Self.packedInt8(codes.pointer, scales: scales, rowSums: sums, n: n, k: k)
+                ?? .int8(codes, scales: scales, rowSums: sums) : .int8(codes, scales: scales, rowSums: sums)
         }
         if case .fp32 = storage {} else { values.releaseMappedPages() }
     }
 
     /// W (n × k, fp32 or bf16 bits) packed for oneDNN's matmul, or nil where it has no AVX-512 kernels for it here.
     static func packed(_ w: UnsafeRawPointer, bf16: Bool, n: Int, k: Int) -> Storage? {
-        let bytes = asr_packed_weights_bytes(bf16 ? 1 : 0, Int32(n), Int32(k))
+        packedBuffer(w, format: bf16 ? 1 : 0, n: n, k: k).map { .packed($0, bf16: bf16) }
+    }
+
+    /// int8 codes (n × k) packed for oneDNN's int8 matmul, or nil without VNNI or its brgemm kernels (the
+    /// 7-bit codes of non-VNNI CPUs stay on gemm_u8s8s32, whose int16 pair sums they are sized for).
+    static func packedInt8(_ codes: UnsafePointer<Int8>, scales: [Float], rowSums: [Int32], n: Int, k: Int) -> Storage? {
+        guard ReducedPrecisionKernels.int8VNNI else { return nil }
+        return packedBuffer(codes, format: 2, n: n, k: k).map { .int8Packed($0, scales: scales, rowSums: rowSums) }
+    }
+
+    private static func packedBuffer(_ w: UnsafeRawPointer, format: Int32, n: Int, k: Int) -> OwnedBuffer<UInt8>? {
+        let bytes = asr_packed_weights_bytes(format, Int32(n), Int32(k))
         guard bytes > 0 else { return nil }
         let buffer = OwnedBuffer<UInt8>(cacheAlignedCount: bytes)
-        let status = asr_pack_weights(bf16 ? 1 : 0, Int32(n), Int32(k), w, buffer.pointer)
+        let status = asr_pack_weights(format, Int32(n), Int32(k), w, buffer.pointer)
         precondition(status == 0, "oneDNN could not pack a \(n)×\(k) weight (status \(status))")
-        return .packed(buffer, bf16: bf16)
+        return buffer
     }
 
     /// Whether `multiply` accepts rows of A that overlap (lda < k): the bf16, int8 and packed products copy or convert
@@ -244,15 +258,19 @@ struct WeightMatrix: Sendable {
                 precondition(status == 0, "oneDNN product on packed weights (\(rows)×\(n)×\(k)) failed with status \(status)")
                 finish(rows, c)
             }
-        case .int8(let w, let scales, let sums):
-            let codes = SharedPointer(base: w.pointer)
+        case .int8(_, let scales, let sums), .int8Packed(_, let scales, let sums):
+            var plain: SharedPointer<Int8>?, packed: SharedPointer<UInt8>?
+            if case .int8(let w, _, _) = storage { plain = SharedPointer(base: w.pointer) }
+            if case .int8Packed(let w, _, _) = storage { packed = SharedPointer(base: w.pointer) }
+            let (codes, packedCodes) = (plain, packed)
             scales.withUnsafeBufferPointer { scales in
                 sums.withUnsafeBufferPointer { sums in
                     let (s, r) = (SharedPointer(base: UnsafeMutablePointer(mutating: scales.baseAddress!)),
                                   SharedPointer(base: UnsafeMutablePointer(mutating: sums.baseAddress!)))
                     rowParts(m: m, a: a, lda: lda, c: c, ldc: ldc, split: split) { rows, a, c in
-                        let status = asr_gemm_int8(Int32(rows), Int32(n), Int32(k), a, Int32(lda), codes.base, s.base,
-                                                   shared?.base, r.base, c, Int32(ldc), accumulate ? 1 : 0)
+                        let status = asr_gemm_int8(Int32(rows), Int32(n), Int32(k), a, Int32(lda), codes?.base,
+                                                   packedCodes?.base, s.base, shared?.base, r.base, c, Int32(ldc),
+                                                   accumulate ? 1 : 0)
                         precondition(status == 0, "oneDNN int8 product (\(rows)×\(n)×\(k)) failed with status \(status)")
                         finish(rows, c)
                     }

@@ -65,7 +65,16 @@ package enum ReducedPrecisionCheck {
     static func checkInt8(m: Int, n: Int, k: Int, accumulate: Bool, layout: RowLayout) -> [String] {
         let (a, lda, wf, c0, ldc) = inputs(m: m, n: n, k: k, layout: layout)
         let weight = WeightMatrix(FloatStorage(copying: wf), n: n, k: k, precision: .int8)
-        guard case .int8(let codes, let scales, let sums) = weight.storage else { return ["int8: weights not quantized"] }
+        let (scales, sums): ([Float], [Int32])
+        switch weight.storage {
+        case .int8(_, let s, let r), .int8Packed(_, let s, let r): (scales, sums) = (s, r)
+        default: return ["int8: weights not quantized"]
+        }
+        // The codes the product used (packed ones are not readable as a matrix): the same quantizer, the same input.
+        let unpacked = WeightMatrix(FloatStorage(copying: wf), n: n, k: k, precision: .int8, pack: false)
+        guard case .int8(let codes, let unpackedScales, _) = unpacked.storage, unpackedScales == scales else {
+            return ["int8: weights quantized differently when packed"]
+        }
         var c = c0
         a.withUnsafeBufferPointer { a in
             c.withUnsafeMutableBufferPointer { c in
@@ -148,7 +157,7 @@ package enum ReducedPrecisionCheck {
         // The inputs as the product sees them: rounded to bf16, or as they are.
         func seen(_ x: Float) -> Float { precision == .bf16 ? bf16(x) : x }
         let library = switch weight.storage {
-        case .packed: "oneDNN matmul, packed weights"
+        case .packed, .int8Packed: "oneDNN matmul, packed weights"
         case .fp32: ReducedPrecisionKernels.fp32OnOneDNN ? "oneDNN sgemm" : "OpenBLAS"
         default: "oneDNN matmul"
         }

@@ -96,9 +96,13 @@ extension WeightMatrix {
         let source = bytes.assumingMemoryBound(to: Int8.self)
         var sums = [Int32](repeating: 0, count: n)
         var rowLargest = [Int32](repeating: 0, count: n)
-        let codes = mapping.map { OwnedBuffer(mapped: source.baseAddress!, count: n * k, mapping: $0) } ?? OwnedBuffer(count: n * k)
-        // Mapped codes are only read (for the sums); others are copied on the way.
-        asr_copy_weights_s8(Int32(n), Int32(k), source.baseAddress!, mapping == nil ? codes.pointer : nil, &sums, &rowLargest)
+        // Codes packed for the matmul (VNNI) or read in place from a mapped file are only read here (for the sums);
+        // others are copied on the way.
+        let packs = ReducedPrecisionKernels.int8VNNI && asr_packed_weights_bytes(2, Int32(n), Int32(k)) > 0
+        let codes = mapping.map { OwnedBuffer(mapped: source.baseAddress!, count: n * k, mapping: $0) }
+            ?? OwnedBuffer(count: packs ? 0 : n * k)
+        asr_copy_weights_s8(Int32(n), Int32(k), source.baseAddress!, mapping == nil && !packs ? codes.pointer : nil, &sums,
+                            &rowLargest)
         let largest = rowLargest.max() ?? 0
         if largest > Int8Checkpoint.maxCode {
             throw ASRError.invalidQuantizedTensor(name: name, reason: "holds code -128; codes must lie within ±127")
@@ -112,6 +116,11 @@ extension WeightMatrix {
             let values = try Int8Checkpoint.dequantize(bytes, scales: scales, n: n, k: k, name: name)
             return WeightMatrix(FloatStorage(copying: values), n: n, k: k, precision: .int8)
         }
+        if packs, let packed = packedInt8(source.baseAddress!, scales: scales, rowSums: sums, n: n, k: k) {
+            if mapping != nil { releaseMappedMemory(bytes) }  // packed: the file's codes are not read again
+            return WeightMatrix(n: n, k: k, storage: packed)
+        }
+        precondition(!packs, "int8 codes could not be packed")
         return WeightMatrix(n: n, k: k, storage: .int8(codes, scales: scales, rowSums: sums))
     }
 
@@ -119,6 +128,14 @@ extension WeightMatrix {
     var readsMappedCodes: Bool {
         if case .int8(let codes, _, _) = storage { return codes.mapping != nil }
         return false
+    }
+
+    /// Whether the weights were packed at load for oneDNN's matmul.
+    var isPacked: Bool {
+        switch storage {
+        case .packed, .int8Packed: true
+        case .fp32, .bf16, .int8: false
+        }
     }
 
     private init(n: Int, k: Int, storage: Storage) {

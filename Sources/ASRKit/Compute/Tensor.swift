@@ -67,14 +67,20 @@ final class FloatStorage: @unchecked Sendable {  // immutable after init
     /// touched): for weights converted to bf16 or int8 at load, whose F32 originals are never read again. Without
     /// it a reduced-precision model held both copies (base, int8: peak RSS 640 MB against fp32's 549 MB).
     func releaseMappedPages() {
-        guard mapping != nil, count > 0 else { return }
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        // Whole pages inside this tensor only: a neighbour sharing the first or last page keeps it.
-        let start = (Int(bitPattern: pointer) + page - 1) / page * page
-        let end = Int(bitPattern: pointer + count) / page * page
-        if end > start, let address = UnsafeMutableRawPointer(bitPattern: start) {
-            _ = madvise(address, end - start, Int32(MADV_DONTNEED))
-        }
+        guard mapping != nil else { return }
+        releaseMappedMemory(UnsafeRawBufferPointer(start: pointer, count: count * MemoryLayout<Float>.stride))
+    }
+}
+
+/// Hands the whole pages inside `bytes` of a memory-mapped file back to the kernel (a neighbour sharing the first or
+/// last page keeps it).
+func releaseMappedMemory(_ bytes: UnsafeRawBufferPointer) {
+    guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let start = (Int(bitPattern: base) + page - 1) / page * page
+    let end = (Int(bitPattern: base) + bytes.count) / page * page
+    if end > start, let address = UnsafeMutableRawPointer(bitPattern: start) {
+        _ = madvise(address, end - start, Int32(MADV_DONTNEED))
     }
 }
 

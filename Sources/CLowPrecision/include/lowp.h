@@ -47,21 +47,23 @@ void asr_copy_weights_s8(int n, int k, const int8_t *codes, int8_t *q, int32_t *
 void asr_quantize_rows_u8(int m, int k, const float *a, int lda, uint8_t *q, float *scale, int32_t *zero);
 
 /// C = A · Wᵀ (+ C when accumulate, else + bias[j] when bias is not NULL) with A quantized per row to u8 and W per output
-/// channel to s8 (int32 sums, then C[i, j] = sa[i] · sw[j] · (Σ qa·qw − za[i] · Σ qw)). Returns 0, or a oneDNN status
-/// on failure.
-int asr_gemm_int8(int m, int n, int k, const float *a, int lda, const int8_t *w, const float *w_scale, const float *bias,
-                  const int32_t *w_row_sum, float *c, int ldc, int accumulate);
+/// channel to s8 (int32 sums, then C[i, j] = sa[i] · sw[j] · (Σ qa·qw − za[i] · Σ qw)). The codes are `w` (n × k), or,
+/// when `packed` is not NULL, the same codes packed by asr_pack_weights (format 2; `w` is then not read). Returns 0,
+/// or a oneDNN status on failure.
+int asr_gemm_int8(int m, int n, int k, const float *a, int lda, const int8_t *w, const void *packed, const float *w_scale,
+                  const float *bias, const int32_t *w_row_sum, float *c, int ldc, int accumulate);
 
 /// C = A · Wᵀ (+ C when accumulate, else + bias[j] when bias is not NULL), A rounded to bf16, W bf16, fp32 accumulation
 /// and output. Returns 0, or a oneDNN status on failure.
 int asr_gemm_bf16(int m, int n, int k, const float *a, int lda, const uint16_t *w, const float *bias, float *c, int ldc,
                   int accumulate);
 
-/// Bytes of W (n × k, fp32, or bf16 when `bf16`) packed once into the layout oneDNN's matmul reads on this CPU; 0 where
+/// Bytes of W (n × k; `format` as asr_pack_weights) packed once into the layout oneDNN's matmul reads on this CPU; 0 where
 /// it does not run its brgemm (AVX-512) kernels here, and products should use the plain paths.
-size_t asr_packed_weights_bytes(int bf16, int n, int k);
-/// Packs W (n × k row-major: fp32, or bf16 bits when `bf16`) into `packed` (asr_packed_weights_bytes bytes).
-int asr_pack_weights(int bf16, int n, int k, const void *w, void *packed);
+size_t asr_packed_weights_bytes(int format, int n, int k);
+/// Packs W (n × k row-major; `format` 0: fp32, 1: bf16 bits, 2: int8 codes for asr_gemm_int8) into `packed`
+/// (asr_packed_weights_bytes(format, n, k) bytes).
+int asr_pack_weights(int format, int n, int k, const void *w, void *packed);
 /// C = A · Wᵀ (+ C when accumulate, else + bias[j] when bias is not NULL) against weights packed by
 /// asr_pack_weights; A fp32 (rounded to bf16 as it is read when `bf16`), fp32 accumulation and output. Rows of A may
 /// overlap (lda < k). Single-threaded on the caller's thread. Returns 0 or a dnnl_status_t.
