@@ -213,11 +213,12 @@ struct ConformerAttention: Sendable {
         let scale = 1 / Float(d).squareRoot()
         let queryKeyInput: Matrix
         if case .rotary(let table) = positions { queryKeyInput = table.rotate(x, heads: heads) } else { queryKeyInput = x }
-        var qkv = Matrix(uninitializedRows: t, cols: 3 * h)   // (t, 3h): [q | k | v]
+        // Q, K and V one after the other, each (t, h) with dense rows (as in TransformerLayer.attention).
+        var qkv = Matrix(uninitializedRows: 3 * t, cols: h)
         qkv.storage.withUnsafeMutableBufferPointer { o in
-            q.apply(queryKeyInput, into: o.baseAddress!, ldc: 3 * h)
-            k.apply(queryKeyInput, into: o.baseAddress! + h, ldc: 3 * h)
-            v.apply(x, into: o.baseAddress! + 2 * h, ldc: 3 * h)
+            q.apply(queryKeyInput, into: o.baseAddress!, ldc: h)
+            k.apply(queryKeyInput, into: o.baseAddress! + t * h, ldc: h)
+            v.apply(x, into: o.baseAddress! + 2 * t * h, ldc: h)
         }
         var projected: Matrix?                                  // (2t − 1, h)
         if case .relative(let embeddings) = positions, let positionProjection { projected = positionProjection(embeddings) }
@@ -248,17 +249,17 @@ struct ConformerAttention: Sendable {
                             DispatchQueue.concurrentPerform(iterations: workers) { worker in
                                 let s = scratchBase.base + worker * perWorker
                                 for head in stride(from: worker, to: heads, by: workers) {
-                                    let qh = input.base + head * d, kh = qh + h, vh = qh + 2 * h, o = output.base + head * d
+                                    let qh = input.base + head * d, kh = qh + t * h, vh = qh + 2 * t * h, o = output.base + head * d
                                     if let positionBase {
                                         let bd = s + t * t, qu = bd + t * width, qv = qu + t * d
                                         for r in 0..<t {
                                             for j in 0..<d {
-                                                qu[r * d + j] = qh[r * 3 * h + j] + u[head * d + j]
-                                                qv[r * d + j] = qh[r * 3 * h + j] + bv[head * d + j]
+                                                qu[r * d + j] = qh[r * h + j] + u[head * d + j]
+                                                qv[r * d + j] = qh[r * h + j] + bv[head * d + j]
                                             }
                                         }
                                         // scores (t, t) = scale · (Q_h + u) · K_hᵀ
-                                        BLAS.gemm(m: t, n: t, k: d, a: qu, lda: d, b: kh, ldb: 3 * h, transposeB: true,
+                                        BLAS.gemm(m: t, n: t, k: d, a: qu, lda: d, b: kh, ldb: h, transposeB: true,
                                                   c: s, ldc: t, alpha: scale, split: false)
                                         // position scores (t, 2t − 1) = (Q_h + v) · P_hᵀ; column t − 1 − i + j is offset i − j
                                         BLAS.gemm(m: t, n: width, k: d, a: qv, lda: d, b: positionBase.base + head * d, ldb: h,
@@ -268,13 +269,13 @@ struct ConformerAttention: Sendable {
                                             for j in 0..<t { row[j] += shifted[j] * scale }
                                         }
                                     } else {
-                                        BLAS.gemm(m: t, n: t, k: d, a: qh, lda: 3 * h, b: kh, ldb: 3 * h, transposeB: true,
+                                        BLAS.gemm(m: t, n: t, k: d, a: qh, lda: h, b: kh, ldb: h, transposeB: true,
                                                   c: s, ldc: t, alpha: scale, split: false)
                                     }
                                     if let distanceBase {
                                         // (t, offsets) = Q_h · Eᵀ; key j of query i reads column clamp(j − i) + left
                                         let byOffset = s + t * t
-                                        BLAS.gemm(m: t, n: offsets, k: d, a: qh, lda: 3 * h, b: distanceBase.base, ldb: d,
+                                        BLAS.gemm(m: t, n: offsets, k: d, a: qh, lda: h, b: distanceBase.base, ldb: d,
                                                   transposeB: true, c: byOffset, ldc: offsets, split: false)
                                         for i in 0..<t {
                                             let row = s + i * t, products = byOffset + i * offsets
@@ -286,7 +287,7 @@ struct ConformerAttention: Sendable {
                                         for i in 0..<t { for j in validKeys..<t { s[i * t + j] = -Float.greatestFiniteMagnitude } }
                                     }
                                     VectorMath.softmaxRows(UnsafeMutableBufferPointer(start: s, count: t * t), rows: t, cols: t)
-                                    BLAS.gemm(m: t, n: d, k: t, a: s, lda: t, b: vh, ldb: 3 * h, transposeB: false,
+                                    BLAS.gemm(m: t, n: d, k: t, a: s, lda: t, b: vh, ldb: h, transposeB: false,
                                               c: o, ldc: h, split: false)
                                 }
                             }
