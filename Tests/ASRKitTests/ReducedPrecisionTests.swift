@@ -94,8 +94,14 @@ import Testing
             #expect((stages.attention[scores] ?? 0) > 0)
             if c.family != .wav2vec2Bert {
                 #expect((stages.featureEncoder[.fp32] ?? 0) > 0, "the first conv layer is fp32")
-                let conv = ConvFeatureEncoder.precision(for: precision)
-                #expect(Set(stages.featureEncoder.keys) == [.fp32, conv])
+                // int8: the second layer in int8 after a GroupNorm, the rest in bf16 where bf16 is native
+                // (ConvFeatureEncoder.precision).
+                let group = c.featureEncoderNorm == .group
+                let conv = Set(c.convDim.indices.map { ConvFeatureEncoder.precision(for: precision, layer: $0, groupNorm: group) })
+                #expect(Set(stages.featureEncoder.keys) == conv)
+                if precision == .int8 && (group || !ReducedPrecisionKernels.bf16Native) {
+                    #expect((stages.featureEncoder[.int8] ?? 0) > 0)
+                }
             }
         }
     }

@@ -32,7 +32,7 @@ import Testing
         // runs the rest).
         #expect(result.stdout.contains(ReducedPrecisionKernels.fp32OnOneDNN ? "reduced-precision kernels: fp32: oneDNN matmul, weights packed at load (OpenBLAS"
                                                                           : "reduced-precision kernels: fp32: OpenBLAS"), "\(result.stdout)")
-        #expect(result.stdout.contains("int8: oneDNN u8s8s32"))
+        #expect(result.stdout.contains(ReducedPrecisionKernels.int8VNNI ? "int8: oneDNN int8 matmul on VNNI" : "int8: oneDNN u8s8s32"))
     }
 
     @Test func unknownPrecisionIsAUsageError() throws {

@@ -60,7 +60,7 @@ public enum ReducedPrecisionKernels {
         let bf16 = bf16Available
             ? (bf16Native ? "oneDNN matmul on AVX512_BF16, weights packed at load" : "oneDNN matmul, bf16 emulated (no AVX512_BF16)")
             : "not available on this CPU (falls back to fp32)"
-        let int8 = int8VNNI ? "oneDNN u8s8s32 on VNNI" : "oneDNN u8s8s32 without VNNI (7-bit weights)"
+        let int8 = int8VNNI ? "oneDNN int8 matmul on VNNI, codes packed at load" : "oneDNN u8s8s32 without VNNI (7-bit weights)"
         let scores = bf16Attention ? "bf16 (AVX512_BF16)" : "fp32"
         let fp32 = fp32OnOneDNN ? "oneDNN matmul, weights packed at load (OpenBLAS \(BLAS.kernel) for the rest)"
             : "OpenBLAS \(BLAS.kernel)"
@@ -80,9 +80,11 @@ public enum ReducedPrecisionKernels {
             return (bf16Native ? "oneDNN bf16 matmul, packed weights (AVX512_BF16)" : "oneDNN bf16 matmul (emulated)")
                 + "; attention scores \(scores)"
         case .int8:
-            let conv = ConvFeatureEncoder.precision(for: .int8), positional = GroupedTimeConvolution.precision(for: .int8)
-            return (int8VNNI ? "oneDNN u8s8s32 (VNNI)" : "oneDNN u8s8s32 (7-bit weights, no VNNI)")
-                + "; conv front end \(conv.rawValue); positional conv \(positional.rawValue); attention scores \(scores)"
+            let conv = ConvFeatureEncoder.precision(for: .int8, layer: 2, groupNorm: false)
+            let positional = GroupedTimeConvolution.precision(for: .int8)
+            let front = conv == .int8 ? "int8" : "\(conv.rawValue) (its second layer int8 after a GroupNorm)"
+            return (int8VNNI ? "oneDNN int8 matmul (VNNI)" : "oneDNN u8s8s32 (7-bit weights, no VNNI)")
+                + "; conv front end \(front); positional conv \(positional.rawValue); attention scores \(scores)"
         }
     }
 

@@ -536,7 +536,6 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
         var length = samples, inChannels = 1
         let conformer = family == .conformer || family == .wav2vec2Bert
         // The formats the layers actually run in (see ConvFeatureEncoder and GroupedTimeConvolution).
-        let convPrecision = ConvFeatureEncoder.precision(for: precision)
         let positionalPrecision = GroupedTimeConvolution.precision(for: precision)
         if family == .wav2vec2Bert {
             // The filterbank (FFTs, mel products) is a few MFLOP per second of audio: left out.
@@ -547,8 +546,8 @@ public struct Wav2Vec2Configuration: Codable, Sendable, Equatable {
         for i in convDim.indices where family != .wav2vec2Bert {
             guard length >= convKernel[i] else { return StageFlops() }
             length = (length - convKernel[i]) / convStride[i] + 1
-            // The first layer (one input channel) always runs in fp32.
-            stages.featureEncoder[i == 0 ? .fp32 : convPrecision, default: 0]
+            stages.featureEncoder[ConvFeatureEncoder.precision(for: precision, layer: i, groupNorm: featureEncoderNorm == .group),
+                                  default: 0]
                 += 2 * Double(length) * Double(convDim[i]) * Double(inChannels * convKernel[i])
             inChannels = convDim[i]
         }

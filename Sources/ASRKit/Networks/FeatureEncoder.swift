@@ -37,11 +37,11 @@ struct ConvFeatureEncoder: Sendable {
             let bias = c.convBias ? try loader.tensor(key + ".conv.bias", shape: [out]) : nil
             let hasNorm = norm == .layer || i == 0
             let parameters = hasNorm ? try loader.norm(key + ".layer_norm", channels: out, eps: eps) : nil
-            // The first layer (one input channel, a window of ~10 samples) is too narrow a product to gain: fp32.
             let reordered = FloatStorage(copying: CheckpointLoader.reorderConvKernel(raw, out: out, in: inChannels, kernel: kernel))
             layers.append(Layer(
                 inChannels: inChannels, outChannels: out, kernel: kernel, stride: c.convStride[i],
-                weight: WeightMatrix(reordered, n: out, k: kernel * inChannels, precision: i == 0 ? .fp32 : Self.precision(for: precision), pack: i != 0),
+                weight: WeightMatrix(reordered, n: out, k: kernel * inChannels, precision: Self.precision(for: precision, layer: i, groupNorm: norm == .group),
+                                     pack: i != 0),
                 bias: bias, norm: parameters, normOverTime: norm == .group))
             inChannels = out
         }
@@ -52,11 +52,22 @@ struct ConvFeatureEncoder: Sendable {
     /// Output channels of the last layer.
     var outChannels: Int { layers.last!.outChannels }
 
-    /// int8 in the conv feature encoder moved the logits most (it quantizes raw-audio features, before any norm)
-    /// while that stage's time is mostly outside the products (the first layer, norms, GELU, window copies), so int8
-    /// runs the encoder's products in bf16 where the CPU has bf16 dot products (measured in the README).
-    static func precision(for precision: Precision) -> Precision {
+    /// The format conv layer `layer` runs its products in, for a model loaded in `precision`, whose encoder normalises
+    /// with GroupNorm over time after its first layer (`groupNorm`, wav2vec2/HuBERT base) or LayerNorm after every
+    /// layer. The first layer (one input channel, a window of ~10 samples) is too narrow a product to gain: fp32.
+    /// For int8, measured on the fixtures and full-size models (README, "Reduced precision"): int8 in every layer
+    /// moved the logits about three times as far as bf16 there, past transformers' own int8 (8-bit steps on weights
+    /// and activations, neither dominating; smoothing channel ranges did not help on random weights). int8 in the
+    /// second layer alone, which carries about half of the encoder's operations, stays within transformers' int8 on
+    /// every group-norm checkpoint: its input is the first layer's output normalised per channel over time, so
+    /// every channel spans a like range and per-row 8-bit steps fit them all. After a LayerNorm (per frame) the
+    /// channels keep offsets and scales of their own, and int8 there exceeded transformers' max |Δlogit| on two
+    /// layer-norm fixtures: those encoders keep bf16. Past the second layer bf16 where the CPU has bf16 dot products,
+    /// int8 elsewhere (where bf16 would be emulated).
+    static func precision(for precision: Precision, layer: Int, groupNorm: Bool) -> Precision {
+        if layer == 0 { return .fp32 }
         guard precision == .int8 else { return precision }
+        if layer == 1 && groupNorm { return .int8 }
         return ReducedPrecisionKernels.bf16Native ? .bf16 : .int8
     }
 
