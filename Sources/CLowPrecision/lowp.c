@@ -353,7 +353,9 @@ static dnnl_status_t matmul(matmul_spec spec, dnnl_primitive_t *primitive, size_
     return status;
 }
 
-static dnnl_status_t run_matmul(matmul_spec spec, const void *a, const void *w, const float *bias, float *out, void *pad,
+// Runs `primitive` (made from its spec, whose layouts it carries) on A, W, the bias when not NULL and C (`out`: fp32,
+// or int32 for int8) with the caller's scratchpad.
+static dnnl_status_t run_matmul(const void *a, const void *w, const float *bias, void *out, void *pad,
                                 dnnl_primitive_t primitive, thread_state *s) {
     dnnl_status_t status;
     if (!s->stream && (status = dnnl_stream_create(&s->stream, engine, dnnl_stream_default_flags))) return status;
@@ -448,7 +450,7 @@ static int gemm_matmul(int kind, int m, int n, int k, const float *a, int lda, c
         input = base;
     }
     float *out = direct ? c : (float *)(base + a_bytes);
-    status = run_matmul(spec, input, w, spec.bias ? bias : NULL, out, pad_bytes ? base + a_bytes + out_bytes : NULL,
+    status = run_matmul(input, w, spec.bias ? bias : NULL, out, pad_bytes ? base + a_bytes + out_bytes : NULL,
                         primitive, s);
     if (owned) dnnl_primitive_destroy(primitive);
     if (status != dnnl_success) return status;
@@ -566,7 +568,7 @@ int asr_gemm_int8(int m, int n, int k, const float *a, int lda, const int8_t *w,
     if (packed) {
         memset(qa + (size_t)m * k, 0, (size_t)(rows - m) * k);
         void *pad = pad_bytes ? base + qa_bytes + products_bytes + 2 * row_bytes : NULL;
-        status = run_matmul(spec, qa, packed, NULL, products, pad, primitive, s);
+        status = run_matmul(qa, packed, NULL, products, pad, primitive, s);
         if (owned) dnnl_primitive_destroy(primitive);
     } else {
         const int32_t no_offset = 0;
