@@ -108,6 +108,7 @@ final class OwnedBuffer<Element>: @unchecked Sendable {  // immutable after init
         pointer = .allocate(capacity: max(1, count))
         self.count = count
         mapping = nil
+        pages = 0
     }
 
     /// `count` uninitialized elements starting on a cache line (what oneDNN's packed weights prefer).
@@ -116,6 +117,20 @@ final class OwnedBuffer<Element>: @unchecked Sendable {  // immutable after init
             .bindMemory(to: Element.self, capacity: max(1, count))
         self.count = count
         mapping = nil
+        pages = 0
+    }
+
+    /// `count` zeroed elements in pages of their own (an anonymous mapping), given back to the kernel when the buffer
+    /// goes: for temporaries of a load (weights before packing), which in the heap would leave holes the process
+    /// keeps (the CLI keeps freed memory for reuse). nil when the mapping fails.
+    init?(temporaryCount count: Int) {
+        let bytes = max(1, count * MemoryLayout<Element>.stride)
+        guard let address = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+              address != MAP_FAILED else { return nil }
+        pointer = address.bindMemory(to: Element.self, capacity: max(1, count))
+        self.count = count
+        mapping = nil
+        pages = bytes
     }
 
     /// `count` elements read in place inside `mapping`, which this keeps alive; they are only ever read.
@@ -123,9 +138,19 @@ final class OwnedBuffer<Element>: @unchecked Sendable {  // immutable after init
         self.pointer = UnsafeMutablePointer(mutating: pointer)
         self.count = count
         self.mapping = mapping
+        pages = 0
     }
 
-    deinit { if mapping == nil { UnsafeMutableRawPointer(pointer).deallocate() } }
+    /// Bytes of an anonymous mapping of its own (`init(temporaryCount:)`), else 0.
+    private let pages: Int
+
+    deinit {
+        if pages > 0 {
+            munmap(pointer, pages)
+        } else if mapping == nil {
+            UnsafeMutableRawPointer(pointer).deallocate()
+        }
+    }
 }
 
 /// A weight matrix W (n × k, PyTorch's layout: one row per output channel) in the precision the model was loaded
@@ -167,11 +192,14 @@ struct WeightMatrix: Sendable {
         case .fp32:
             storage = pack && ReducedPrecisionKernels.fp32OnOneDNN ? Self.packed(values.pointer, bf16: false, n: n, k: k) ?? .fp32(values) : .fp32(values)
         case .bf16:
-            let buffer = OwnedBuffer<UInt16>(count: n * k)
+            let packs = pack && ReducedPrecisionKernels.bf16Native
+            // Rounded weights that are about to be packed are a temporary in pages of their own.
+            let buffer = (packs ? OwnedBuffer<UInt16>(temporaryCount: n * k) : nil) ?? OwnedBuffer<UInt16>(count: n * k)
             asr_f32_to_bf16(n * k, values.pointer, buffer.pointer)
-            storage = pack && ReducedPrecisionKernels.bf16Native ? Self.packed(buffer.pointer, bf16: true, n: n, k: k) ?? .bf16(buffer) : .bf16(buffer)
+            storage = packs ? Self.packed(buffer.pointer, bf16: true, n: n, k: k) ?? .bf16(buffer) : .bf16(buffer)
         case .int8:
-            let codes = OwnedBuffer<Int8>(count: n * k)
+            let packs = pack && ReducedPrecisionKernels.int8VNNI
+            let codes = (packs ? OwnedBuffer<Int8>(temporaryCount: n * k) : nil) ?? OwnedBuffer<Int8>(count: n * k)
             var scales = [Float](repeating: 0, count: n)
             var sums = [Int32](repeating: 0, count: n)
             let maxCode: Int32 = ReducedPrecisionKernels.int8VNNI ? 127 : 63
