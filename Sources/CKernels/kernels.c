@@ -123,7 +123,7 @@ size_t asr_count_nonfinite(const float *x, size_t count) {
 }
 
 // GroupNorm statistics of the first conv layer come from its input windows, not from its output (see
-// firstLayerFolded in FeatureEncoder.swift): every output channel is a dot product with one window, so its mean and
+// ConvFeatureEncoder.folded in FeatureEncoder.swift): every output channel is a dot product with one window, so its mean and
 // variance over time follow from the windows' mean and covariance (window × window, 10 × 10 for wav2vec2), and the
 // layer runs once instead of twice. Two passes in double (mean, then centred products) as a two-pass variance is.
 ASR_CLONES

@@ -259,6 +259,18 @@ static dnnl_data_type_t input_type(int kind) {
 static dnnl_data_type_t weight_type(int kind) { return kind == PACKED_S8 ? dnnl_s8 : input_type(kind); }
 static dnnl_data_type_t output_type(int kind) { return kind == PACKED_S8 ? dnnl_s32 : dnnl_f32; }
 
+// Rows of a product rounded up to the primitives' bucket.
+static int bucket_rows(int m) { return (m + ROW_BUCKET - 1) / ROW_BUCKET * ROW_BUCKET; }
+
+// Whether oneDNN chose its brgemm kernels (AVX-512 and up) for a primitive, by its implementation name.
+static int is_brgemm(const char *impl) { return impl && strncmp(impl, "brg", 3) == 0; }
+
+// W (n × k) row-major as stored, read as Wᵀ (k × n).
+static dnnl_status_t plain_weights(int kind, int n, int k, dnnl_memory_desc_t *md) {
+    dnnl_dims_t dims = {k, n}, strides = {1, k};
+    return dnnl_memory_desc_init_by_strides(md, 2, dims, weight_type(kind), strides);
+}
+
 // The blocked layout oneDNN's matmul picks for W (k × n, read as Wᵀ) on this CPU; it depends on n, k, the type and
 // the instruction set, not on the row count (checked for 16 to 8224 rows), so one packing serves every call.
 static dnnl_status_t packed_layout(int kind, int n, int k, dnnl_memory_desc_t *layout, const char **impl) {
@@ -281,9 +293,7 @@ static dnnl_status_t packed_layout(int kind, int n, int k, dnnl_memory_desc_t *l
 }
 
 static dnnl_status_t weights_desc(int kind, int n, int k, dnnl_memory_desc_t *md) {
-    if (kind != PLAIN_BF16) return packed_layout(kind, n, k, md, NULL);
-    dnnl_dims_t dims = {k, n}, strides = {1, k};  // W (n × k) row-major read as Wᵀ (k × n)
-    return dnnl_memory_desc_init_by_strides(md, 2, dims, dnnl_bf16, strides);
+    return kind == PLAIN_BF16 ? plain_weights(kind, n, k, md) : packed_layout(kind, n, k, md, NULL);
 }
 
 static dnnl_status_t create_matmul(matmul_spec spec, dnnl_primitive_t *primitive, size_t *scratchpad_bytes) {
@@ -317,7 +327,7 @@ static dnnl_status_t create_matmul(matmul_spec spec, dnnl_primitive_t *primitive
     if (status) return status;
     const char *impl = NULL;
     dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
-    if (spec.kind != PLAIN_BF16 && (!impl || strncmp(impl, "brg", 3) != 0)) {
+    if (spec.kind != PLAIN_BF16 && !is_brgemm(impl)) {
         // Packed weights are only made where brgemm runs (asr_packed_weights_bytes); anything else here would be
         // oneDNN's reference loop. Refused rather than run ~1000 times slower.
         dnnl_primitive_desc_destroy(pd);
@@ -412,7 +422,7 @@ static int gemm_matmul(int kind, int m, int n, int k, const float *a, int lda, c
     thread_state *s = state();
     if (!s) return dnnl_out_of_memory;
     omp_set_num_threads(1);
-    int rows = (m + ROW_BUCKET - 1) / ROW_BUCKET * ROW_BUCKET;
+    int rows = bucket_rows(m);
     // Only dense rows: with a row stride of its own (a slice of a wider matrix) oneDNN 2.6 leaves its brgemm kernels
     // for a reference loop hundreds of times slower.
     int in_place = kind == PACKED_F32 && rows == m && lda == k;
@@ -470,7 +480,7 @@ size_t asr_packed_weights_bytes(int format, int n, int k) {
     const char *impl = NULL;
     if (packed_layout(packed_kind(format), n, k, &layout, &impl) != dnnl_success) return 0;
     // Only where the matmul runs on oneDNN's brgemm kernels (AVX-512); elsewhere the plain products stay.
-    if (!impl || strncmp(impl, "brg", 3) != 0) return 0;
+    if (!is_brgemm(impl)) return 0;
     return dnnl_memory_desc_get_size(&layout);
 }
 
@@ -481,9 +491,8 @@ int asr_pack_weights(int format, int n, int k, const void *w, void *packed) {
     if (!s) return dnnl_out_of_memory;
     int kind = packed_kind(format);
     dnnl_memory_desc_t plain, layout;
-    dnnl_dims_t dims = {k, n}, strides = {1, k};
     dnnl_status_t status;
-    if ((status = dnnl_memory_desc_init_by_strides(&plain, 2, dims, weight_type(kind), strides))) return status;
+    if ((status = plain_weights(kind, n, k, &plain))) return status;
     if ((status = packed_layout(kind, n, k, &layout, NULL))) return status;
     if (!s->stream && (status = dnnl_stream_create(&s->stream, engine, dnnl_stream_default_flags))) return status;
     dnnl_primitive_desc_t pd;
@@ -540,7 +549,7 @@ int asr_gemm_int8(int m, int n, int k, const float *a, int lda, const int8_t *w,
     thread_state *s = state();
     if (!s) return dnnl_out_of_memory;
     // Packed weights: the matmul primitive on a bucket of rows (zero rows padding qa), as for bf16.
-    int rows = packed ? (m + ROW_BUCKET - 1) / ROW_BUCKET * ROW_BUCKET : m;
+    int rows = packed ? bucket_rows(m) : m;
     dnnl_primitive_t primitive = NULL;
     size_t pad_bytes = 0;
     int owned = 0;

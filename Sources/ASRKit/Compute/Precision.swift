@@ -188,26 +188,36 @@ struct WeightMatrix: Sendable {
         precondition(values.count == n * k)
         self.n = n
         self.k = k
+        let packs = pack && Self.packs(precision)
         switch precision {
         case .fp32:
-            storage = pack && ReducedPrecisionKernels.fp32OnOneDNN ? Self.packed(values.pointer, bf16: false, n: n, k: k) ?? .fp32(values) : .fp32(values)
+            storage = packs ? Self.packed(values.pointer, bf16: false, n: n, k: k) ?? .fp32(values) : .fp32(values)
         case .bf16:
-            let packs = pack && ReducedPrecisionKernels.bf16Native
             // Rounded weights that are about to be packed are a temporary in pages of their own.
             let buffer = (packs ? OwnedBuffer<UInt16>(temporaryCount: n * k) : nil) ?? OwnedBuffer<UInt16>(count: n * k)
             asr_f32_to_bf16(n * k, values.pointer, buffer.pointer)
             storage = packs ? Self.packed(buffer.pointer, bf16: true, n: n, k: k) ?? .bf16(buffer) : .bf16(buffer)
         case .int8:
-            let packs = pack && ReducedPrecisionKernels.int8VNNI
             let codes = (packs ? OwnedBuffer<Int8>(temporaryCount: n * k) : nil) ?? OwnedBuffer<Int8>(count: n * k)
             var scales = [Float](repeating: 0, count: n)
             var sums = [Int32](repeating: 0, count: n)
             let maxCode: Int32 = ReducedPrecisionKernels.int8VNNI ? 127 : 63
             asr_quantize_weights_s8(Int32(n), Int32(k), values.pointer, maxCode, codes.pointer, &scales, &sums)
-            storage = pack ? Self.packedInt8(codes.pointer, scales: scales, rowSums: sums, n: n, k: k)
+            storage = packs ? Self.packedInt8(codes.pointer, scales: scales, rowSums: sums, n: n, k: k)
                 ?? .int8(codes, scales: scales, rowSums: sums) : .int8(codes, scales: scales, rowSums: sums)
         }
         if case .fp32 = storage {} else { values.releaseMappedPages() }
+    }
+
+    /// Whether weights loaded in `precision` are packed for oneDNN's matmul on this CPU (where its brgemm kernels run
+    /// that format: fp32 on AVX-512, bf16 on AVX512_BF16, int8 on VNNI; the 7-bit codes of non-VNNI CPUs stay on
+    /// gemm_u8s8s32, whose int16 pair sums they are sized for). `asr_packed_weights_bytes` has the last word per shape.
+    static func packs(_ precision: Precision) -> Bool {
+        switch precision {
+        case .fp32: ReducedPrecisionKernels.fp32OnOneDNN
+        case .bf16: ReducedPrecisionKernels.bf16Native
+        case .int8: ReducedPrecisionKernels.int8VNNI
+        }
     }
 
     /// W (n × k, fp32 or bf16 bits) packed for oneDNN's matmul, or nil where it has no AVX-512 kernels for it here.
@@ -215,11 +225,10 @@ struct WeightMatrix: Sendable {
         packedBuffer(w, format: bf16 ? 1 : 0, n: n, k: k).map { .packed($0, bf16: bf16) }
     }
 
-    /// int8 codes (n × k) packed for oneDNN's int8 matmul, or nil without VNNI or its brgemm kernels (the
-    /// 7-bit codes of non-VNNI CPUs stay on gemm_u8s8s32, whose int16 pair sums they are sized for).
+    /// int8 codes (n × k) packed for oneDNN's int8 matmul, or nil where it has no brgemm kernels for them here (callers
+    /// ask `packs(.int8)` first).
     static func packedInt8(_ codes: UnsafePointer<Int8>, scales: [Float], rowSums: [Int32], n: Int, k: Int) -> Storage? {
-        guard ReducedPrecisionKernels.int8VNNI else { return nil }
-        return packedBuffer(codes, format: 2, n: n, k: k).map { .int8Packed($0, scales: scales, rowSums: rowSums) }
+        packedBuffer(codes, format: 2, n: n, k: k).map { .int8Packed($0, scales: scales, rowSums: rowSums) }
     }
 
     private static func packedBuffer(_ w: UnsafeRawPointer, format: Int32, n: Int, k: Int) -> OwnedBuffer<UInt8>? {
@@ -289,10 +298,11 @@ struct WeightMatrix: Sendable {
                 finish(rows, c)
             }
         case .int8(_, let scales, let sums), .int8Packed(_, let scales, let sums):
-            var plain: SharedPointer<Int8>?, packed: SharedPointer<UInt8>?
-            if case .int8(let w, _, _) = storage { plain = SharedPointer(base: w.pointer) }
-            if case .int8Packed(let w, _, _) = storage { packed = SharedPointer(base: w.pointer) }
-            let (codes, packedCodes) = (plain, packed)
+            let (codes, packedCodes): (SharedPointer<Int8>?, SharedPointer<UInt8>?) = switch storage {
+            case .int8(let w, _, _): (SharedPointer(base: w.pointer), nil)
+            case .int8Packed(let w, _, _): (nil, SharedPointer(base: w.pointer))
+            default: (nil, nil)
+            }
             scales.withUnsafeBufferPointer { scales in
                 sums.withUnsafeBufferPointer { sums in
                     let (s, r) = (SharedPointer(base: UnsafeMutablePointer(mutating: scales.baseAddress!)),

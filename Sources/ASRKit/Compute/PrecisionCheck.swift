@@ -157,7 +157,7 @@ package enum ReducedPrecisionCheck {
         // The inputs as the product sees them: rounded to bf16, or as they are.
         func seen(_ x: Float) -> Float { precision == .bf16 ? bf16(x) : x }
         let library = switch weight.storage {
-        case .packed, .int8Packed: "oneDNN matmul, packed weights"
+        case .packed: "oneDNN matmul, packed weights"
         case .fp32: ReducedPrecisionKernels.fp32OnOneDNN ? "oneDNN sgemm" : "OpenBLAS"
         default: "oneDNN matmul"
         }

@@ -83,7 +83,7 @@ extension WeightMatrix {
     /// bf16 weights as stored (n × k bit patterns).
     init(bf16Bits bits: OwnedBuffer<UInt16>, n: Int, k: Int) {
         precondition(bits.count == n * k)
-        let packed = ReducedPrecisionKernels.bf16Native ? Self.packed(bits.pointer, bf16: true, n: n, k: k) : nil
+        let packed = Self.packs(.bf16) ? Self.packed(bits.pointer, bf16: true, n: n, k: k) : nil
         self.init(n: n, k: k, storage: packed ?? .bf16(bits))
     }
 
@@ -98,7 +98,7 @@ extension WeightMatrix {
         var rowLargest = [Int32](repeating: 0, count: n)
         // Codes packed for the matmul (VNNI) or read in place from a mapped file are only read here (for the sums);
         // others are copied on the way.
-        let packs = ReducedPrecisionKernels.int8VNNI && asr_packed_weights_bytes(2, Int32(n), Int32(k)) > 0
+        let packs = Self.packs(.int8) && asr_packed_weights_bytes(2, Int32(n), Int32(k)) > 0
         let codes = mapping.map { OwnedBuffer(mapped: source.baseAddress!, count: n * k, mapping: $0) }
             ?? OwnedBuffer(count: packs ? 0 : n * k)
         asr_copy_weights_s8(Int32(n), Int32(k), source.baseAddress!, mapping == nil && !packs ? codes.pointer : nil, &sums,
