@@ -80,13 +80,15 @@ void asr_softmax_rows(float *x, size_t rows, size_t cols) {
 }
 
 ASR_CLONES
-void asr_layer_norm_rows(float *x, size_t rows, size_t cols, const float *weight, const float *bias, float eps) {
+void asr_layer_norm_rows(const float *x, float *y, size_t rows, size_t cols, const float *weight, const float *bias,
+                         float eps) {
     // Two passes (mean, then squared deviations) with 16 independent partial sums each, so the reductions vectorise;
-    // 16 lanes keep each partial sum short (48 terms for 768 channels).
+    // 16 lanes keep each partial sum short (48 terms for 768 channels). y may be x (in place).
     enum { LANES = 16 };
     size_t whole = cols / LANES * LANES;
     for (size_t r = 0; r < rows; r++) {
-        float *row = x + r * cols;
+        const float *row = x + r * cols;
+        float *out = y + r * cols;
         float lane[LANES] = {0};
         for (size_t i = 0; i < whole; i += LANES)
             for (int l = 0; l < LANES; l++) lane[l] += row[i + l];
@@ -115,7 +117,7 @@ void asr_layer_norm_rows(float *x, size_t rows, size_t cols, const float *weight
         mean += correction;
         squares -= deviation * correction;
         float inverse_std = 1.0f / __builtin_sqrtf(squares / (float)cols + eps);
-        for (size_t i = 0; i < cols; i++) row[i] = (row[i] - mean) * inverse_std * weight[i] + bias[i];
+        for (size_t i = 0; i < cols; i++) out[i] = (row[i] - mean) * inverse_std * weight[i] + bias[i];
     }
 }
 

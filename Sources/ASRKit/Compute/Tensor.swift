@@ -133,15 +133,34 @@ struct NormParameters: Sendable {
 
     /// LayerNorm over each row (the channel axis), in place; rows are split across threads.
     func layerNorm(_ x: inout Matrix) {
-        let cols = x.cols
-        precondition(weight.count == cols && bias.count == cols)
-        let (weight, bias, eps) = (self.weight, self.bias, self.eps)
+        let (rows, cols) = (x.rows, x.cols)
         x.storage.withUnsafeMutableBufferPointer { data in
             guard let base = data.baseAddress else { return }
-            let shared = SharedPointer(base: base)
-            Parallel.ranges(x.rows, minimumPerPart: max(1, (1 << 15) / max(1, cols))) { rows in
-                asr_layer_norm_rows(shared.base + rows.lowerBound * cols, rows.count, cols, weight, bias, eps)
+            layerNorm(rows: rows, cols: cols, from: base, into: base)
+        }
+    }
+
+    /// LayerNorm of each row of `x` into a new matrix (a pre-LN layer's normalised input, next to the residual it
+    /// keeps): one pass, where copying `x` and normalising the copy in place took two, the copy on one thread.
+    func normalized(_ x: Matrix) -> Matrix {
+        var y = Matrix(uninitializedRows: x.rows, cols: x.cols)  // every row written
+        x.storage.withUnsafeBufferPointer { input in
+            y.storage.withUnsafeMutableBufferPointer { output in
+                guard let from = input.baseAddress, let to = output.baseAddress else { return }
+                layerNorm(rows: x.rows, cols: x.cols, from: from, into: to)
             }
+        }
+        return y
+    }
+
+    /// Rows of `from` normalised into `to` (which may be `from`), rows split across threads.
+    private func layerNorm(rows: Int, cols: Int, from: UnsafePointer<Float>, into to: UnsafeMutablePointer<Float>) {
+        precondition(weight.count == cols && bias.count == cols)
+        let (weight, bias, eps) = (self.weight, self.bias, self.eps)
+        let (source, target) = (SharedPointer(base: UnsafeMutablePointer(mutating: from)), SharedPointer(base: to))
+        Parallel.ranges(rows, minimumPerPart: max(1, (1 << 15) / max(1, cols))) { part in
+            let offset = part.lowerBound * cols
+            asr_layer_norm_rows(source.base + offset, target.base + offset, part.count, cols, weight, bias, eps)
         }
     }
 }
@@ -167,22 +186,33 @@ extension Matrix {
         }
     }
 
-    /// self += other, element-wise.
+    /// self += other, element-wise, split across threads (the residual of every layer: on one thread the other core
+    /// waited).
     mutating func add(_ other: Matrix) {
         precondition(rows == other.rows && cols == other.cols)
-        storage.withUnsafeMutableBufferPointer { a in
-            other.storage.withUnsafeBufferPointer { b in
-                for i in a.indices { a[i] += b[i] }
-            }
+        forEachPart(with: other) { a, b, count in
+            for i in 0..<count { a[i] += b[i] }
         }
     }
 
     /// self += other · factor, element-wise (the Conformer's half-step feed-forward: other · 0.5 + self).
     mutating func add(_ other: Matrix, scaledBy factor: Float) {
         precondition(rows == other.rows && cols == other.cols)
+        forEachPart(with: other) { a, b, count in
+            for i in 0..<count { a[i] = b[i] * factor + a[i] }
+        }
+    }
+
+    /// `body(a, b, count)` on matching ranges of this matrix's and `other`'s elements, one range per thread.
+    private mutating func forEachPart(with other: Matrix,
+                                      _ body: @Sendable (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int) -> Void) {
         storage.withUnsafeMutableBufferPointer { a in
             other.storage.withUnsafeBufferPointer { b in
-                for i in a.indices { a[i] = b[i] * factor + a[i] }
+                guard let aBase = a.baseAddress, let bBase = b.baseAddress else { return }
+                let (target, source) = (SharedPointer(base: aBase), SharedPointer(base: UnsafeMutablePointer(mutating: bBase)))
+                Parallel.ranges(a.count, minimumPerPart: 1 << 15, alignment: 16) { part in
+                    body(target.base + part.lowerBound, source.base + part.lowerBound, part.count)
+                }
             }
         }
     }

@@ -58,8 +58,7 @@ struct ConformerLayer: Sendable {
         /// `valid`: frames from there on are padding, zeroed after the first LayerNorm (w2v-BERT's conv_attention_mask).
         func callAsFunction(_ x: Matrix, valid: Int) -> Matrix {
             let t = x.rows, h = x.cols
-            var y = x
-            norm.layerNorm(&y)
+            var y = norm.normalized(x)
             if valid < t { for i in (valid * h)..<(t * h) { y.storage[i] = 0 } }
             let doubled = pointwise1(y)                   // (t, 2h)
             var gated = Matrix(uninitializedRows: t, cols: h)
@@ -150,19 +149,13 @@ struct ConformerLayer: Sendable {
     /// `valid`: frames from there on are padding (w2v-BERT's masked last frame): no query attends to them and the
     /// convolution module zeroes them.
     func callAsFunction(_ x: inout Matrix, positions: ConformerPositions, valid: Int, profile: StageProfile?, clock: StageClock?) {
-        var normed = x
-        ffn1Norm.layerNorm(&normed)
-        x.add(ffn1(normed), scaledBy: 0.5)
+        x.add(ffn1(ffn1Norm.normalized(x)), scaledBy: 0.5)
         clock?.lap(into: profile, \.feedForward)
-        normed = x
-        attentionNorm.layerNorm(&normed)
-        x.add(attention(normed, positions: positions, validKeys: valid))
+        x.add(attention(attentionNorm.normalized(x), positions: positions, validKeys: valid))
         clock?.lap(into: profile, \.attention)
         x.add(convolution(x, valid: valid))
         clock?.lap(into: profile, \.feedForward)
-        normed = x
-        ffn2Norm.layerNorm(&normed)
-        x.add(ffn2(normed), scaledBy: 0.5)
+        x.add(ffn2(ffn2Norm.normalized(x)), scaledBy: 0.5)
         finalNorm.layerNorm(&x)
         clock?.lap(into: profile, \.feedForward)
     }

@@ -123,15 +123,13 @@ struct TransformerLayer: Sendable {
     /// Stable pre-LN layer (large-lv60, XLS-R, MMS): x = x + Attn(LN(x)); x = x + FFN(FinalLN(x)); then, with an MMS
     /// adapter, x = x + Adapter(x).
     func preNorm(_ x: inout Matrix, fusedAttention: Bool, positions: [Float]?, profile: StageProfile?, clock: StageClock?) {
-        var normed = x
-        attentionNorm.layerNorm(&normed)
+        let attentionInput = attentionNorm.normalized(x)
         clock?.lap(into: profile, \.norms)
-        x.add(attention(normed, fused: fusedAttention, positions: positions))
+        x.add(attention(attentionInput, fused: fusedAttention, positions: positions))
         clock?.lap(into: profile, \.attention)
-        normed = x
-        finalNorm.layerNorm(&normed)
+        let feedForwardInput = finalNorm.normalized(x)
         clock?.lap(into: profile, \.norms)
-        x.add(feedForward(normed))
+        x.add(feedForward(feedForwardInput))
         clock?.lap(into: profile, \.feedForward)
         if let adapter {
             x.add(adapter(x))
@@ -156,9 +154,7 @@ struct AttentionAdapter: Sendable {
 
     /// (frames, hidden) → (frames, hidden)
     func callAsFunction(_ x: Matrix) -> Matrix {
-        var y = x
-        norm.layerNorm(&y)
-        let inner = down(y, activation: .relu)   // (frames, adapter_attn_dim)
+        let inner = down(norm.normalized(x), activation: .relu)   // (frames, adapter_attn_dim)
         return up(inner)
     }
 }

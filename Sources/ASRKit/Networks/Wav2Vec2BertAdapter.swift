@@ -21,16 +21,10 @@ struct Wav2Vec2BertAdapter: Sendable {
         let feedForward: ConformerLayer.FeedForward  // .ffn (adapter_act)
 
         func callAsFunction(_ x: Matrix, validKeys: Int) -> Matrix {
-            var normed = x
-            residualNorm.layerNorm(&normed)
-            let residual = residualConvolution(normed)
-            normed = x
-            attentionNorm.layerNorm(&normed)
-            var y = attention(attentionConvolution(normed), positions: .none, validKeys: validKeys)
+            let residual = residualConvolution(residualNorm.normalized(x))
+            var y = attention(attentionConvolution(attentionNorm.normalized(x)), positions: .none, validKeys: validKeys)
             y.add(residual)
-            normed = y
-            feedForwardNorm.layerNorm(&normed)
-            y.add(feedForward(normed))
+            y.add(feedForward(feedForwardNorm.normalized(y)))
             return y
         }
     }

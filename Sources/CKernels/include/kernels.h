@@ -14,8 +14,10 @@ void asr_softmax_rows(float *x, size_t rows, size_t cols);
 /// How many of `count` floats are NaN or infinite.
 size_t asr_count_nonfinite(const float *x, size_t count);
 
-/// In place: LayerNorm of each of `rows` rows of `cols` floats (biased variance, as torch), then · weight + bias.
-void asr_layer_norm_rows(float *x, size_t rows, size_t cols, const float *weight, const float *bias, float eps);
+/// LayerNorm of each of `rows` rows of `cols` floats of x (biased variance, as torch), then · weight + bias, into y
+/// (which may be x: in place).
+void asr_layer_norm_rows(const float *x, float *y, size_t rows, size_t cols, const float *weight, const float *bias,
+                         float eps);
 
 /// Floats of scratch `asr_attention_head` needs for `t` frames and head size `d`.
 size_t asr_attention_workspace(size_t t, size_t d);
