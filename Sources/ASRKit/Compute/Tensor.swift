@@ -119,6 +119,24 @@ struct Linear: Sendable {
     }
 }
 
+extension Matrix {
+    /// Attention's Q, K and V (each t × h, t the rows of the inputs) one after the other in one (3t × h) matrix, every
+    /// block with dense rows: q and k of `queryKeyInput`, v of `valueInput` (the same matrix except where Q and K are
+    /// rotated first). Side by side in rows of 3h, each product would write rows with a stride of their own, which
+    /// packed products copy out.
+    static func attentionProjections(q: Linear, k: Linear, v: Linear, queryKeyInput: Matrix, valueInput: Matrix) -> Matrix {
+        let (t, h) = (valueInput.rows, v.outFeatures)
+        precondition(queryKeyInput.rows == t && q.outFeatures == h && k.outFeatures == h)
+        var qkv = Matrix(uninitializedRows: 3 * t, cols: h)  // every block written below
+        qkv.storage.withUnsafeMutableBufferPointer { out in
+            q.apply(queryKeyInput, into: out.baseAddress!, ldc: h)
+            k.apply(queryKeyInput, into: out.baseAddress! + t * h, ldc: h)
+            v.apply(valueInput, into: out.baseAddress! + 2 * t * h, ldc: h)
+        }
+        return qkv
+    }
+}
+
 /// `body` with a pointer to the elements of `values`, or nil when there are none.
 func withPointer<T, R>(to values: [T]?, _ body: (UnsafePointer<T>?) throws -> R) rethrows -> R {
     guard let values else { return try body(nil) }

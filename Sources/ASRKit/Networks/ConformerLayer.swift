@@ -206,13 +206,8 @@ struct ConformerAttention: Sendable {
         let scale = 1 / Float(d).squareRoot()
         let queryKeyInput: Matrix
         if case .rotary(let table) = positions { queryKeyInput = table.rotate(x, heads: heads) } else { queryKeyInput = x }
-        // Q, K and V one after the other, each (t, h) with dense rows (as in TransformerLayer.attention).
-        var qkv = Matrix(uninitializedRows: 3 * t, cols: h)
-        qkv.storage.withUnsafeMutableBufferPointer { o in
-            q.apply(queryKeyInput, into: o.baseAddress!, ldc: h)
-            k.apply(queryKeyInput, into: o.baseAddress! + t * h, ldc: h)
-            v.apply(x, into: o.baseAddress! + 2 * t * h, ldc: h)
-        }
+        // Q, K and V one after the other, each (t, h).
+        let qkv = Matrix.attentionProjections(q: q, k: k, v: v, queryKeyInput: queryKeyInput, valueInput: x)
         var projected: Matrix?                                  // (2t − 1, h)
         if case .relative(let embeddings) = positions, let positionProjection { projected = positionProjection(embeddings) }
         let width = 2 * t - 1

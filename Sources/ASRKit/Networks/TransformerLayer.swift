@@ -53,14 +53,8 @@ struct TransformerLayer: Sendable {
         let scale = 1 / Float(d).squareRoot()
         let bias = positionGate.flatMap { gate in positions.map { AttentionBias(gates: gate.gates(x), table: $0) } }
         let fused = requestedFused && bias == nil
-        // Q, K and V one after the other, each (t, h) with dense rows, every element written below. (Side by side in
-        // rows of 3h, each product would write rows with a stride of their own, which packed products copy out.)
-        var qkv = Matrix(uninitializedRows: 3 * t, cols: h)
-        qkv.storage.withUnsafeMutableBufferPointer { out in
-            q.apply(x, into: out.baseAddress!, ldc: h)
-            k.apply(x, into: out.baseAddress! + t * h, ldc: h)
-            v.apply(x, into: out.baseAddress! + 2 * t * h, ldc: h)
-        }
+        // Q, K and V one after the other, each (t, h).
+        let qkv = Matrix.attentionProjections(q: q, k: k, v: v, queryKeyInput: x, valueInput: x)
         var context = Matrix(uninitializedRows: t, cols: h)   // (t, h): heads side by side, each written once
         // Heads run in parallel, each worker with its own scratch: the fused kernel's packed operands, or a (t, t)
         // score matrix for the BLAS path.
