@@ -5,7 +5,9 @@ Builds random models with the exact architectures of tools/compare_full_size.py 
 large-lv60 by default; --models also takes wavlm, data2vec, unispeech-sat and mms) with transformers (if absent),
 then in one run times, on the same audio and with the same thread count: transformers fp32, bf16 autocast and dynamic int8 (torch), ONNX Runtime fp32 and dynamic int8 (exported from the
 same model), and our `asr bench` in each --precision. Prints, per model and length, the median real-time factors
-(processing seconds / audio seconds) and each engine's speed relative to the fastest peer configuration.
+(processing seconds / audio seconds) and each engine's speed relative to the fastest peer configuration, and for each
+of our precisions its limit on this CPU: `asr bench`'s whole pass with every product at the measured peak of its
+number format and everything else free, as a speed relative to the same fastest peer (in the number formats each stage runs in now, no kernel can pass it).
 
     swift build -c release
     pip install torch transformers onnx onnxruntime
@@ -112,6 +114,13 @@ def time_ours(asr, directory, seconds, runs, threads, attention=None, precision=
     return median, out, float(peak.group(1)) if peak else None
 
 
+def limit_of(out):
+    """`asr bench`'s whole pass at this CPU's measured peaks (every product at the peak of its format, everything
+    else free): no kernel beats it, so it bounds what any tuning can reach."""
+    found = re.search(r"whole pass at the measured peaks: ([0-9.]+) s", out)
+    return float(found.group(1)) if found else None
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--asr", default=os.path.join(ROOT, ".build", "release", "asr"))
@@ -151,12 +160,14 @@ def main():
             peers = [e for e in engines if not (e.startswith("onnxruntime") and key.startswith("w2v-bert"))]
             times = {name: [] for name in peers + ours_engines}
             peaks = {name: [] for name in ours_engines}
+            limits = {name: [] for name in ours_engines}
             for round_number in range(args.rounds):
                 # Engines take turns within each round, so drift in the machine's speed hits them alike.
                 for precision in args.precisions:
-                    median, _, peak = time_ours(args.asr, directory, seconds, args.runs, args.threads, precision=precision)
+                    median, out, peak = time_ours(args.asr, directory, seconds, args.runs, args.threads, precision=precision)
                     times[f"asr {precision}"].append(median)
                     peaks[f"asr {precision}"].append(peak)
+                    limits[f"asr {precision}"].append(limit_of(out))
                 if args.blas_attention:
                     times["asr fp32, BLAS attention"].append(
                         time_ours(args.asr, directory, seconds, args.runs, args.threads, "blas")[0])
@@ -176,10 +187,11 @@ def main():
             medians = {name: statistics.median(t) for name, t in times.items() if not any(v != v for v in t)}
             fastest_peer = min((name for name in peers if name in medians), key=lambda name: medians[name])
             rows.append((key, seconds, medians, fastest_peer,
-                         {name: max(p) for name, p in peaks.items() if p and None not in p}))
+                         {name: max(p) for name, p in peaks.items() if p and None not in p},
+                         {name: statistics.median(v) for name, v in limits.items() if v and None not in v}))
     print(f"threads: {args.threads}, runs: {args.runs} per round, rounds: {args.rounds} (median of medians), "
           f"torch {torch.__version__}")
-    for key, seconds, medians, fastest_peer, peaks in rows:
+    for key, seconds, medians, fastest_peer, peaks, limits in rows:
         print(f"\n{key}, {seconds:.0f} s of audio: RTF (processing seconds / audio seconds)")
         print(f"  {'engine':28s} {'RTF':>8s} {'vs fastest peer':>16s} {'peak RSS':>9s}")
         for name, t in medians.items():
@@ -187,6 +199,10 @@ def main():
             mark = " (fastest peer)" if name == fastest_peer else ""
             peak = f"{peaks[name]:7.0f} MB" if name in peaks else ""
             print(f"  {name:28s} {t / seconds:8.4f} {ratio:15.2f}× {peak:>9s}{mark}")
+        # Ours with every product at the CPU's measured peak and everything else free: the most any tuning could give.
+        for name, limit in limits.items():
+            print(f"  {name + ' at the peaks (limit)':28s} {limit / seconds:8.4f} {medians[fastest_peer] / limit:15.2f}×"
+                  f"  ({100 * limit / medians[name]:.0f} % of peak reached)")
 
 
 if __name__ == "__main__":

@@ -214,6 +214,10 @@ import Glibc
         // time, share, GFLOP/s, share of the peak, formats
         #expect(feedForward.contains(" s ") && feedForward.contains("int8 100 %"), "\(feedForward)")
         #expect(feedForward.split(separator: " ").filter { $0 == "%" }.count == 3, "\(feedForward)")
+        // And the whole pass's limit: every stage's products at those peaks, against the median run.
+        let limit = try #require(bench.output.split(separator: "\n").first { $0.hasPrefix("whole pass at the measured peaks: ") })
+        let numbers = limit.split(whereSeparator: { !"0123456789.".contains($0) }).compactMap { Double($0) }
+        #expect(numbers.count == 3 && numbers[0] > 0 && numbers[2] > 0, "\(limit)")
     }
 
     @Test func helpAndUsageAgree() throws {
