@@ -111,14 +111,10 @@ def time_ours(asr, directory, seconds, runs, threads, attention=None, precision=
                          check=True, capture_output=True, text=True, env=env).stdout
     median = float(re.search(r"median: ([0-9.]+) s", out).group(1))
     peak = re.search(r"peak RSS: ([0-9.]+) MB", out)
-    return median, out, float(peak.group(1)) if peak else None
-
-
-def limit_of(out):
-    """`asr bench`'s whole pass at this CPU's measured peaks (every product at the peak of its format, everything
-    else free): no kernel beats it, so it bounds what any tuning can reach."""
-    found = re.search(r"whole pass at the measured peaks: ([0-9.]+) s", out)
-    return float(found.group(1)) if found else None
+    # The whole pass at this CPU's measured peaks (every product at the peak of its format, everything else free):
+    # no kernel beats it, so it bounds what any tuning can reach.
+    limit = re.search(r"whole pass at the measured peaks: ([0-9.]+) s", out)
+    return median, float(peak.group(1)) if peak else None, float(limit.group(1)) if limit else None
 
 
 def main():
@@ -164,10 +160,10 @@ def main():
             for round_number in range(args.rounds):
                 # Engines take turns within each round, so drift in the machine's speed hits them alike.
                 for precision in args.precisions:
-                    median, out, peak = time_ours(args.asr, directory, seconds, args.runs, args.threads, precision=precision)
+                    median, peak, limit = time_ours(args.asr, directory, seconds, args.runs, args.threads, precision=precision)
                     times[f"asr {precision}"].append(median)
                     peaks[f"asr {precision}"].append(peak)
-                    limits[f"asr {precision}"].append(limit_of(out))
+                    limits[f"asr {precision}"].append(limit)
                 if args.blas_attention:
                     times["asr fp32, BLAS attention"].append(
                         time_ours(args.asr, directory, seconds, args.runs, args.threads, "blas")[0])

@@ -262,6 +262,16 @@ BF16_TARGET static inline __attribute__((always_inline)) void bf16_row_pairs(con
     for (; 2 * p < d; p++) pairs[p] = bf16_pair(row[2 * p] * scale, 2 * p + 1 < d ? row[2 * p + 1] * scale : 0);
 }
 
+// Column `column` of a panel whose pair p sits at panel[p · width + column]: `row` (d values, times `scale`) as pairs,
+// or zeros for a padding row (NULL). `scratch` holds one row's pairs on their way to the strided column.
+BF16_TARGET static inline __attribute__((always_inline)) void bf16_panel_column(const float *row, size_t d, float scale,
+                                                                               uint32_t *scratch, uint32_t *panel,
+                                                                               size_t width, size_t column) {
+    size_t dim_pairs = (d + 1) / 2;
+    if (row) bf16_row_pairs(row, d, scale, scratch);
+    for (size_t p = 0; p < dim_pairs; p++) panel[p * width + column] = row ? scratch[p] : 0;
+}
+
 // c[MR][NR] (row stride ldc) = Σ_p pairs x[p][i] · w[p][j] (each a dot product of two bf16), plus c's old value
 // scaled per column by carry[j] when `carry` is given. x is packed [pair][MR] (32-bit pairs, broadcast), w [pair][NR]
 // pairs (two vectors of 16 pairs).
@@ -324,12 +334,7 @@ BF16_TARGET void asr_attention_head_bf16(size_t t, size_t d, const float *q, con
         uint32_t *panel = packed_k + k0 * dim_pairs;
         for (size_t i = 0; i < MR; i++) {
             if (k0 + i + 2 * MR < t) prefetch_row(k + (k0 + i + 2 * MR) * ld, d);
-            if (k0 + i < t) {
-                bf16_row_pairs(k + (k0 + i) * ld, d, 1.0f, row_pairs);
-                for (size_t p = 0; p < dim_pairs; p++) panel[p * MR + i] = row_pairs[p];
-            } else {
-                for (size_t p = 0; p < dim_pairs; p++) panel[p * MR + i] = 0;
-            }
+            bf16_panel_column(k0 + i < t ? k + (k0 + i) * ld : NULL, d, 1.0f, row_pairs, panel, MR, i);
         }
     }
     for (size_t p = 0; p < key_pairs; p++) {
@@ -356,12 +361,7 @@ BF16_TARGET void asr_attention_head_bf16(size_t t, size_t d, const float *q, con
         size_t queries = t - q0 < NR ? t - q0 : NR;
         for (size_t j = 0; j < NR; j++) {
             if (q0 + NR + j < t) prefetch_row(q + (q0 + NR + j) * ld, d);
-            if (j < queries) {
-                bf16_row_pairs(q + (q0 + j) * ld, d, scale, row_pairs);
-                for (size_t p = 0; p < dim_pairs; p++) packed_q[p * NR + j] = row_pairs[p];
-            } else {
-                for (size_t p = 0; p < dim_pairs; p++) packed_q[p * NR + j] = 0;
-            }
+            bf16_panel_column(j < queries ? q + (q0 + j) * ld : NULL, d, scale, row_pairs, packed_q, NR, j);
         }
         for (size_t j = 0; j < queries; j++)
             for (size_t i = 0; i < d; i += 16) __builtin_prefetch(out + (q0 + j) * ldo + i, 1);
